@@ -1,0 +1,780 @@
+//! The public classifier: a builder that loads a model directory and yields an immutable,
+//! `Send + Sync` [`Classifier`].
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use candle_core::{DType, Device, IndexOp, Module, Tensor};
+use candle_nn::{linear, Linear, VarBuilder};
+use serde::{Deserialize, Serialize};
+
+use crate::bert::{l2_normalize, mean_pool, Encoder};
+use crate::checksum::{weight_files, weights_sha256};
+use crate::config::{Architecture, ModelConfig, Pooling, PoolingConfig};
+use crate::error::{read_json, Error, Result};
+use crate::labels::{softmax, Activation, HeadMeta, LabelsConfig, Mode};
+use crate::tokenize::{Prepared, TextTokenizer, WindowOptions};
+
+/// The `[model]` section of `workspace.toml`: which model and how texts are fed to it.
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct ModelOptions {
+    /// A folder under `models/`, or a path to a model directory.
+    pub name: String,
+    /// Text put before every input, as the model card says (e5: `"query: "`).
+    #[serde(default)]
+    pub prefix: String,
+    /// Most tokens of one window (specials and prefix included); the model's maximum when absent.
+    #[serde(default)]
+    pub max_tokens: Option<usize>,
+    /// Tokens shared by neighbouring windows of a long text.
+    #[serde(default = "default_overlap")]
+    pub window_overlap: usize,
+    /// Most windows in one forward pass.
+    #[serde(default = "default_batch_size")]
+    pub batch_size: usize,
+}
+
+fn default_overlap() -> usize {
+    64
+}
+fn default_batch_size() -> usize {
+    32
+}
+
+impl ModelOptions {
+    /// Options for the model `name` with the defaults.
+    pub fn new(name: impl Into<String>) -> Self {
+        ModelOptions {
+            name: name.into(),
+            prefix: String::new(),
+            max_tokens: None,
+            window_overlap: default_overlap(),
+            batch_size: default_batch_size(),
+        }
+    }
+}
+
+/// Most padded tokens in one forward pass (bounds the attention matrices' memory).
+const MAX_BATCH_TOKENS: usize = 8192;
+
+/// Builds a [`Classifier`] from a model directory.
+///
+/// ```no_run
+/// use triage_classify::{ClassifierBuilder, LabelSpec, LabelsConfig};
+///
+/// let mut labels = LabelsConfig::default();
+/// for (name, description) in [("spam", "Advertising, scams, get rich quick."), ("news", "News reporting.")] {
+///     labels.labels.push((name.into(), LabelSpec { description: Some(description.into()), ..Default::default() }));
+/// }
+/// let classifier = ClassifierBuilder::new("models/multilingual-e5-small")
+///     .prefix("query: ")
+///     .labels(labels)
+///     .build()?;
+/// let result = classifier.classify("Gagnez 5000 euros par jour sans rien faire !")?;
+/// println!("{} {:.3}", result.top().unwrap().label(), result.top().unwrap().score());
+/// # Ok::<(), triage_classify::Error>(())
+/// ```
+#[derive(Debug, Clone)]
+pub struct ClassifierBuilder {
+    dir: PathBuf,
+    options: ModelOptions,
+    labels: LabelsConfig,
+}
+
+impl ClassifierBuilder {
+    /// Starts from a model directory (`config.json`, `tokenizer.json`, `*.safetensors`).
+    pub fn new(dir: impl AsRef<Path>) -> Self {
+        let dir = dir.as_ref().to_owned();
+        let name = dir
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        ClassifierBuilder {
+            dir,
+            options: ModelOptions::new(name),
+            labels: LabelsConfig::default(),
+        }
+    }
+
+    /// Sets the text prefix (e5 models want `"query: "`).
+    pub fn prefix(mut self, prefix: impl Into<String>) -> Self {
+        self.options.prefix = prefix.into();
+        self
+    }
+
+    /// Sets every model option at once (the `[model]` section); keeps the directory.
+    pub fn options(mut self, options: ModelOptions) -> Self {
+        self.options = options;
+        self
+    }
+
+    /// Sets the taxonomy and the scoring mode (the `[labels]` section).
+    pub fn labels(mut self, labels: LabelsConfig) -> Self {
+        self.labels = labels;
+        self
+    }
+
+    /// Loads the model and prepares the labels.
+    #[tracing::instrument(skip_all, fields(dir = %self.dir.display()))]
+    pub fn build(self) -> Result<Classifier> {
+        let dir = &self.dir;
+        let config_path = dir.join("config.json");
+        if !config_path.exists() {
+            return Err(Error::MissingFile {
+                dir: dir.clone(),
+                file: "config.json".into(),
+            });
+        }
+        let config = ModelConfig::from_file(&config_path)?;
+        let tokenizer_path = dir.join("tokenizer.json");
+        if !tokenizer_path.exists() {
+            return Err(Error::MissingFile {
+                dir: dir.clone(),
+                file: "tokenizer.json".into(),
+            });
+        }
+        let model_max = config.max_tokens();
+        let max_tokens = self.options.max_tokens.unwrap_or(model_max).min(model_max);
+        let tokenizer = TextTokenizer::from_file(
+            &tokenizer_path,
+            &self.options.prefix,
+            WindowOptions {
+                max_tokens,
+                overlap: self.options.window_overlap,
+            },
+        )?;
+        let pooling = PoolingConfig::from_dir(dir)?;
+        let files = weight_files(dir)?;
+        let device = Device::Cpu;
+        let weights_err = |e: candle_core::Error| Error::Weights {
+            dir: dir.clone(),
+            message: e.to_string(),
+        };
+        // SAFETY: the weight files are memory-mapped read-only; triage never writes to a
+        // model directory's weights while a classifier holds them.
+        let root = unsafe { VarBuilder::from_mmaped_safetensors(&files, DType::F32, &device) }
+            .map_err(weights_err)?;
+        let prefix = ["", "bert.", "roberta.", "model."]
+            .into_iter()
+            .find(|p| root.contains_tensor(&format!("{p}embeddings.word_embeddings.weight")))
+            .ok_or_else(|| Error::Weights {
+                dir: dir.clone(),
+                message: "no tensor embeddings.word_embeddings.weight (nor under bert., roberta.)"
+                    .into(),
+            })?;
+        let encoder_vb = if prefix.is_empty() {
+            root.clone()
+        } else {
+            root.pp(prefix.trim_end_matches('.'))
+        };
+        let encoder = Encoder::load(encoder_vb, &config).map_err(weights_err)?;
+        let sha = weights_sha256(dir)?;
+        let model_id = format!("{}@sha256:{}", self.options.name, sha);
+
+        let mut classifier = Classifier {
+            inner: Arc::new(Inner {
+                encoder,
+                tokenizer,
+                pooling,
+                scorer: Scorer::None,
+                labels: Vec::new(),
+                multi_label: self.labels.multi_label,
+                model_id,
+                weights_sha256: sha,
+                batch_size: self.options.batch_size.max(1),
+                dir: dir.clone(),
+            }),
+        };
+        let (scorer, labels) = self.scorer(&classifier, &root, &config)?;
+        let inner = Arc::get_mut(&mut classifier.inner).expect("classifier not shared yet");
+        inner.scorer = scorer;
+        inner.labels = labels;
+        Ok(classifier)
+    }
+
+    fn scorer(
+        &self,
+        classifier: &Classifier,
+        root: &VarBuilder,
+        config: &ModelConfig,
+    ) -> Result<(Scorer, Vec<LabelInfo>)> {
+        let lc = &self.labels;
+        let info =
+            |names: Vec<String>, suggested: &dyn Fn(&str) -> Option<f32>| -> Vec<LabelInfo> {
+                names
+                    .into_iter()
+                    .map(|name| {
+                        let explicit = lc
+                            .labels
+                            .iter()
+                            .find(|(n, _)| *n == name)
+                            .and_then(|(_, s)| s.threshold);
+                        let threshold = explicit
+                            .or_else(|| suggested(&name))
+                            .unwrap_or(lc.default_threshold);
+                        LabelInfo { name, threshold }
+                    })
+                    .collect()
+            };
+        let check_known = |known: &[String]| -> Result<()> {
+            for (name, _) in &lc.labels {
+                if !known.contains(name) {
+                    return Err(Error::Labels {
+                        key: name.clone(),
+                        message: format!(
+                            "not a label of the model (its labels: {})",
+                            known.join(", ")
+                        ),
+                    });
+                }
+            }
+            Ok(())
+        };
+        match lc.mode {
+            Mode::Prototypes => {
+                if lc.labels.is_empty() {
+                    return Err(Error::Labels {
+                        key: "mode".into(),
+                        message: "prototypes mode needs at least one [labels.<name>] table".into(),
+                    });
+                }
+                let mut texts = Vec::new();
+                let mut owner = Vec::new();
+                for (i, (name, spec)) in lc.labels.iter().enumerate() {
+                    let n0 = texts.len();
+                    texts.extend(spec.description.iter().cloned());
+                    texts.extend(spec.examples.iter().cloned());
+                    if texts.len() == n0 {
+                        return Err(Error::Labels {
+                            key: name.clone(),
+                            message: "has neither a description nor examples to score it by".into(),
+                        });
+                    }
+                    owner.extend(std::iter::repeat_n(i, texts.len() - n0));
+                }
+                let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
+                let rows = classifier.embed(&refs)?;
+                let h = classifier.inner.encoder.hidden_size();
+                let flat: Vec<f32> = rows.into_iter().flatten().collect();
+                let protos = Tensor::from_vec(flat, (texts.len(), h), &Device::Cpu)?;
+                let names = lc.labels.iter().map(|(n, _)| n.clone()).collect();
+                Ok((
+                    Scorer::Prototypes {
+                        protos,
+                        owner,
+                        labels: lc.labels.len(),
+                        temperature: lc.temperature,
+                    },
+                    info(names, &|_| None),
+                ))
+            }
+            Mode::Checkpoint => {
+                let c = config.bert();
+                let id2label = c.id2label.as_ref().ok_or_else(|| Error::Labels {
+                    key: "mode".into(),
+                    message: format!(
+                        "checkpoint mode needs id2label in {}",
+                        self.dir.join("config.json").display()
+                    ),
+                })?;
+                let mut pairs: Vec<(usize, String)> = id2label
+                    .iter()
+                    .map(|(k, v)| k.parse().map(|i| (i, v.clone())))
+                    .collect::<std::result::Result<_, _>>()
+                    .map_err(|_| Error::Json {
+                        path: self.dir.join("config.json"),
+                        message: "id2label keys must be integers".into(),
+                    })?;
+                pairs.sort();
+                let names: Vec<String> = pairs.into_iter().map(|(_, v)| v).collect();
+                check_known(&names)?;
+                let head = CheckpointHead::load(root, config, names.len()).map_err(|e| {
+                    Error::Weights {
+                        dir: self.dir.clone(),
+                        message: format!("sequence classification head: {e}"),
+                    }
+                })?;
+                let activation = match c.problem_type.as_deref() {
+                    Some("multi_label_classification") => Activation::Sigmoid,
+                    _ => Activation::Softmax,
+                };
+                Ok((
+                    Scorer::Checkpoint { head, activation },
+                    info(names, &|_| None),
+                ))
+            }
+            Mode::Head => {
+                let rel = lc.head.as_ref().ok_or_else(|| Error::Labels {
+                    key: "head".into(),
+                    message: "head mode needs `head = \"<dir>\"` in [labels]".into(),
+                })?;
+                let path = if rel.is_absolute() {
+                    rel.clone()
+                } else {
+                    self.dir.join(rel)
+                };
+                let head = LinearHead::load(&path, classifier.inner.encoder.hidden_size())?;
+                check_known(&head.meta.labels)?;
+                let meta = head.meta.clone();
+                let labels = info(meta.labels.clone(), &|n| meta.thresholds.get(n).copied());
+                Ok((Scorer::Head(head), labels))
+            }
+        }
+    }
+}
+
+/// A trained linear head: `head.safetensors` (`weight` `[labels, hidden]`, `bias` `[labels]`)
+/// and `head.json` ([`HeadMeta`]) in one directory.
+#[derive(Debug, Clone)]
+pub struct LinearHead {
+    weight: Tensor,
+    bias: Tensor,
+    /// What `head.json` says.
+    pub meta: HeadMeta,
+}
+
+impl LinearHead {
+    /// Reads a head directory and checks it fits an encoder of width `hidden`.
+    pub fn load(dir: &Path, hidden: usize) -> Result<Self> {
+        let err = |message: String| Error::Head {
+            path: dir.to_owned(),
+            message,
+        };
+        let meta: HeadMeta = read_json(&dir.join("head.json"))?;
+        let st = dir.join("head.safetensors");
+        let tensors =
+            candle_core::safetensors::load(&st, &Device::Cpu).map_err(|e| err(e.to_string()))?;
+        let weight = tensors
+            .get("weight")
+            .ok_or_else(|| err("no tensor `weight`".into()))?;
+        let bias = tensors
+            .get("bias")
+            .ok_or_else(|| err("no tensor `bias`".into()))?;
+        let n = meta.labels.len();
+        if weight.dims() != [n, hidden] || bias.dims() != [n] {
+            return Err(err(format!(
+                "weight {:?} and bias {:?} do not fit {n} labels on a {hidden}-wide encoder",
+                weight.dims(),
+                bias.dims()
+            )));
+        }
+        Ok(LinearHead {
+            weight: weight.to_dtype(DType::F32)?,
+            bias: bias.to_dtype(DType::F32)?,
+            meta,
+        })
+    }
+
+    /// Logits of pooled embeddings `[n, hidden]` -> `[n, labels]`.
+    pub fn logits(&self, pooled: &Tensor) -> candle_core::Result<Tensor> {
+        pooled.matmul(&self.weight.t()?)?.broadcast_add(&self.bias)
+    }
+}
+
+enum CheckpointHead {
+    /// BERT: pooler (dense + tanh on the first token), then `classifier`.
+    Bert { pooler: Linear, classifier: Linear },
+    /// RoBERTa / XLM-R: `classifier.dense` + tanh, then `classifier.out_proj`.
+    Roberta { dense: Linear, out_proj: Linear },
+}
+
+impl CheckpointHead {
+    fn load(root: &VarBuilder, config: &ModelConfig, n: usize) -> candle_core::Result<Self> {
+        let h = config.bert().hidden_size;
+        Ok(match config.architecture() {
+            Architecture::Bert => {
+                let pooler = if root.contains_tensor("bert.pooler.dense.weight") {
+                    root.pp("bert.pooler.dense")
+                } else {
+                    root.pp("pooler.dense")
+                };
+                CheckpointHead::Bert {
+                    pooler: linear(h, h, pooler)?,
+                    classifier: linear(h, n, root.pp("classifier"))?,
+                }
+            }
+            Architecture::XlmRoberta => CheckpointHead::Roberta {
+                dense: linear(h, h, root.pp("classifier.dense"))?,
+                out_proj: linear(h, n, root.pp("classifier.out_proj"))?,
+            },
+        })
+    }
+
+    fn forward(&self, first: &Tensor) -> candle_core::Result<Tensor> {
+        match self {
+            CheckpointHead::Bert { pooler, classifier } => {
+                classifier.forward(&pooler.forward(first)?.tanh()?)
+            }
+            CheckpointHead::Roberta { dense, out_proj } => {
+                out_proj.forward(&dense.forward(first)?.tanh()?)
+            }
+        }
+    }
+}
+
+enum Scorer {
+    None,
+    Prototypes {
+        protos: Tensor,
+        owner: Vec<usize>,
+        labels: usize,
+        temperature: f32,
+    },
+    Checkpoint {
+        head: CheckpointHead,
+        activation: Activation,
+    },
+    Head(LinearHead),
+}
+
+struct LabelInfo {
+    name: String,
+    threshold: f32,
+}
+
+struct Inner {
+    encoder: Encoder,
+    tokenizer: TextTokenizer,
+    pooling: PoolingConfig,
+    scorer: Scorer,
+    labels: Vec<LabelInfo>,
+    multi_label: bool,
+    model_id: String,
+    weights_sha256: String,
+    batch_size: usize,
+    dir: PathBuf,
+}
+
+/// A loaded model with its labels: immutable, cheap to clone, `Send + Sync`.
+#[derive(Clone)]
+pub struct Classifier {
+    inner: Arc<Inner>,
+}
+
+/// A character span of the input text, `start..end` in chars.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Span {
+    /// First character.
+    pub start: usize,
+    /// One past the last character.
+    pub end: usize,
+}
+
+/// One label's score for one text.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct LabelScore {
+    label: String,
+    score: f32,
+    flagged: bool,
+}
+
+impl LabelScore {
+    /// The label's name.
+    pub fn label(&self) -> &str {
+        &self.label
+    }
+    /// The score, within 0 and 1: the maximum over the text's windows.
+    pub fn score(&self) -> f32 {
+        self.score
+    }
+    /// Whether the score reaches the label's threshold (and, single-label, the label is the top).
+    pub fn flagged(&self) -> bool {
+        self.flagged
+    }
+}
+
+/// The labels of one text.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Classification {
+    labels: Vec<LabelScore>,
+    top: usize,
+    evidence: Span,
+    windows: usize,
+    chars: usize,
+    tokens: usize,
+}
+
+impl Classification {
+    /// Every label, in the configured order.
+    pub fn labels(&self) -> &[LabelScore] {
+        &self.labels
+    }
+    /// The highest-scoring label.
+    pub fn top(&self) -> Option<&LabelScore> {
+        self.labels.get(self.top)
+    }
+    /// The span of the window where the top label scored highest.
+    pub fn evidence(&self) -> Span {
+        self.evidence
+    }
+    /// How many windows the text was cut into.
+    pub fn windows(&self) -> usize {
+        self.windows
+    }
+    /// Length of the text in characters.
+    pub fn chars(&self) -> usize {
+        self.chars
+    }
+    /// Tokens of the text (without specials and prefix).
+    pub fn tokens(&self) -> usize {
+        self.tokens
+    }
+}
+
+impl std::fmt::Debug for Classifier {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Classifier")
+            .field("model", &self.inner.model_id)
+            .field("labels", &self.label_names())
+            .finish()
+    }
+}
+
+impl Classifier {
+    /// `<name>@sha256:<checksum of the weights>`.
+    pub fn model_id(&self) -> &str {
+        &self.inner.model_id
+    }
+    /// SHA-256 of the weights.
+    pub fn weights_sha256(&self) -> &str {
+        &self.inner.weights_sha256
+    }
+    /// The model directory.
+    pub fn model_dir(&self) -> &Path {
+        &self.inner.dir
+    }
+    /// Label names, in output order.
+    pub fn label_names(&self) -> Vec<&str> {
+        self.inner.labels.iter().map(|l| l.name.as_str()).collect()
+    }
+    /// Width of the embeddings.
+    pub fn hidden_size(&self) -> usize {
+        self.inner.encoder.hidden_size()
+    }
+    /// The tokenizer with the windowing rules.
+    pub fn tokenizer(&self) -> &TextTokenizer {
+        &self.inner.tokenizer
+    }
+
+    /// Labels one text.
+    pub fn classify(&self, text: &str) -> Result<Classification> {
+        Ok(self.classify_batch(&[text])?.remove(0))
+    }
+
+    /// Labels several texts; each text's scores are the same as if it were alone.
+    #[tracing::instrument(skip_all, fields(texts = texts.len()))]
+    pub fn classify_batch(&self, texts: &[&str]) -> Result<Vec<Classification>> {
+        let prepared = texts
+            .iter()
+            .map(|t| self.prepare(t))
+            .collect::<Result<Vec<_>>>()?;
+        self.classify_prepared(&prepared)
+    }
+
+    /// Tokenizes a text into windows (the CPU-light half of the work; thread-safe).
+    pub fn prepare(&self, text: &str) -> Result<Prepared> {
+        self.inner.tokenizer.prepare(text)
+    }
+
+    /// Labels prepared texts: windows of similar length are batched together.
+    pub fn classify_prepared(&self, prepared: &[Prepared]) -> Result<Vec<Classification>> {
+        let window_scores =
+            self.run_windows(prepared, |this, hidden, mask| this.score_rows(hidden, mask))?;
+        let n_labels = self.inner.labels.len();
+        let mut out = Vec::with_capacity(prepared.len());
+        for (p, rows) in prepared.iter().zip(window_scores) {
+            let mut best = vec![f32::NEG_INFINITY; n_labels];
+            let mut best_window = vec![0usize; n_labels];
+            for (w, row) in rows.iter().enumerate() {
+                for (l, &s) in row.iter().enumerate() {
+                    if s > best[l] {
+                        best[l] = s;
+                        best_window[l] = w;
+                    }
+                }
+            }
+            let top = (0..n_labels)
+                .max_by(|&a, &b| best[a].total_cmp(&best[b]).then(b.cmp(&a)))
+                .unwrap_or(0);
+            let labels = self
+                .inner
+                .labels
+                .iter()
+                .enumerate()
+                .map(|(l, info)| LabelScore {
+                    label: info.name.clone(),
+                    score: best[l],
+                    flagged: best[l] >= info.threshold && (self.inner.multi_label || l == top),
+                })
+                .collect();
+            let ew = &p.windows[best_window.get(top).copied().unwrap_or(0)];
+            out.push(Classification {
+                labels,
+                top,
+                evidence: Span {
+                    start: ew.start,
+                    end: ew.end,
+                },
+                windows: p.windows.len(),
+                chars: p.chars,
+                tokens: p.tokens,
+            });
+        }
+        Ok(out)
+    }
+
+    /// Sentence embeddings as the model's pooling makes them (`modules.json`), one per text;
+    /// the windows of a long text are averaged, weighted by their token counts.
+    pub fn embed(&self, texts: &[&str]) -> Result<Vec<Vec<f32>>> {
+        let prepared = texts
+            .iter()
+            .map(|t| self.prepare(t))
+            .collect::<Result<Vec<_>>>()?;
+        self.embed_prepared(&prepared)
+    }
+
+    /// [`Classifier::embed`] for prepared texts.
+    pub fn embed_prepared(&self, prepared: &[Prepared]) -> Result<Vec<Vec<f32>>> {
+        let per_window = self.run_windows(prepared, |this, hidden, mask| {
+            let pooled = this.pool(hidden, mask)?;
+            Ok(pooled.to_vec2::<f32>()?)
+        })?;
+        let h = self.hidden_size();
+        Ok(prepared
+            .iter()
+            .zip(per_window)
+            .map(|(p, rows)| {
+                let mut v = vec![0f32; h];
+                let mut total = 0f32;
+                for (w, row) in p.windows.iter().zip(&rows) {
+                    let weight = w.ids.len() as f32;
+                    total += weight;
+                    v.iter_mut().zip(row).for_each(|(a, b)| *a += weight * b);
+                }
+                v.iter_mut().for_each(|a| *a /= total);
+                if self.inner.pooling.normalize || rows.len() > 1 {
+                    let norm = v.iter().map(|x| x * x).sum::<f32>().sqrt().max(1e-12);
+                    if self.inner.pooling.normalize {
+                        v.iter_mut().for_each(|a| *a /= norm);
+                    }
+                }
+                v
+            })
+            .collect())
+    }
+
+    fn pool(&self, hidden: &Tensor, mask: &Tensor) -> candle_core::Result<Tensor> {
+        let pooled = match self.inner.pooling.pooling {
+            Pooling::Mean => mean_pool(hidden, mask)?,
+            Pooling::Cls => hidden.i((.., 0))?.contiguous()?,
+        };
+        if self.inner.pooling.normalize {
+            l2_normalize(&pooled)
+        } else {
+            Ok(pooled)
+        }
+    }
+
+    /// Runs every window of `prepared` through the encoder in length-sorted batches and maps
+    /// each batch's hidden states to rows with `f`; returns the rows of each text in order.
+    fn run_windows<F>(&self, prepared: &[Prepared], f: F) -> Result<Vec<Vec<Vec<f32>>>>
+    where
+        F: Fn(&Self, &Tensor, &Tensor) -> Result<Vec<Vec<f32>>>,
+    {
+        let mut order: Vec<(usize, usize)> = prepared
+            .iter()
+            .enumerate()
+            .flat_map(|(d, p)| (0..p.windows.len()).map(move |w| (d, w)))
+            .collect();
+        let len = |&(d, w): &(usize, usize)| prepared[d].windows[w].ids.len();
+        order.sort_by_key(|k| std::cmp::Reverse(len(k)));
+        let mut out: Vec<Vec<Vec<f32>>> = prepared
+            .iter()
+            .map(|p| vec![Vec::new(); p.windows.len()])
+            .collect();
+        let mut i = 0;
+        while i < order.len() {
+            let longest = len(&order[i]);
+            let fit = (MAX_BATCH_TOKENS / longest.max(1)).clamp(1, self.inner.batch_size);
+            let batch = &order[i..(i + fit).min(order.len())];
+            let windows: Vec<&[u32]> = batch
+                .iter()
+                .map(|&(d, w)| prepared[d].windows[w].ids.as_slice())
+                .collect();
+            let inputs = self.inner.encoder.inputs(&windows)?;
+            let hidden = self.inner.encoder.forward(&inputs)?;
+            let rows = f(self, &hidden, &inputs.mask)?;
+            for (&(d, w), row) in batch.iter().zip(rows) {
+                out[d][w] = row;
+            }
+            i += batch.len();
+        }
+        Ok(out)
+    }
+
+    /// Label scores of each window of a batch.
+    fn score_rows(&self, hidden: &Tensor, mask: &Tensor) -> Result<Vec<Vec<f32>>> {
+        match &self.inner.scorer {
+            Scorer::None => Err(Error::Labels {
+                key: "mode".into(),
+                message: "no labels are configured".into(),
+            }),
+            Scorer::Prototypes {
+                protos,
+                owner,
+                labels,
+                temperature,
+            } => {
+                let pooled = l2_normalize(&self.pool(hidden, mask)?)?;
+                let sims: Vec<Vec<f32>> = pooled.matmul(&protos.t()?)?.to_vec2()?;
+                Ok(sims
+                    .into_iter()
+                    .map(|s| {
+                        let mut row = vec![f32::NEG_INFINITY; *labels];
+                        for (p, &l) in owner.iter().enumerate() {
+                            row[l] = row[l].max(s[p] / temperature);
+                        }
+                        softmax(&mut row);
+                        row
+                    })
+                    .collect())
+            }
+            Scorer::Checkpoint { head, activation } => {
+                let first = hidden.i((.., 0))?.contiguous()?;
+                let mut rows: Vec<Vec<f32>> = head.forward(&first)?.to_vec2()?;
+                rows.iter_mut().for_each(|r| activation.apply(r));
+                Ok(rows)
+            }
+            Scorer::Head(head) => {
+                let pooled = self.pool(hidden, mask)?;
+                let mut rows: Vec<Vec<f32>> = head.logits(&pooled)?.to_vec2()?;
+                rows.iter_mut().for_each(|r| head.meta.activation.apply(r));
+                Ok(rows)
+            }
+        }
+    }
+
+    /// Raw logits of the checkpoint head for each text's first window (for reference checks).
+    pub fn checkpoint_logits(&self, texts: &[&str]) -> Result<Vec<Vec<f32>>> {
+        let Scorer::Checkpoint { head, .. } = &self.inner.scorer else {
+            return Err(Error::Labels {
+                key: "mode".into(),
+                message: "checkpoint_logits needs checkpoint mode".into(),
+            });
+        };
+        let ids = texts
+            .iter()
+            .map(|t| {
+                self.inner
+                    .tokenizer
+                    .prepare(t)
+                    .map(|p| p.windows[0].ids.clone())
+            })
+            .collect::<Result<Vec<_>>>()?;
+        let refs: Vec<&[u32]> = ids.iter().map(Vec::as_slice).collect();
+        let inputs = self.inner.encoder.inputs(&refs)?;
+        let hidden = self.inner.encoder.forward(&inputs)?;
+        Ok(head.forward(&hidden.i((.., 0))?.contiguous()?)?.to_vec2()?)
+    }
+}

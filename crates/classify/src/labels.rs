@@ -1,0 +1,217 @@
+//! The `[labels]` section: the team's taxonomy and how each label is scored.
+
+use std::fmt;
+use std::path::PathBuf;
+
+use serde::de::{self, MapAccess, Visitor};
+use serde::{Deserialize, Deserializer, Serialize};
+
+/// How labels are scored.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum Mode {
+    /// Each label's description and examples are embedded; a text scores by similarity.
+    #[default]
+    Prototypes,
+    /// The model's own `*ForSequenceClassification` head and `id2label`.
+    Checkpoint,
+    /// A linear head trained on the team's examples, read from a file.
+    Head,
+}
+
+/// One label of the taxonomy (`[labels.<name>]`).
+#[derive(Debug, Clone, Default, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct LabelSpec {
+    /// What the label means, in any language; embedded as a prototype.
+    #[serde(default)]
+    pub description: Option<String>,
+    /// Example texts of the label; each is embedded as a prototype.
+    #[serde(default)]
+    pub examples: Vec<String>,
+    /// Score at or above which the label is flagged; `default_threshold` when absent.
+    #[serde(default)]
+    pub threshold: Option<f32>,
+}
+
+/// The `[labels]` section: the mode, thresholds and the labels in the order written.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct LabelsConfig {
+    /// How labels are scored.
+    pub mode: Mode,
+    /// Whether several labels may be flagged at once; otherwise only the top one can be.
+    pub multi_label: bool,
+    /// Threshold of labels that set none.
+    pub default_threshold: f32,
+    /// Softmax temperature of `prototypes` scores (smaller is sharper).
+    pub temperature: f32,
+    /// `head` mode: the head directory, relative to the model directory unless absolute.
+    pub head: Option<PathBuf>,
+    /// The labels, in the order of the file.
+    pub labels: Vec<(String, LabelSpec)>,
+}
+
+impl Default for LabelsConfig {
+    fn default() -> Self {
+        LabelsConfig {
+            mode: Mode::default(),
+            multi_label: true,
+            default_threshold: 0.5,
+            temperature: 0.02,
+            head: None,
+            labels: Vec::new(),
+        }
+    }
+}
+
+impl LabelsConfig {
+    /// The threshold of `label`.
+    pub fn threshold(&self, label: &str) -> f32 {
+        self.labels
+            .iter()
+            .find(|(n, _)| n == label)
+            .and_then(|(_, s)| s.threshold)
+            .unwrap_or(self.default_threshold)
+    }
+}
+
+const SCALAR_KEYS: &[&str] = &[
+    "mode",
+    "multi_label",
+    "default_threshold",
+    "temperature",
+    "head",
+];
+
+impl<'de> Deserialize<'de> for LabelsConfig {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = LabelsConfig;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a [labels] table: mode, multi_label, default_threshold, temperature, head, and one table per label")
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<LabelsConfig, A::Error> {
+                let mut c = LabelsConfig::default();
+                while let Some(key) = map.next_key::<String>()? {
+                    match key.as_str() {
+                        "mode" => c.mode = map.next_value()?,
+                        "multi_label" => c.multi_label = map.next_value()?,
+                        "default_threshold" => c.default_threshold = map.next_value()?,
+                        "temperature" => c.temperature = map.next_value()?,
+                        "head" => c.head = Some(map.next_value()?),
+                        _ => {
+                            if c.labels.iter().any(|(n, _)| *n == key) {
+                                return Err(de::Error::custom(format!(
+                                    "label `{key}` is defined twice"
+                                )));
+                            }
+                            let spec: LabelSpec = map.next_value().map_err(|e| {
+                                de::Error::custom(format!(
+                                    "`{key}` is not a known key ({}) nor a valid label table: {e}",
+                                    SCALAR_KEYS.join(", ")
+                                ))
+                            })?;
+                            c.labels.push((key, spec));
+                        }
+                    }
+                }
+                for (name, spec) in &c.labels {
+                    if let Some(t) = spec.threshold {
+                        if !(0.0..=1.0).contains(&t) {
+                            return Err(de::Error::custom(format!(
+                                "labels.{name}.threshold must be within 0 and 1, not {t}"
+                            )));
+                        }
+                    }
+                }
+                if !(0.0..=1.0).contains(&c.default_threshold) {
+                    return Err(de::Error::custom(
+                        "default_threshold must be within 0 and 1",
+                    ));
+                }
+                if c.temperature <= 0.0 {
+                    return Err(de::Error::custom("temperature must be positive"));
+                }
+                Ok(c)
+            }
+        }
+        d.deserialize_map(V)
+    }
+}
+
+/// The JSON file beside a trained head's weights (`head.json`).
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct HeadMeta {
+    /// Label of each output row, in order.
+    pub labels: Vec<String>,
+    /// `sigmoid` (one-vs-rest, multi-label) or `softmax` (single-label).
+    pub activation: Activation,
+    /// Suggested threshold per label (used when `workspace.toml` sets none).
+    #[serde(default)]
+    pub thresholds: std::collections::BTreeMap<String, f32>,
+    /// Checksum of the encoder weights the head was trained on.
+    #[serde(default)]
+    pub encoder_sha256: Option<String>,
+    /// Hash of the training data.
+    #[serde(default)]
+    pub data_sha256: Option<String>,
+    /// Text prefix used when the training texts were embedded.
+    #[serde(default)]
+    pub prefix: Option<String>,
+}
+
+/// How a head's logits become scores.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Activation {
+    /// Independent probabilities.
+    Sigmoid,
+    /// Probabilities that sum to one.
+    Softmax,
+}
+
+impl Activation {
+    /// Applies the activation to one row of logits, in place.
+    pub fn apply(self, row: &mut [f32]) {
+        match self {
+            Activation::Sigmoid => row.iter_mut().for_each(|x| *x = 1.0 / (1.0 + (-*x).exp())),
+            Activation::Softmax => softmax(row),
+        }
+    }
+}
+
+/// Softmax of a row, in place.
+pub fn softmax(row: &mut [f32]) {
+    let max = row.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+    let mut sum = 0.0;
+    for x in row.iter_mut() {
+        *x = (*x - max).exp();
+        sum += *x;
+    }
+    row.iter_mut().for_each(|x| *x /= sum);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn softmax_sums_to_one_and_keeps_order() {
+        let mut r = [1.0, 2.0, 3.0];
+        softmax(&mut r);
+        assert!((r.iter().sum::<f32>() - 1.0).abs() < 1e-6);
+        assert!(r[0] < r[1] && r[1] < r[2]);
+        // exp(1)/(exp(1)+exp(2)+exp(3)) by hand
+        assert!((r[0] - 0.090_030_57).abs() < 1e-6);
+    }
+
+    #[test]
+    fn sigmoid_of_zero_is_half() {
+        let mut r = [0.0, 2.0];
+        Activation::Sigmoid.apply(&mut r);
+        assert_eq!(r[0], 0.5);
+        assert!((r[1] - 0.880_797_1).abs() < 1e-6);
+    }
+}

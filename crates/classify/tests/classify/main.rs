@@ -1,0 +1,31 @@
+//! Integration tests of the classifier crate (one test binary, modules per concern).
+
+mod checkpoint;
+mod e5;
+
+use std::path::PathBuf;
+
+/// The workspace root.
+pub fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+/// The default model directory; the tests that need it fail (never skip) when it is missing.
+pub fn e5_dir() -> PathBuf {
+    let dir = std::env::var_os("TRIAGE_E5_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| root().join("models/multilingual-e5-small"));
+    assert!(
+        dir.join("model.safetensors").exists(),
+        "{} is missing: run `scripts/setup.sh` (it imports the default model) before the tests",
+        dir.display()
+    );
+    dir
+}
+
+pub fn cosine(a: &[f32], b: &[f32]) -> f32 {
+    let dot: f32 = a.iter().zip(b).map(|(x, y)| x * y).sum();
+    let na: f32 = a.iter().map(|x| x * x).sum::<f32>().sqrt();
+    let nb: f32 = b.iter().map(|x| x * x).sum::<f32>().sqrt();
+    dot / (na * nb)
+}
