@@ -30,7 +30,7 @@ pub fn detect(
     let letters = text.chars().filter(|c| c.is_alphabetic()).count().max(1);
     let mut ranked: Vec<(&'static str, usize)> =
         vec![("ps", ps * 3), ("ur", ur * 2), ("fa", fa), ("ar", ar)];
-    ranked.sort_by(|a, b| b.1.cmp(&a.1));
+    ranked.sort_by_key(|r| std::cmp::Reverse(r.1));
     let (best, score) = ranked.iter().copied().find(|(l, _)| allowed(l))?;
     let evidence = if best == "ps" {
         ps
