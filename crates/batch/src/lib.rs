@@ -1,1 +1,19 @@
-//! placeholder
+//! Dump readers and writers and the parallel labelling pipeline of triage.
+//!
+//! A run reads records, detects each one's language and tokenizes it in parallel, labels
+//! batches of similar length, and writes one output record per input record in input order.
+//! A record that cannot be labelled becomes an error record (file, line, field, reason) and the
+//! run goes on.
+#![deny(missing_docs)]
+
+mod config;
+mod error;
+mod pipeline;
+mod record;
+mod summary;
+
+pub use config::{InputConfig, WorkspaceConfig};
+pub use error::{Error, Result};
+pub use pipeline::{run, Engine, ProgressInfo, RunOptions};
+pub use record::{parse_json_line, ErrorDetail, OutputRecord, Record, RecordError};
+pub use summary::{LabelCount, Summary};

@@ -1,7 +1,7 @@
 //! Arabic, Persian, Urdu and Pashto share a script; whatlang has no Pashto and often mixes
 //! Persian and Urdu on short texts. Letters that only one of them uses decide first.
 
-use crate::{iso639_1, Detection};
+use crate::Detection;
 
 /// Letters of Pashto's alphabet that Persian, Urdu and Arabic lack.
 const PASHTO: &[char] = &['ټ', 'ډ', 'ړ', 'ږ', 'ښ', 'ځ', 'څ', 'ګ', 'ڼ', 'ۍ', 'ې', 'ئ'];
@@ -17,44 +17,34 @@ fn count(text: &str, set: &[char]) -> usize {
 }
 
 /// Decides among the allowed Arabic-script languages, or `None` to leave it to whatlang.
-pub fn detect(
-    text: &str,
-    allowed: impl Fn(&str) -> bool,
-    whatlang: Option<whatlang::Info>,
-) -> Option<Detection> {
+///
+/// The order matters: Pashto's and Urdu's own letters never occur in the other languages, while
+/// the Persian letters are also used by Urdu and Pashto, and Arabic forms turn up in all of them.
+pub fn detect(text: &str, allowed: impl Fn(&str) -> bool) -> Option<Detection> {
     // 'ئ' is Pashto only with its own letters; alone it is also Urdu/Arabic/Persian.
     let ps = count(text, &PASHTO[..PASHTO.len() - 1]);
     let ur = count(text, URDU);
     let fa = count(text, PERSIAN);
     let ar = count(text, ARABIC);
     let letters = text.chars().filter(|c| c.is_alphabetic()).count().max(1);
-    let mut ranked: Vec<(&'static str, usize)> =
-        vec![("ps", ps * 3), ("ur", ur * 2), ("fa", fa), ("ar", ar)];
-    ranked.sort_by_key(|r| std::cmp::Reverse(r.1));
-    let (best, score) = ranked.iter().copied().find(|(l, _)| allowed(l))?;
-    let evidence = if best == "ps" {
-        ps
-    } else if best == "ur" {
-        ur
-    } else {
-        score
-    };
-    if evidence == 0 {
-        // No distinctive letter at all: whatlang's answer if it is allowed, else undecided.
-        return match whatlang {
-            Some(info) if allowed(iso639_1(info.lang())) => None,
-            _ => Some(Detection::und("Arabic", crate::UndReason::Undecided)),
-        };
-    }
-    let runner_up = ranked
+    // (language, its evidence, the evidence of the strongest rival it must beat)
+    let ranked = [
+        ("ps", ps, ur),
+        ("ur", ur, ps),
+        ("fa", fa, ar),
+        ("ar", ar, fa),
+    ];
+    let (best, evidence, rival) = ranked
         .iter()
-        .filter(|(l, _)| *l != best && allowed(l))
-        .map(|(_, s)| *s)
-        .max()
-        .unwrap_or(0);
-    let margin = (score - runner_up.min(score)) as f64 / score as f64;
+        .copied()
+        .filter(|(l, _, _)| allowed(l))
+        .find(|&(_, e, r)| e > 0 && e >= r)?;
+    if evidence == 0 {
+        return None;
+    }
+    let margin = (evidence - rival.min(evidence)) as f64 / evidence as f64;
     let density = (evidence as f64 / letters as f64 * 10.0).min(1.0);
-    let confidence = (0.5 + 0.5 * margin * density).min(1.0);
+    let confidence = (0.5 + 0.5 * margin.max(0.2) * density).min(1.0);
     Some(Detection {
         lang: best,
         script: "Arabic",

@@ -157,7 +157,7 @@ impl Detector {
         }
         let script = self.whatlang.detect_script(text);
         if script == Some(Script::Arabic) {
-            if let Some(d) = arabic::detect(text, |c| self.allowed(c), self.whatlang.detect(text)) {
+            if let Some(d) = arabic::detect(text, |c| self.allowed(c)) {
                 return d;
             }
         }

@@ -1,0 +1,178 @@
+//! `workspace.toml`: the meaning of a labelling run.
+
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+use triage_classify::{LabelsConfig, ModelOptions};
+use triage_langid::LanguagesConfig;
+
+use crate::error::{Error, Result};
+
+/// The `[input]` section: where records keep their fields.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct InputConfig {
+    /// Field of a JSON record that holds its id (the line number when absent).
+    #[serde(default = "default_id_field")]
+    pub id_field: String,
+    /// Field of a JSON record that holds the text to label.
+    #[serde(default = "default_text_field")]
+    pub text_field: String,
+}
+
+fn default_id_field() -> String {
+    "id".into()
+}
+fn default_text_field() -> String {
+    "text".into()
+}
+
+impl Default for InputConfig {
+    fn default() -> Self {
+        InputConfig {
+            id_field: default_id_field(),
+            text_field: default_text_field(),
+        }
+    }
+}
+
+/// The whole `workspace.toml`.
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct WorkspaceConfig {
+    /// Which model and how texts are fed to it.
+    pub model: ModelOptions,
+    /// The taxonomy and how it is scored.
+    #[serde(default)]
+    pub labels: LabelsConfig,
+    /// Languages the detector may answer.
+    #[serde(default)]
+    pub languages: LanguagesConfig,
+    /// Where records keep their fields.
+    #[serde(default)]
+    pub input: InputConfig,
+}
+
+impl WorkspaceConfig {
+    /// Reads and validates `workspace.toml`; errors name the file, the key and the line.
+    pub fn load(path: &Path) -> Result<Self> {
+        let text = std::fs::read_to_string(path).map_err(|source| Error::ConfigIo {
+            path: path.to_owned(),
+            source,
+        })?;
+        Self::parse(&text, path)
+    }
+
+    /// Parses `workspace.toml` text; `path` names it in errors.
+    pub fn parse(text: &str, path: &Path) -> Result<Self> {
+        let config: WorkspaceConfig = toml::from_str(text).map_err(|e| Error::Config {
+            path: path.to_owned(),
+            message: e.to_string().trim_end().replace('\n', "\n  "),
+        })?;
+        triage_langid::Detector::new(&config.languages).map_err(|source| Error::Languages {
+            path: path.to_owned(),
+            source,
+        })?;
+        if config.model.batch_size == 0 {
+            return Err(Error::Config {
+                path: path.to_owned(),
+                message: "model.batch_size must be at least 1".into(),
+            });
+        }
+        Ok(config)
+    }
+
+    /// The model directory: `model.name` as a path when it is one, else `models_root/<name>`.
+    pub fn model_dir(&self, models_root: &Path) -> PathBuf {
+        let as_path = Path::new(&self.model.name);
+        if as_path.is_absolute() || as_path.components().count() > 1 {
+            as_path.to_owned()
+        } else {
+            models_root.join(as_path)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const GOOD: &str = r#"
+[model]
+name = "multilingual-e5-small"
+prefix = "query: "
+
+[labels]
+mode = "prototypes"
+multi_label = true
+default_threshold = 0.4
+
+[labels.spam]
+description = "Scams"
+threshold = 0.6
+
+[labels.news]
+examples = ["The council met", "Rates went up"]
+
+[languages]
+allow = ["en", "fr", "ps"]
+
+[input]
+text_field = "body"
+"#;
+
+    #[test]
+    fn reads_every_section_in_order() {
+        let c = WorkspaceConfig::parse(GOOD, Path::new("w.toml")).unwrap();
+        assert_eq!(c.model.prefix, "query: ");
+        assert_eq!(
+            c.labels
+                .labels
+                .iter()
+                .map(|l| l.0.as_str())
+                .collect::<Vec<_>>(),
+            ["spam", "news"]
+        );
+        assert_eq!(c.labels.threshold("spam"), 0.6);
+        assert_eq!(c.labels.threshold("news"), 0.4);
+        assert_eq!(c.input.text_field, "body");
+        assert_eq!(c.input.id_field, "id");
+        assert_eq!(
+            c.model_dir(Path::new("/m")),
+            Path::new("/m/multilingual-e5-small")
+        );
+    }
+
+    fn err(text: &str) -> String {
+        WorkspaceConfig::parse(text, Path::new("conf/workspace.toml"))
+            .unwrap_err()
+            .to_string()
+    }
+
+    #[test]
+    fn unknown_keys_name_the_file_and_the_key() {
+        let e = err(&GOOD.replace("prefix =", "colour = \"red\"\nprefix ="));
+        assert!(
+            e.contains("conf/workspace.toml") && e.contains("colour"),
+            "{e}"
+        );
+        let e = err(&GOOD.replace("threshold = 0.6", "threshold = 0.6\nweight = 2"));
+        assert!(
+            e.contains("conf/workspace.toml") && e.contains("weight") && e.contains("spam"),
+            "{e}"
+        );
+        let e = err(&format!("{GOOD}\n[output]\nformat = \"csv\"\n"));
+        assert!(e.contains("output"), "{e}");
+        let e = err(&GOOD.replace("text_field", "txt_field"));
+        assert!(e.contains("txt_field"), "{e}");
+        let e = err(&GOOD.replace("\"ps\"", "\"klingon\""));
+        assert!(
+            e.contains("conf/workspace.toml") && e.contains("klingon"),
+            "{e}"
+        );
+        let e = err(&GOOD.replace("threshold = 0.6", "threshold = 6"));
+        assert!(e.contains("threshold"), "{e}");
+        let e = err("[labels]\nmode = \"prototypes\"\n");
+        assert!(e.contains("model"), "{e}");
+    }
+}

@@ -1,0 +1,439 @@
+//! The parallel pipeline: reader -> language detection and tokenization (rayon) ->
+//! inference on batches of similar length -> writer in input order, joined by bounded channels
+//! so that memory stays flat whatever the size of the dump.
+
+use std::collections::BTreeMap;
+use std::io::{BufRead, Write};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::Instant;
+
+use crossbeam_channel::bounded;
+use rayon::prelude::*;
+use triage_classify::{Classification, Classifier, Prepared};
+use triage_langid::{Detection, Detector};
+
+use crate::config::{InputConfig, WorkspaceConfig};
+use crate::error::{Error, Result};
+use crate::record::{parse_json_line, ErrorDetail, OutputRecord, Record, RecordError};
+use crate::summary::{LabelCount, Summary};
+
+/// What labels records: the classifier, the language detector and the input's field names.
+#[derive(Debug, Clone)]
+pub struct Engine {
+    classifier: Classifier,
+    detector: std::sync::Arc<Detector>,
+    input: InputConfig,
+}
+
+impl Engine {
+    /// Assembles an engine from its parts.
+    pub fn new(classifier: Classifier, detector: Detector, input: InputConfig) -> Self {
+        Engine {
+            classifier,
+            detector: std::sync::Arc::new(detector),
+            input,
+        }
+    }
+
+    /// Loads the model of `config` from `model_dir` and builds the detector.
+    #[tracing::instrument(skip_all)]
+    pub fn from_config(
+        config: &WorkspaceConfig,
+        model_dir: &std::path::Path,
+        config_path: &std::path::Path,
+    ) -> Result<Self> {
+        let detector = Detector::new(&config.languages).map_err(|source| Error::Languages {
+            path: config_path.to_owned(),
+            source,
+        })?;
+        let classifier = triage_classify::ClassifierBuilder::new(model_dir)
+            .options(config.model.clone())
+            .labels(config.labels.clone())
+            .build()?;
+        Ok(Engine::new(classifier, detector, config.input.clone()))
+    }
+
+    /// The classifier.
+    pub fn classifier(&self) -> &Classifier {
+        &self.classifier
+    }
+
+    /// The language detector.
+    pub fn detector(&self) -> &Detector {
+        &self.detector
+    }
+}
+
+/// Knobs of one run.
+#[derive(Debug, Clone)]
+pub struct RunOptions {
+    /// The input's name in error records (`-` for standard input).
+    pub input_name: String,
+    /// The output's name in error messages.
+    pub output_name: String,
+    /// Stop once this many records have failed.
+    pub max_errors: Option<u64>,
+    /// Records per chunk handed from stage to stage.
+    pub chunk_records: usize,
+}
+
+impl Default for RunOptions {
+    fn default() -> Self {
+        RunOptions {
+            input_name: "-".into(),
+            output_name: "-".into(),
+            max_errors: None,
+            chunk_records: 256,
+        }
+    }
+}
+
+/// Where a run stands, for a progress display.
+#[derive(Debug, Clone, Copy)]
+pub struct ProgressInfo {
+    /// Input bytes read so far.
+    pub bytes_read: u64,
+    /// Records written so far (labelled and errors).
+    pub records: u64,
+    /// Errors so far.
+    pub errors: u64,
+}
+
+const CHUNK_BYTES: usize = 8 << 20;
+
+struct RawChunk {
+    seq: u64,
+    lines: Vec<(u64, Vec<u8>)>,
+    read_error: Option<RecordError>,
+}
+
+enum Item {
+    Ready(Record, Detection, Prepared),
+    Failed(RecordError),
+}
+
+struct PrepChunk {
+    seq: u64,
+    items: Vec<Item>,
+}
+
+enum Line {
+    Labelled {
+        json: String,
+        lang: &'static str,
+        flagged: Vec<usize>,
+        top: Option<usize>,
+        chars: usize,
+        tokens: usize,
+        encoder_tokens: usize,
+        windows: usize,
+    },
+    Failed {
+        json: String,
+        kind: &'static str,
+    },
+}
+
+struct DoneChunk {
+    seq: u64,
+    lines: Vec<Line>,
+}
+
+fn read_chunks(
+    mut input: impl BufRead,
+    options: &RunOptions,
+    bytes_read: &AtomicU64,
+    stop: &AtomicBool,
+    tx: crossbeam_channel::Sender<RawChunk>,
+) {
+    let mut seq = 0;
+    let mut line_no = 0u64;
+    let mut chunk = Vec::new();
+    let mut chunk_bytes = 0;
+    let mut buf = Vec::new();
+    loop {
+        if stop.load(Ordering::Relaxed) {
+            return;
+        }
+        buf.clear();
+        let (n, read_error) = match input.read_until(b'\n', &mut buf) {
+            Ok(n) => (n, None),
+            Err(e) => (
+                0,
+                Some(RecordError {
+                    id: None,
+                    file: options.input_name.clone(),
+                    line: line_no + 1,
+                    error: ErrorDetail {
+                        kind: "read_error",
+                        field: None,
+                        reason: format!("the input cannot be read past this line: {e}"),
+                    },
+                }),
+            ),
+        };
+        let eof = n == 0;
+        if !eof {
+            line_no += 1;
+            bytes_read.fetch_add(n as u64, Ordering::Relaxed);
+            let mut l = buf.as_slice();
+            if line_no == 1 {
+                l = l.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(l);
+            }
+            while let [rest @ .., b'\n' | b'\r'] = l {
+                l = rest;
+            }
+            if !l.iter().all(u8::is_ascii_whitespace) {
+                chunk_bytes += l.len();
+                chunk.push((line_no, l.to_vec()));
+            }
+        }
+        if eof || chunk.len() >= options.chunk_records || chunk_bytes >= CHUNK_BYTES {
+            if !chunk.is_empty() || read_error.is_some() {
+                let c = RawChunk {
+                    seq,
+                    lines: std::mem::take(&mut chunk),
+                    read_error,
+                };
+                seq += 1;
+                chunk_bytes = 0;
+                if tx.send(c).is_err() {
+                    return;
+                }
+            }
+            if eof {
+                return;
+            }
+        }
+    }
+}
+
+fn prepare_chunk(engine: &Engine, options: &RunOptions, chunk: RawChunk) -> PrepChunk {
+    let mut items: Vec<Item> = chunk
+        .lines
+        .into_par_iter()
+        .map(|(line, bytes)| {
+            let rec = match parse_json_line(&bytes, line, &options.input_name, &engine.input) {
+                Ok(r) => r,
+                Err(e) => return Item::Failed(e),
+            };
+            let lang = engine.detector.detect(&rec.text);
+            match engine.classifier.prepare(&rec.text) {
+                Ok(p) => Item::Ready(rec, lang, p),
+                Err(e) => Item::Failed(RecordError {
+                    id: Some(rec.id),
+                    file: options.input_name.clone(),
+                    line,
+                    error: ErrorDetail {
+                        kind: "tokenize",
+                        field: Some(engine.input.text_field.clone()),
+                        reason: e.to_string(),
+                    },
+                }),
+            }
+        })
+        .collect();
+    if let Some(e) = chunk.read_error {
+        items.push(Item::Failed(e));
+    }
+    PrepChunk {
+        seq: chunk.seq,
+        items,
+    }
+}
+
+fn error_line(e: &RecordError) -> Line {
+    Line::Failed {
+        json: serde_json::to_string(e).expect("error records serialise"),
+        kind: e.error.kind,
+    }
+}
+
+fn infer_chunk(engine: &Engine, options: &RunOptions, chunk: PrepChunk) -> DoneChunk {
+    let prepared: Vec<&Prepared> = chunk
+        .items
+        .iter()
+        .filter_map(|i| match i {
+            Item::Ready(_, _, p) => Some(p),
+            Item::Failed(_) => None,
+        })
+        .collect();
+    let owned: Vec<Prepared> = prepared.iter().map(|p| (*p).clone()).collect();
+    // One failing record must not sink the chunk: on error, label the records one by one.
+    let results: Vec<std::result::Result<Classification, String>> =
+        match engine.classifier.classify_prepared(&owned) {
+            Ok(r) => r.into_iter().map(Ok).collect(),
+            Err(_) => owned
+                .iter()
+                .map(|p| {
+                    engine
+                        .classifier
+                        .classify_prepared(std::slice::from_ref(p))
+                        .map(|mut v| v.remove(0))
+                        .map_err(|e| e.to_string())
+                })
+                .collect(),
+        };
+    let names = engine.classifier.label_names();
+    let model = engine.classifier.model_id();
+    let mut results = results.into_iter();
+    let lines = chunk
+        .items
+        .iter()
+        .map(|item| match item {
+            Item::Failed(e) => error_line(e),
+            Item::Ready(rec, lang, p) => match results.next().expect("one result per record") {
+                Ok(c) => {
+                    let out = OutputRecord::new(&rec.id, lang, &c, model);
+                    Line::Labelled {
+                        json: serde_json::to_string(&out).expect("output records serialise"),
+                        lang: lang.lang(),
+                        flagged: c
+                            .labels()
+                            .iter()
+                            .enumerate()
+                            .filter(|(_, l)| l.flagged())
+                            .map(|(i, _)| i)
+                            .collect(),
+                        top: c
+                            .top()
+                            .and_then(|t| names.iter().position(|n| *n == t.label())),
+                        chars: c.chars(),
+                        tokens: c.tokens(),
+                        encoder_tokens: p.window_tokens(),
+                        windows: c.windows(),
+                    }
+                }
+                Err(reason) => error_line(&RecordError {
+                    id: Some(rec.id.clone()),
+                    file: options.input_name.clone(),
+                    line: rec.line,
+                    error: ErrorDetail {
+                        kind: "inference",
+                        field: None,
+                        reason,
+                    },
+                }),
+            },
+        })
+        .collect();
+    DoneChunk {
+        seq: chunk.seq,
+        lines,
+    }
+}
+
+/// Labels every record of `input` (JSON Lines), writing one output line per labelled record to
+/// `output` and one error record per failed record to `errors`, both in input order.
+#[tracing::instrument(skip_all, fields(input = %options.input_name))]
+pub fn run(
+    engine: &Engine,
+    input: impl BufRead + Send,
+    output: &mut dyn Write,
+    errors: &mut dyn Write,
+    options: &RunOptions,
+    progress: &(dyn Fn(ProgressInfo) + Sync),
+) -> Result<Summary> {
+    let start = Instant::now();
+    let names = engine.classifier.label_names();
+    let mut summary = Summary {
+        labels: names
+            .iter()
+            .map(|n| (n.to_string(), LabelCount::default()))
+            .collect(),
+        threads: rayon::current_num_threads(),
+        ..Default::default()
+    };
+    let bytes_read = AtomicU64::new(0);
+    let stop = AtomicBool::new(false);
+    let werr = |source| Error::Write {
+        output: options.output_name.clone(),
+        source,
+    };
+    let result = std::thread::scope(|s| -> Result<()> {
+        let (raw_tx, raw_rx) = bounded::<RawChunk>(2);
+        let (prep_tx, prep_rx) = bounded::<PrepChunk>(2);
+        let (done_tx, done_rx) = bounded::<DoneChunk>(2);
+        let (bytes_read, stop) = (&bytes_read, &stop);
+        s.spawn(move || read_chunks(input, options, bytes_read, stop, raw_tx));
+        s.spawn(move || {
+            for chunk in raw_rx {
+                if prep_tx.send(prepare_chunk(engine, options, chunk)).is_err() {
+                    return;
+                }
+            }
+        });
+        s.spawn(move || {
+            for chunk in prep_rx {
+                let _span =
+                    tracing::debug_span!("chunk", seq = chunk.seq, records = chunk.items.len())
+                        .entered();
+                if done_tx.send(infer_chunk(engine, options, chunk)).is_err() {
+                    return;
+                }
+            }
+        });
+        let mut pending = BTreeMap::new();
+        let mut next = 0u64;
+        let outcome = (|| -> Result<()> {
+            for chunk in &done_rx {
+                pending.insert(chunk.seq, chunk);
+                while let Some(chunk) = pending.remove(&next) {
+                    next += 1;
+                    for line in chunk.lines {
+                        summary.records += 1;
+                        match line {
+                            Line::Labelled {
+                                json,
+                                lang,
+                                flagged,
+                                top,
+                                chars,
+                                tokens,
+                                encoder_tokens,
+                                windows,
+                            } => {
+                                writeln!(output, "{json}").map_err(werr)?;
+                                summary.labelled += 1;
+                                *summary.languages.entry(lang.to_owned()).or_default() += 1;
+                                for i in flagged {
+                                    summary.labels[i].1.flagged += 1;
+                                }
+                                if let Some(t) = top {
+                                    summary.labels[t].1.top += 1;
+                                }
+                                summary.chars += chars as u64;
+                                summary.tokens += tokens as u64;
+                                summary.encoder_tokens += encoder_tokens as u64;
+                                summary.windows += windows as u64;
+                            }
+                            Line::Failed { json, kind } => {
+                                writeln!(errors, "{json}").map_err(werr)?;
+                                summary.errors += 1;
+                                *summary.error_kinds.entry(kind.to_owned()).or_default() += 1;
+                                if options.max_errors.is_some_and(|m| summary.errors >= m) {
+                                    summary.stopped_early = true;
+                                    return Ok(());
+                                }
+                            }
+                        }
+                    }
+                    progress(ProgressInfo {
+                        bytes_read: bytes_read.load(Ordering::Relaxed),
+                        records: summary.records,
+                        errors: summary.errors,
+                    });
+                }
+            }
+            Ok(())
+        })();
+        // Stop the stages (they end when their next send finds no receiver).
+        stop.store(true, Ordering::Relaxed);
+        drop(done_rx);
+        outcome
+    });
+    output.flush().map_err(werr)?;
+    errors.flush().map_err(werr)?;
+    summary.elapsed = start.elapsed();
+    result.map(|()| summary)
+}

