@@ -1,0 +1,272 @@
+//! `triage label` and `triage detect` on the default model.
+
+use serde_json::Value;
+
+use crate::util::{lines, model_installed, root, run};
+
+fn stderr(o: &std::process::Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+/// Ids of the good records of the sample dump, in file order, and the line of each bad one.
+fn sample() -> (Vec<String>, Vec<u64>) {
+    let text = std::fs::read(root().join("tests/data/sample.jsonl")).unwrap();
+    let mut ids = Vec::new();
+    let mut bad = Vec::new();
+    for (i, line) in text.split(|&b| b == b'\n').enumerate() {
+        if line.is_empty() {
+            continue;
+        }
+        match serde_json::from_slice::<Value>(line) {
+            Ok(Value::Object(o))
+                if o.get("text")
+                    .is_some_and(|t| t.as_str().is_some_and(|s| !s.trim().is_empty())) =>
+            {
+                ids.push(o["id"].as_str().unwrap().to_owned())
+            }
+            _ => bad.push(i as u64 + 1),
+        }
+    }
+    (ids, bad)
+}
+
+#[test]
+fn labels_the_sample_dump_in_order_with_errors_aside() {
+    model_installed();
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("labelled.jsonl");
+    let summary = dir.path().join("summary.json");
+    let o = run(
+        &[
+            "label",
+            "tests/data/sample.jsonl",
+            "-o",
+            out.to_str().unwrap(),
+            "--summary-json",
+            summary.to_str().unwrap(),
+        ],
+        None,
+    );
+    // some records are bad on purpose: exit status 1, everything else labelled
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    let (ids, bad) = sample();
+    let got = lines(&out);
+    assert_eq!(got.len(), ids.len(), "one output per good input");
+    let got_ids: Vec<&str> = got.iter().map(|r| r["id"].as_str().unwrap()).collect();
+    assert_eq!(got_ids, ids, "input order kept");
+    let model_id = got[0]["model"].as_str().unwrap().to_owned();
+    assert!(
+        model_id.starts_with("multilingual-e5-small@sha256:") && model_id.len() == 29 + 64,
+        "{model_id}"
+    );
+    for r in &got {
+        let labels = r["labels"].as_array().unwrap();
+        assert_eq!(labels.len(), 5);
+        let top = labels
+            .iter()
+            .max_by(|a, b| {
+                a["score"]
+                    .as_f64()
+                    .partial_cmp(&b["score"].as_f64())
+                    .unwrap()
+            })
+            .unwrap();
+        assert_eq!(r["top"], top["label"]);
+        let chars = r["chars"].as_u64().unwrap();
+        let (s, e) = (
+            r["evidence"]["start"].as_u64().unwrap(),
+            r["evidence"]["end"].as_u64().unwrap(),
+        );
+        assert!(s < e && e <= chars, "{r}");
+        assert!(r["windows"].as_u64().unwrap() >= 1);
+        assert!(
+            ["Latin", "Arabic", "Cyrillic", "Bengali", "Common"]
+                .contains(&r["script"].as_str().unwrap()),
+            "{r}"
+        );
+        assert_eq!(r["model"], model_id.as_str());
+    }
+    // long records were cut into windows, and the evidence is a strict part of the text
+    assert!(got.iter().any(|r| r["windows"].as_u64().unwrap() >= 3
+        && r["evidence"]["end"].as_u64() < r["chars"].as_u64()));
+
+    let errors = lines(&dir.path().join("labelled.jsonl.errors.jsonl"));
+    let err_lines: Vec<u64> = errors.iter().map(|e| e["line"].as_u64().unwrap()).collect();
+    assert_eq!(err_lines, bad);
+    let kinds: Vec<&str> = errors
+        .iter()
+        .map(|e| e["error"]["kind"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        kinds,
+        [
+            "invalid_json",
+            "missing_field",
+            "invalid_field",
+            "invalid_field",
+            "empty_text",
+            "invalid_utf8",
+            "not_an_object"
+        ]
+    );
+    for e in &errors {
+        assert_eq!(e["file"], "tests/data/sample.jsonl");
+        assert!(!e["error"]["reason"].as_str().unwrap().is_empty());
+    }
+    assert_eq!(errors[1]["id"], "bad-missing");
+    assert_eq!(errors[1]["error"]["field"], "text");
+
+    let s: Value = serde_json::from_slice(&std::fs::read(&summary).unwrap()).unwrap();
+    assert_eq!(s["labelled"].as_u64().unwrap() as usize, ids.len());
+    assert_eq!(s["errors"].as_u64().unwrap() as usize, bad.len());
+    let langs = s["languages"].as_object().unwrap();
+    assert!(langs.len() >= 12, "{langs:?}");
+    let table = stderr(&o);
+    assert!(
+        table.contains("records/s") && table.contains("language") && table.contains("flagged"),
+        "{table}"
+    );
+}
+
+#[test]
+fn stdin_to_stdout_and_exit_zero_when_all_are_labelled() {
+    model_installed();
+    let input = "{\"id\": \"a\", \"text\": \"Gagnez 5000 euros par semaine, cliquez sur ce lien !\"}\n\
+                 {\"id\": \"b\", \"text\": \"The central bank raised interest rates on Wednesday.\"}\r\n\
+                 \n{\"text\": \"Вступайте в наши ряды, братья, берите оружие.\"}";
+    let o = run(
+        &["label", "-", "-o", "-", "--progress", "never"],
+        Some(format!("\u{feff}{input}").as_bytes()),
+    );
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let out: Vec<Value> = String::from_utf8(o.stdout)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(out.len(), 3);
+    assert_eq!(out[0]["id"], "a");
+    assert_eq!(out[0]["lang"], "fr");
+    assert_eq!(out[0]["top"], "spam");
+    assert_eq!(out[1]["lang"], "en");
+    assert_eq!(out[1]["top"], "news");
+    assert_eq!(
+        out[2]["id"], "4",
+        "a record without id is named by its line"
+    );
+    assert_eq!(out[2]["lang"], "ru");
+}
+
+#[test]
+fn errors_go_to_stderr_with_stdout_and_max_errors_stops_early() {
+    model_installed();
+    let input =
+        b"{\"id\": 1, \"text\": \"ok\"}\nnot json\n{\"id\": 3}\n{\"id\": 4, \"text\": \"fine\"}\n";
+    let o = run(&["label", "-", "--progress", "never"], Some(input));
+    assert_eq!(o.status.code(), Some(1));
+    let err = stderr(&o);
+    assert!(
+        err.contains("\"line\":2") && err.contains("invalid_json"),
+        "{err}"
+    );
+    assert!(
+        err.contains("\"line\":3") && err.contains("missing_field"),
+        "{err}"
+    );
+    assert_eq!(String::from_utf8(o.stdout).unwrap().lines().count(), 2);
+
+    let o = run(
+        &["label", "-", "--max-errors", "1", "--progress", "never"],
+        Some(input),
+    );
+    assert_eq!(o.status.code(), Some(1));
+    assert!(stderr(&o).contains("stopped early"), "{}", stderr(&o));
+    assert!(!stderr(&o).contains("missing_field"));
+}
+
+#[test]
+fn configuration_and_usage_errors_exit_2_naming_file_and_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let bad = dir.path().join("workspace.toml");
+    let good = std::fs::read_to_string(root().join("workspace.toml")).unwrap();
+    std::fs::write(&bad, good.replace("[input]", "[input]\ncolour = \"red\"")).unwrap();
+    let o = run(
+        &[
+            "label",
+            "tests/data/sample.jsonl",
+            "-c",
+            bad.to_str().unwrap(),
+            "--models-dir",
+            "models",
+        ],
+        None,
+    );
+    assert_eq!(o.status.code(), Some(2));
+    let e = stderr(&o);
+    assert!(
+        e.contains(bad.to_str().unwrap()) && e.contains("colour"),
+        "{e}"
+    );
+
+    let o = run(&["label", "no/such/dump.jsonl"], None);
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    assert!(stderr(&o).contains("no/such/dump.jsonl"));
+
+    let o = run(&["label", "--no-such-flag"], None);
+    assert_eq!(o.status.code(), Some(2));
+
+    std::fs::write(
+        &bad,
+        good.replace("multilingual-e5-small", "not-installed-model"),
+    )
+    .unwrap();
+    let o = run(
+        &[
+            "label",
+            "tests/data/sample.jsonl",
+            "-c",
+            bad.to_str().unwrap(),
+        ],
+        None,
+    );
+    assert_eq!(o.status.code(), Some(2));
+    assert!(
+        stderr(&o).contains("not-installed-model") && stderr(&o).contains("models pull"),
+        "{}",
+        stderr(&o)
+    );
+}
+
+#[test]
+fn detect_prints_one_language_per_line() {
+    let input = "The weather is lovely today in London.\nبازار تهران امروز شاهد افزایش قیمت طلا بود\n12345\n\nپه کابل کې نن ورځ یو نوی ښوونځی پرانیستل شو.\n";
+    let o = run(&["detect"], Some(input.as_bytes()));
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let out = String::from_utf8(o.stdout).unwrap();
+    let langs: Vec<&str> = out.lines().map(|l| l.split('\t').next().unwrap()).collect();
+    assert_eq!(langs, ["en", "fa", "und", "und", "ps"]);
+    let o = run(
+        &["detect", "--json", "-c", "workspace.toml"],
+        Some("Guten Morgen, wie geht es dir heute?\n".as_bytes()),
+    );
+    let v: Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(v["lang"], "de");
+    assert_eq!(v["script"], "Latin");
+}
+
+#[test]
+fn models_list_shows_the_default_model_with_its_checksum() {
+    model_installed();
+    let o = run(&["models", "list"], None);
+    assert_eq!(o.status.code(), Some(0));
+    let out = String::from_utf8(o.stdout).unwrap();
+    let line = out
+        .lines()
+        .find(|l| l.starts_with("multilingual-e5-small"))
+        .expect(&out);
+    let sha = triage_classify::checksum::weights_sha256(&model_installed()).unwrap();
+    assert!(
+        line.contains("bert") && line.contains("MiB") && line.ends_with(&sha),
+        "{line}"
+    );
+}

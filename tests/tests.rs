@@ -1,0 +1,5 @@
+//! End-to-end tests of the `triage` command.
+
+mod hub;
+mod label;
+mod util;
