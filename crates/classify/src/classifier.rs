@@ -64,14 +64,15 @@ const MAX_BATCH_SCORES: usize = 8 << 20;
 
 /// Builds a [`Classifier`] from a model directory.
 ///
-/// ```no_run
+/// ```
 /// use triage_classify::{ClassifierBuilder, LabelSpec, LabelsConfig};
 ///
+/// # let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/../../models/multilingual-e5-small");
 /// let mut labels = LabelsConfig::default();
 /// for (name, description) in [("spam", "Advertising, scams, get rich quick."), ("news", "News reporting.")] {
 ///     labels.labels.push((name.into(), LabelSpec { description: Some(description.into()), ..Default::default() }));
 /// }
-/// let classifier = ClassifierBuilder::new("models/multilingual-e5-small")
+/// let classifier = ClassifierBuilder::new(dir)
 ///     .prefix("query: ")
 ///     .labels(labels)
 ///     .build()?;

