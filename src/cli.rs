@@ -353,6 +353,8 @@ fn label(a: LabelArgs) -> Result<ExitCode, Failure> {
             .expect("valid template"),
         );
         bar.set_draw_target(indicatif::ProgressDrawTarget::stderr());
+        bar.set_message("starting");
+        bar.enable_steady_tick(std::time::Duration::from_millis(250));
         bar
     });
     let started = Instant::now();
