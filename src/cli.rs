@@ -127,6 +127,74 @@ enum Command {
         #[command(flatten)]
         config: ConfigArgs,
     },
+    /// Train a linear head on labelled examples (JSON Lines with "text" and "label" or "labels").
+    Train {
+        /// The examples.
+        examples: PathBuf,
+        /// The head directory to write (e.g. models/multilingual-e5-small/heads/topics).
+        #[arg(long)]
+        out: PathBuf,
+        /// One-vs-rest sigmoids (default: when some example has several labels).
+        #[arg(long, conflicts_with = "single_label")]
+        multi_label: bool,
+        /// One softmax over the labels.
+        #[arg(long)]
+        single_label: bool,
+        /// Seed of the validation split.
+        #[arg(long, default_value_t = 42)]
+        seed: u64,
+        /// L2 penalty on the weights.
+        #[arg(long, default_value_t = 1e-2)]
+        l2: f32,
+        /// Adam step size.
+        #[arg(long, default_value_t = 0.003)]
+        learning_rate: f32,
+        /// Most epochs.
+        #[arg(long, default_value_t = 1000)]
+        epochs: usize,
+        /// Epochs without a better validation loss before stopping.
+        #[arg(long, default_value_t = 50)]
+        patience: usize,
+        /// Share of examples held out for validation.
+        #[arg(long, default_value_t = 0.2)]
+        validation: f32,
+        /// Do not weigh classes by inverse frequency.
+        #[arg(long)]
+        no_class_weights: bool,
+        /// Where embeddings are cached by text hash.
+        #[arg(long, default_value = ".cache/embeddings")]
+        cache_dir: PathBuf,
+        #[command(flatten)]
+        config: ConfigArgs,
+    },
+    /// Evaluate the configured pipeline on a labelled gold set, per label and per language.
+    Eval {
+        /// Gold records (JSON Lines with "text", "label" or "labels", optionally "lang").
+        gold: PathBuf,
+        /// Evaluate this head instead of the configured labels.
+        #[arg(long)]
+        head: Option<PathBuf>,
+        /// Write eval.txt, eval.json and the SVG pictures here.
+        #[arg(long)]
+        out: Option<PathBuf>,
+        /// Target precision for the threshold search.
+        #[arg(long, default_value_t = 0.95)]
+        precision: f64,
+        /// Report each language's macro-F1 as a share of this language's.
+        #[arg(long)]
+        reference_language: Option<String>,
+        /// Write per-language best-F1 thresholds into the configuration file.
+        #[arg(long)]
+        write_thresholds: bool,
+        /// Fewest positives of a label in a language to write its threshold.
+        #[arg(long, default_value_t = 5)]
+        min_support: u64,
+        /// Where embeddings are cached by text hash.
+        #[arg(long, default_value = ".cache/embeddings")]
+        cache_dir: PathBuf,
+        #[command(flatten)]
+        config: ConfigArgs,
+    },
     /// Install and list models.
     #[command(subcommand)]
     Models(ModelsCommand),
@@ -242,6 +310,77 @@ fn run(command: Command) -> Result<ExitCode, Failure> {
             json,
             config,
         } => detect(&input, json, config.as_deref()),
+        Command::Train {
+            examples,
+            out,
+            multi_label,
+            single_label,
+            seed,
+            l2,
+            learning_rate,
+            epochs,
+            patience,
+            validation,
+            no_class_weights,
+            cache_dir,
+            config,
+        } => {
+            let (workspace, model_dir) = config.load()?;
+            let ok = crate::learn::train_head(crate::learn::TrainArgs {
+                examples,
+                out,
+                config: workspace,
+                model_dir,
+                cache_dir,
+                multi_label: (multi_label || single_label).then_some(multi_label),
+                options: triage_classify::train::TrainOptions {
+                    multi_label,
+                    l2,
+                    learning_rate,
+                    max_epochs: epochs,
+                    patience,
+                    validation_fraction: validation,
+                    seed,
+                    class_weights: !no_class_weights,
+                },
+            })?;
+            Ok(if ok {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::from(1)
+            })
+        }
+        Command::Eval {
+            gold,
+            head,
+            out,
+            precision,
+            reference_language,
+            write_thresholds,
+            min_support,
+            cache_dir,
+            config,
+        } => {
+            let (workspace, model_dir) = config.load()?;
+            let ok = crate::learn::eval(crate::learn::EvalArgs {
+                gold,
+                config_path: config.config.clone(),
+                config: workspace,
+                model_dir,
+                cache_dir,
+                head,
+                out,
+                precision,
+                reference_language,
+                write_thresholds,
+                min_support,
+            })?;
+            Ok(if ok {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::from(1)
+            })
+        }
         Command::Bench {
             input,
             runs,

@@ -1,7 +1,10 @@
 //! `triage`: label multilingual text dumps for moderation teams.
 
 mod cli;
+mod embed_cache;
+mod learn;
 mod models;
+mod plots;
 
 use std::process::ExitCode;
 

@@ -120,9 +120,21 @@ impl ClassifierBuilder {
         self
     }
 
+    /// Loads the model only, for embeddings (training a head, caching): no labels are scored.
+    pub fn build_embedder(mut self) -> Result<Classifier> {
+        self.labels = LabelsConfig {
+            mode: Mode::Checkpoint,
+            ..Default::default()
+        };
+        self.build_inner(false)
+    }
+
     /// Loads the model and prepares the labels.
-    #[tracing::instrument(skip_all, fields(dir = %self.dir.display()))]
     pub fn build(self) -> Result<Classifier> {
+        self.build_inner(true)
+    }
+    #[tracing::instrument(skip_all, fields(dir = %self.dir.display()))]
+    fn build_inner(self, with_labels: bool) -> Result<Classifier> {
         let dir = &self.dir;
         let config_path = dir.join("config.json");
         if !config_path.exists() {
@@ -192,6 +204,9 @@ impl ClassifierBuilder {
                 dir: dir.clone(),
             }),
         };
+        if !with_labels {
+            return Ok(classifier);
+        }
         let (scorer, labels) = self.scorer(&classifier, &root, &config)?;
         let inner = Arc::get_mut(&mut classifier.inner).expect("classifier not shared yet");
         inner.scorer = scorer;
@@ -211,15 +226,19 @@ impl ClassifierBuilder {
                 names
                     .into_iter()
                     .map(|name| {
-                        let explicit = lc
-                            .labels
-                            .iter()
-                            .find(|(n, _)| *n == name)
-                            .and_then(|(_, s)| s.threshold);
-                        let threshold = explicit
+                        let spec = lc.labels.iter().find(|(n, _)| *n == name).map(|(_, s)| s);
+                        let threshold = spec
+                            .and_then(|s| s.threshold)
                             .or_else(|| suggested(&name))
                             .unwrap_or(lc.default_threshold);
-                        LabelInfo { name, threshold }
+                        let by_language = spec
+                            .map(|s| s.language_thresholds.clone())
+                            .unwrap_or_default();
+                        LabelInfo {
+                            name,
+                            threshold,
+                            by_language,
+                        }
                     })
                     .collect()
             };
@@ -437,6 +456,7 @@ enum Scorer {
 struct LabelInfo {
     name: String,
     threshold: f32,
+    by_language: std::collections::BTreeMap<String, f32>,
 }
 
 struct Inner {
@@ -586,8 +606,103 @@ impl Classifier {
 
     /// Labels prepared texts: windows of similar length are batched together.
     pub fn classify_prepared(&self, prepared: &[Prepared]) -> Result<Vec<Classification>> {
+        if self.uses_embeddings() {
+            let windows = self.window_embeddings(prepared)?;
+            return self.classify_embedded(prepared, &windows);
+        }
         let window_scores =
-            self.run_windows(prepared, |this, hidden, mask| this.score_rows(hidden, mask))?;
+            self.run_windows(prepared, |this, hidden, _| this.checkpoint_rows(hidden))?;
+        Ok(self.aggregate(prepared, window_scores))
+    }
+
+    /// Whether labels are scored from pooled window embeddings (`prototypes`, `head`), so that
+    /// [`Classifier::window_embeddings`] can be cached and fed to [`Classifier::classify_embedded`].
+    pub fn uses_embeddings(&self) -> bool {
+        !matches!(self.inner.scorer, Scorer::Checkpoint { .. })
+    }
+
+    /// The pooled embedding of every window of every text (`[text][window][hidden]`).
+    pub fn window_embeddings(&self, prepared: &[Prepared]) -> Result<Vec<Vec<Vec<f32>>>> {
+        self.run_windows(prepared, |this, hidden, mask| {
+            Ok(this.pool(hidden, mask)?.to_vec2::<f32>()?)
+        })
+    }
+
+    /// Labels texts from their window embeddings (as [`Classifier::window_embeddings`] made them);
+    /// the same result as [`Classifier::classify_prepared`].
+    pub fn classify_embedded(
+        &self,
+        prepared: &[Prepared],
+        windows: &[Vec<Vec<f32>>],
+    ) -> Result<Vec<Classification>> {
+        let flat: Vec<Vec<f32>> = windows.iter().flatten().cloned().collect();
+        let mut scores = self.score_embeddings(&flat)?.into_iter();
+        let per_text = windows
+            .iter()
+            .map(|w| scores.by_ref().take(w.len()).collect())
+            .collect();
+        Ok(self.aggregate(prepared, per_text))
+    }
+
+    /// Label scores of pooled embeddings (`[n][hidden]` -> `[n][labels]`), in `prototypes` and
+    /// `head` modes.
+    pub fn score_embeddings(&self, rows: &[Vec<f32>]) -> Result<Vec<Vec<f32>>> {
+        if rows.is_empty() {
+            return Ok(Vec::new());
+        }
+        let h = self.hidden_size();
+        let flat: Vec<f32> = rows.iter().flatten().copied().collect();
+        let pooled = Tensor::from_vec(flat, (rows.len(), h), &Device::Cpu)?;
+        match &self.inner.scorer {
+            Scorer::None | Scorer::Checkpoint { .. } => Err(Error::Labels {
+                key: "mode".into(),
+                message: "scoring embeddings needs prototypes or head mode with labels".into(),
+            }),
+            Scorer::Prototypes {
+                protos,
+                owner,
+                labels,
+                temperature,
+            } => {
+                let sims: Vec<Vec<f32>> = l2_normalize(&pooled)?.matmul(&protos.t()?)?.to_vec2()?;
+                Ok(sims
+                    .into_iter()
+                    .map(|s| {
+                        let mut row = vec![f32::NEG_INFINITY; *labels];
+                        for (p, &l) in owner.iter().enumerate() {
+                            row[l] = row[l].max(s[p] / temperature);
+                        }
+                        softmax(&mut row);
+                        row
+                    })
+                    .collect())
+            }
+            Scorer::Head(head) => {
+                let mut rows: Vec<Vec<f32>> = head.logits(&pooled)?.to_vec2()?;
+                rows.iter_mut().for_each(|r| head.meta.activation.apply(r));
+                Ok(rows)
+            }
+        }
+    }
+
+    /// Re-applies the thresholds of `lang` (`[labels.<name>.language_thresholds]`) to a result.
+    pub fn apply_language_thresholds(&self, c: &mut Classification, lang: &str) {
+        let top = c.top;
+        for (l, (score, info)) in c.labels.iter_mut().zip(&self.inner.labels).enumerate() {
+            let t = info
+                .by_language
+                .get(lang)
+                .copied()
+                .unwrap_or(info.threshold);
+            score.flagged = score.score >= t && (self.inner.multi_label || l == top);
+        }
+    }
+
+    fn aggregate(
+        &self,
+        prepared: &[Prepared],
+        window_scores: Vec<Vec<Vec<f32>>>,
+    ) -> Vec<Classification> {
         let n_labels = self.inner.labels.len();
         let mut out = Vec::with_capacity(prepared.len());
         for (p, rows) in prepared.iter().zip(window_scores) {
@@ -628,7 +743,7 @@ impl Classifier {
                 tokens: p.tokens,
             });
         }
-        Ok(out)
+        out
     }
 
     /// Sentence embeddings as the model's pooling makes them (`modules.json`), one per text;
@@ -643,10 +758,7 @@ impl Classifier {
 
     /// [`Classifier::embed`] for prepared texts.
     pub fn embed_prepared(&self, prepared: &[Prepared]) -> Result<Vec<Vec<f32>>> {
-        let per_window = self.run_windows(prepared, |this, hidden, mask| {
-            let pooled = this.pool(hidden, mask)?;
-            Ok(pooled.to_vec2::<f32>()?)
-        })?;
+        let per_window = self.window_embeddings(prepared)?;
         let h = self.hidden_size();
         Ok(prepared
             .iter()
@@ -723,46 +835,18 @@ impl Classifier {
         Ok(out)
     }
 
-    /// Label scores of each window of a batch.
-    fn score_rows(&self, hidden: &Tensor, mask: &Tensor) -> Result<Vec<Vec<f32>>> {
-        match &self.inner.scorer {
-            Scorer::None => Err(Error::Labels {
+    /// Checkpoint-head scores of each window of a batch.
+    fn checkpoint_rows(&self, hidden: &Tensor) -> Result<Vec<Vec<f32>>> {
+        let Scorer::Checkpoint { head, activation } = &self.inner.scorer else {
+            return Err(Error::Labels {
                 key: "mode".into(),
-                message: "no labels are configured".into(),
-            }),
-            Scorer::Prototypes {
-                protos,
-                owner,
-                labels,
-                temperature,
-            } => {
-                let pooled = l2_normalize(&self.pool(hidden, mask)?)?;
-                let sims: Vec<Vec<f32>> = pooled.matmul(&protos.t()?)?.to_vec2()?;
-                Ok(sims
-                    .into_iter()
-                    .map(|s| {
-                        let mut row = vec![f32::NEG_INFINITY; *labels];
-                        for (p, &l) in owner.iter().enumerate() {
-                            row[l] = row[l].max(s[p] / temperature);
-                        }
-                        softmax(&mut row);
-                        row
-                    })
-                    .collect())
-            }
-            Scorer::Checkpoint { head, activation } => {
-                let first = hidden.i((.., 0))?.contiguous()?;
-                let mut rows: Vec<Vec<f32>> = head.forward(&first)?.to_vec2()?;
-                rows.iter_mut().for_each(|r| activation.apply(r));
-                Ok(rows)
-            }
-            Scorer::Head(head) => {
-                let pooled = self.pool(hidden, mask)?;
-                let mut rows: Vec<Vec<f32>> = head.logits(&pooled)?.to_vec2()?;
-                rows.iter_mut().for_each(|r| head.meta.activation.apply(r));
-                Ok(rows)
-            }
-        }
+                message: "no checkpoint head is loaded".into(),
+            });
+        };
+        let first = hidden.i((.., 0))?.contiguous()?;
+        let mut rows: Vec<Vec<f32>> = head.forward(&first)?.to_vec2()?;
+        rows.iter_mut().for_each(|r| activation.apply(r));
+        Ok(rows)
     }
 
     /// Raw logits of the checkpoint head for each text's first window (for reference checks).

@@ -32,6 +32,10 @@ pub struct LabelSpec {
     /// Score at or above which the label is flagged; `default_threshold` when absent.
     #[serde(default)]
     pub threshold: Option<f32>,
+    /// Thresholds for texts of one language (ISO 639-1 code -> threshold), written by
+    /// `triage eval --write-thresholds`; `threshold` for the other languages.
+    #[serde(default)]
+    pub language_thresholds: std::collections::BTreeMap<String, f32>,
 }
 
 /// The `[labels]` section: the mode, thresholds and the labels in the order written.
@@ -117,6 +121,13 @@ impl<'de> Deserialize<'de> for LabelsConfig {
                     }
                 }
                 for (name, spec) in &c.labels {
+                    for (lang, t) in &spec.language_thresholds {
+                        if !(0.0..=1.0).contains(t) {
+                            return Err(de::Error::custom(format!(
+                                "labels.{name}.language_thresholds.{lang} must be within 0 and 1, not {t}"
+                            )));
+                        }
+                    }
                     if let Some(t) = spec.threshold {
                         if !(0.0..=1.0).contains(&t) {
                             return Err(de::Error::custom(format!(
@@ -160,6 +171,9 @@ pub struct HeadMeta {
     /// Text prefix used when the training texts were embedded.
     #[serde(default)]
     pub prefix: Option<String>,
+    /// How the head was trained (examples, epochs, options, validation scores).
+    #[serde(default)]
+    pub training: Option<serde_json::Value>,
 }
 
 /// How a head's logits become scores.

@@ -35,7 +35,9 @@ mod classifier;
 pub mod config;
 mod error;
 pub mod labels;
+pub mod metrics;
 pub mod tokenize;
+pub mod train;
 
 pub use classifier::{
     Classification, Classifier, ClassifierBuilder, LabelScore, LinearHead, ModelOptions, Span,
