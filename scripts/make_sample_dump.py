@@ -8,6 +8,9 @@ passage of another label inside), plus bad lines (invalid JSON, missing/null/non
 text, invalid UTF-8). Each good record carries `gold` (its label) and `gold_lang`, which triage
 ignores when labelling and reports use to measure accuracy.
 
+Also writes tests/data/topics_train.jsonl (en, fr, de, es sentences with their label) and
+tests/data/topics_gold.jsonl (eight other languages, with label and lang) for the train/eval tests.
+
 Usage: python3 scripts/make_sample_dump.py
 """
 import json, os, random
@@ -299,6 +302,18 @@ def main():
     with open(dest, "wb") as f:
         f.write(b"\n".join(lines) + b"\n")
     print(f"wrote {dest}: {len(recs)} records in {len(S)} languages, {len(bad)} bad lines")
+    # A small labelled set for the train/eval tests: train on four languages, evaluate on eight others.
+    data = os.path.dirname(dest)
+    with open(os.path.join(data, "topics_train.jsonl"), "w", encoding="utf-8") as f:
+        for lang in ["en", "fr", "de", "es"]:
+            for label in LABELS:
+                for t in S[lang][label]:
+                    f.write(json.dumps({"text": t, "label": label}, ensure_ascii=False) + "\n")
+    with open(os.path.join(data, "topics_gold.jsonl"), "w", encoding="utf-8") as f:
+        for lang in ["ar", "ru", "tr", "fa", "ur", "id", "bn", "nl"]:
+            for label in LABELS:
+                for t in S[lang][label]:
+                    f.write(json.dumps({"text": t, "label": label, "lang": lang}, ensure_ascii=False) + "\n")
 
 
 if __name__ == "__main__":

@@ -2,4 +2,5 @@
 
 mod hub;
 mod label;
+mod learn;
 mod util;

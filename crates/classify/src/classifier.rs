@@ -340,6 +340,18 @@ impl ClassifierBuilder {
                     self.dir.join(rel)
                 };
                 let head = LinearHead::load(&path, classifier.inner.encoder.hidden_size())?;
+                if let Some(trained_on) = &head.meta.encoder_sha256 {
+                    if trained_on != classifier.weights_sha256() {
+                        return Err(Error::Head {
+                            path,
+                            message: format!(
+                                "trained on the encoder with weights sha256:{trained_on}, not on {} (sha256:{}); train it again on this model",
+                                self.dir.display(),
+                                classifier.weights_sha256()
+                            ),
+                        });
+                    }
+                }
                 check_known(&head.meta.labels)?;
                 let meta = head.meta.clone();
                 let labels = info(meta.labels.clone(), &|n| meta.thresholds.get(n).copied());

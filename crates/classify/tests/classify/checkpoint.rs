@@ -165,6 +165,26 @@ fn head_mode_scores_pooled_embeddings_with_the_head_file() {
         let threshold = if l.label() == "b" { 0.9 } else { 0.5 };
         assert_eq!(l.flagged(), l.score() >= threshold);
     }
+    // a head trained on another encoder is refused
+    std::fs::write(
+        head.path().join("head.json"),
+        r#"{"labels": ["a", "b", "c"], "activation": "sigmoid", "encoder_sha256": "0000"}"#,
+    )
+    .unwrap();
+    let labels = LabelsConfig {
+        mode: Mode::Head,
+        head: Some(head.path().to_owned()),
+        ..Default::default()
+    };
+    let err = ClassifierBuilder::new(&model)
+        .labels(labels)
+        .build()
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("trained on the encoder") && err.contains("sha256:0000"),
+        "{err}"
+    );
     // a head of the wrong width is refused with its path
     std::fs::write(
         head.path().join("head.json"),

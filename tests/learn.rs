@@ -1,0 +1,224 @@
+//! `triage train` and `triage eval` end to end on a small committed set.
+
+use serde_json::Value;
+
+use crate::util::{lines, model_installed, root, triage};
+
+#[test]
+fn train_label_with_the_head_evaluate_and_write_thresholds() {
+    let model = model_installed();
+    let dir = tempfile::tempdir().unwrap();
+    let head = dir.path().join("head");
+    let cache = dir.path().join("cache");
+    let train = |extra: &[&str]| {
+        triage()
+            .args([
+                "train",
+                "tests/data/topics_train.jsonl",
+                "--out",
+                head.to_str().unwrap(),
+                "--cache-dir",
+                cache.to_str().unwrap(),
+            ])
+            .args(extra)
+            .output()
+            .unwrap()
+    };
+    let o = train(&[]);
+    let err = String::from_utf8_lossy(&o.stderr).into_owned();
+    assert!(o.status.success(), "{err}");
+    assert!(
+        err.contains("single-label") && err.contains("0 cached, 60 computed"),
+        "{err}"
+    );
+    let meta: Value =
+        serde_json::from_slice(&std::fs::read(head.join("head.json")).unwrap()).unwrap();
+    assert_eq!(meta["labels"].as_array().unwrap().len(), 5);
+    assert_eq!(meta["activation"], "softmax");
+    let sha = triage_classify::checksum::weights_sha256(&model).unwrap();
+    assert_eq!(meta["encoder_sha256"], sha.as_str());
+    assert_eq!(meta["data_sha256"].as_str().unwrap().len(), 64);
+    let first_weights = std::fs::read(head.join("head.safetensors")).unwrap();
+
+    // the second run reads every embedding from the cache and gives the same head
+    let o = train(&[]);
+    assert!(String::from_utf8_lossy(&o.stderr).contains("60 cached, 0 computed"));
+    assert_eq!(
+        std::fs::read(head.join("head.safetensors")).unwrap(),
+        first_weights
+    );
+
+    // label with the head through workspace.toml
+    let cfg = dir.path().join("workspace.toml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "# my taxonomy\n[model]\nname = {:?}\nprefix = \"query: \"\n\n[labels]\nmode = \"head\"\nhead = {:?}\nmulti_label = false\n",
+            model.to_str().unwrap(),
+            head.to_str().unwrap()
+        ),
+    )
+    .unwrap();
+    let out = dir.path().join("labelled.jsonl");
+    let o = triage()
+        .args([
+            "label",
+            "tests/data/topics_gold.jsonl",
+            "-o",
+            out.to_str().unwrap(),
+            "-c",
+            cfg.to_str().unwrap(),
+        ])
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let gold = lines(&root().join("tests/data/topics_gold.jsonl"));
+    let got = lines(&out);
+    assert_eq!(got.len(), gold.len());
+    let correct = got
+        .iter()
+        .zip(&gold)
+        .filter(|(g, t)| g["top"] == t["label"])
+        .count();
+    // five labels (chance 0.2), trained on four other languages
+    assert!(
+        correct as f64 / gold.len() as f64 > 0.6,
+        "{correct}/{}",
+        gold.len()
+    );
+
+    // evaluate: tables, JSON, pictures, and thresholds written back
+    let report = dir.path().join("report");
+    let o = triage()
+        .args([
+            "eval",
+            "tests/data/topics_gold.jsonl",
+            "-c",
+            cfg.to_str().unwrap(),
+            "--out",
+            report.to_str().unwrap(),
+        ])
+        .args([
+            "--cache-dir",
+            cache.to_str().unwrap(),
+            "--write-thresholds",
+            "--min-support",
+            "3",
+            "--precision",
+            "0.9",
+        ])
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&o.stdout).into_owned();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert!(
+        stdout.contains("macro") && stdout.contains("confusion") && stdout.contains("language"),
+        "{stdout}"
+    );
+    let r: Value =
+        serde_json::from_slice(&std::fs::read(report.join("eval.json")).unwrap()).unwrap();
+    assert_eq!(r["records"], 120);
+    assert!(r["macro"]["f1"].as_f64().unwrap() > 0.5, "{}", r["macro"]);
+    assert!(
+        (r["accuracy"].as_f64().unwrap() - correct as f64 / 120.0).abs() < 1e-9,
+        "eval agrees with label"
+    );
+    assert_eq!(r["languages"].as_array().unwrap().len(), 8);
+    let m = r["confusion"].as_array().unwrap();
+    assert_eq!(
+        m.iter()
+            .map(|row| row
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|v| v.as_u64().unwrap())
+                .sum::<u64>())
+            .sum::<u64>(),
+        120
+    );
+    for pic in ["pr_curves.svg", "f1_heatmap.svg"] {
+        let svg = std::fs::read_to_string(report.join(pic)).unwrap();
+        assert!(svg.starts_with("<svg") && svg.contains("</svg>"), "{pic}");
+    }
+    let written = std::fs::read_to_string(&cfg).unwrap();
+    assert!(written.starts_with("# my taxonomy"), "comments kept");
+    assert!(written.contains("language_thresholds"), "{written}");
+    let parsed = triage_batch::WorkspaceConfig::load(&cfg).unwrap();
+    let with: usize = parsed
+        .labels
+        .labels
+        .iter()
+        .map(|(_, s)| s.language_thresholds.len())
+        .sum();
+    assert!(with >= 8, "{written}");
+    // and the configuration with per-language thresholds still labels
+    let o = triage()
+        .args(["label", "-", "-c", cfg.to_str().unwrap()])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .and_then(|mut c| {
+            use std::io::Write;
+            c.stdin
+                .take()
+                .unwrap()
+                .write_all(b"{\"text\": \"Bedava iPhone kazanmak icin tiklayin\"}\n")?;
+            c.wait_with_output()
+        })
+        .unwrap();
+    assert!(o.status.success());
+}
+
+#[test]
+fn bad_training_lines_are_reported_and_unknown_gold_labels_refused() {
+    model_installed();
+    let dir = tempfile::tempdir().unwrap();
+    let examples = dir.path().join("ex.jsonl");
+    let mut text = std::fs::read_to_string(root().join("tests/data/topics_train.jsonl")).unwrap();
+    text.push_str("not json\n{\"text\": \"no label\"}\n");
+    std::fs::write(&examples, text).unwrap();
+    let head = dir.path().join("head");
+    let cache = root().join(".cache/embeddings");
+    let o = triage()
+        .args([
+            "train",
+            examples.to_str().unwrap(),
+            "--out",
+            head.to_str().unwrap(),
+            "--cache-dir",
+            cache.to_str().unwrap(),
+        ])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains(":61: invalid JSON") && err.contains(":62: no \"label\""),
+        "{err}"
+    );
+    assert!(
+        head.join("head.json").exists(),
+        "the good lines still train a head"
+    );
+
+    let gold = dir.path().join("gold.jsonl");
+    std::fs::write(&gold, "{\"text\": \"hello\", \"label\": \"weather\"}\n").unwrap();
+    let o = triage()
+        .args([
+            "eval",
+            gold.to_str().unwrap(),
+            "--head",
+            head.to_str().unwrap(),
+            "--cache-dir",
+            cache.to_str().unwrap(),
+        ])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(
+        err.contains("weather") && err.contains("does not have"),
+        "{err}"
+    );
+}
