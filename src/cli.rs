@@ -4,11 +4,13 @@ use std::fs::File;
 use std::io::{BufRead, BufReader, BufWriter, IsTerminal, Write};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::Instant;
 
 use anyhow::{Context, Result};
 use clap::{Parser, Subcommand, ValueEnum};
-use triage_batch::{Engine, RunOptions, WorkspaceConfig};
+use triage_batch::{Engine, RunOptions, Sink, WorkspaceConfig};
 
 use crate::models;
 
@@ -98,9 +100,12 @@ enum Command {
         /// Progress bar on standard error.
         #[arg(long, value_enum, default_value = "auto")]
         progress: When,
-        /// Also write the summary as JSON here.
+        /// Where to write the summary as JSON (default: `<output>.summary.json`).
         #[arg(long)]
         summary_json: Option<PathBuf>,
+        /// Continue a killed or interrupted run from its checkpoint (`<output>.checkpoint.json`).
+        #[arg(long)]
+        resume: bool,
         #[command(flatten)]
         config: ConfigArgs,
     },
@@ -295,6 +300,7 @@ fn run(command: Command) -> Result<ExitCode, Failure> {
             max_errors,
             progress,
             summary_json,
+            resume,
             config,
         } => label(LabelArgs {
             input,
@@ -303,6 +309,7 @@ fn run(command: Command) -> Result<ExitCode, Failure> {
             max_errors,
             progress,
             summary_json,
+            resume,
             config,
         }),
         Command::Detect {
@@ -438,7 +445,47 @@ struct LabelArgs {
     max_errors: Option<u64>,
     progress: When,
     summary_json: Option<PathBuf>,
+    resume: bool,
     config: ConfigArgs,
+}
+
+/// What `<output>.checkpoint.json` holds.
+#[derive(serde::Serialize, serde::Deserialize)]
+struct CheckpointFile {
+    version: u32,
+    input: String,
+    input_bytes: Option<u64>,
+    config_sha256: String,
+    lines_done: u64,
+    output_bytes: u64,
+    errors_bytes: u64,
+    complete: bool,
+    summary: triage_batch::Summary,
+}
+
+fn config_sha256(config_path: &Path, model: &str) -> String {
+    use sha2::Digest;
+    let mut h = sha2::Sha256::new();
+    h.update(std::fs::read(config_path).unwrap_or_default());
+    h.update(model.as_bytes());
+    h.finalize().iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// Ctrl-C (or SIGTERM) once: stop reading, write what was read, checkpoint. Twice: exit now.
+fn install_signal_handler() -> Arc<AtomicBool> {
+    let stop = Arc::new(AtomicBool::new(false));
+    let flag = stop.clone();
+    let result = ctrlc::set_handler(move || {
+        if flag.swap(true, Ordering::SeqCst) {
+            eprintln!("\ntriage: interrupted again: exiting now");
+            std::process::exit(130);
+        }
+        eprintln!("\ntriage: interrupted: finishing what was read, then writing a checkpoint (Ctrl-C again to exit now)");
+    });
+    if let Err(e) = result {
+        tracing::warn!("cannot handle Ctrl-C: {e}");
+    }
+    stop
 }
 
 fn open_input(input: &str) -> Result<(Box<dyn BufRead + Send>, Option<u64>), Failure> {
@@ -452,28 +499,73 @@ fn open_input(input: &str) -> Result<(Box<dyn BufRead + Send>, Option<u64>), Fai
     Ok((Box::new(BufReader::with_capacity(1 << 20, f)), len))
 }
 
-fn create(path: &Path) -> Result<Box<dyn Write>, Failure> {
-    let f = File::create(path)
-        .with_context(|| format!("cannot create {}", path.display()))
-        .map_err(Failure::Usage)?;
-    Ok(Box::new(BufWriter::with_capacity(1 << 20, f)))
-}
-
 fn label(a: LabelArgs) -> Result<ExitCode, Failure> {
+    if a.resume && a.output == "-" {
+        return Err(Failure::Usage(anyhow::anyhow!(
+            "--resume needs an output file (-o FILE), not standard output"
+        )));
+    }
     let engine = a.config.engine()?;
     let (input, input_len) = open_input(&a.input)?;
-    let mut output: Box<dyn Write> = if a.output == "-" {
-        Box::new(BufWriter::new(std::io::stdout().lock()))
-    } else {
-        create(Path::new(&a.output))?
-    };
+    let to_file = a.output != "-";
+    let checkpoint_path = PathBuf::from(format!("{}.checkpoint.json", a.output));
     let errors_path = a
         .errors
         .clone()
-        .or_else(|| (a.output != "-").then(|| PathBuf::from(format!("{}.errors.jsonl", a.output))));
-    let mut errors: Box<dyn Write> = match &errors_path {
-        Some(p) => create(p)?,
-        None => Box::new(std::io::stderr()),
+        .or_else(|| to_file.then(|| PathBuf::from(format!("{}.errors.jsonl", a.output))));
+    let summary_path = a
+        .summary_json
+        .clone()
+        .or_else(|| to_file.then(|| PathBuf::from(format!("{}.summary.json", a.output))));
+    let config_sha = config_sha256(&a.config.config, engine.classifier().model_id());
+    let previous: Option<CheckpointFile> = if a.resume && checkpoint_path.exists() {
+        let cp: CheckpointFile =
+            serde_json::from_slice(&std::fs::read(&checkpoint_path).map_err(anyhow::Error::from)?)
+                .with_context(|| {
+                    format!("{} is not a triage checkpoint", checkpoint_path.display())
+                })
+                .map_err(Failure::Usage)?;
+        if cp.input != a.input || cp.input_bytes != input_len || cp.config_sha256 != config_sha {
+            return Err(Failure::Usage(anyhow::anyhow!(
+                "{} belongs to another run (input {}, {:?} bytes, or another configuration/model); remove it or run without --resume",
+                checkpoint_path.display(),
+                cp.input,
+                cp.input_bytes
+            )));
+        }
+        Some(cp)
+    } else {
+        if a.resume {
+            eprintln!(
+                "triage: no checkpoint at {}: starting from the beginning",
+                checkpoint_path.display()
+            );
+        }
+        None
+    };
+    if let Some(cp) = &previous {
+        if cp.complete {
+            eprint!("{}", cp.summary.table());
+            eprintln!("triage: {} is already complete", a.output);
+            return Ok(exit_for(&cp.summary));
+        }
+        eprintln!(
+            "triage: resuming after input line {} ({} records done)",
+            cp.lines_done, cp.summary.records
+        );
+    }
+    fn sink_err(p: &Path) -> impl Fn(std::io::Error) -> Failure + '_ {
+        move |e| Failure::Usage(anyhow::anyhow!("cannot write {}: {e}", p.display()))
+    }
+    let mut output = if to_file {
+        let p = Path::new(&a.output);
+        Sink::file(p, previous.as_ref().map(|c| c.output_bytes)).map_err(sink_err(p))?
+    } else {
+        Sink::stream(Box::new(std::io::stdout()), "standard output")
+    };
+    let mut errors = match &errors_path {
+        Some(p) => Sink::file(p, previous.as_ref().map(|c| c.errors_bytes)).map_err(sink_err(p))?,
+        None => Sink::stream(Box::new(std::io::stderr()), "standard error"),
     };
     let show = match a.progress {
         When::Always => true,
@@ -507,11 +599,35 @@ fn label(a: LabelArgs) -> Result<ExitCode, Failure> {
             ));
         }
     };
+    let stop = install_signal_handler();
     let options = RunOptions {
         input_name: a.input.clone(),
         output_name: a.output.clone(),
         max_errors: a.max_errors,
+        skip_lines: previous.as_ref().map_or(0, |c| c.lines_done),
+        stop: Some(stop),
         ..Default::default()
+    };
+    let make_checkpoint = |c: &triage_batch::Checkpoint, complete: bool| CheckpointFile {
+        version: 1,
+        input: a.input.clone(),
+        input_bytes: input_len,
+        config_sha256: config_sha.clone(),
+        lines_done: c.lines_done,
+        output_bytes: c.output_bytes,
+        errors_bytes: c.errors_bytes,
+        complete,
+        summary: c.summary.clone(),
+    };
+    let mut last_lines_done = previous.as_ref().map_or(0, |c| c.lines_done);
+    let mut on_chunk = |c: &triage_batch::Checkpoint| -> std::io::Result<()> {
+        last_lines_done = c.lines_done;
+        if to_file {
+            let json = serde_json::to_vec_pretty(&make_checkpoint(c, false))
+                .map_err(std::io::Error::other)?;
+            triage_batch::write_atomic(&checkpoint_path, &json)?;
+        }
+        Ok(())
     };
     let result = triage_batch::run(
         &engine,
@@ -519,7 +635,9 @@ fn label(a: LabelArgs) -> Result<ExitCode, Failure> {
         &mut output,
         &mut errors,
         &options,
+        previous.map(|c| c.summary),
         &progress,
+        &mut on_chunk,
     );
     if let Some(bar) = &bar {
         bar.finish_and_clear();
@@ -535,18 +653,36 @@ fn label(a: LabelArgs) -> Result<ExitCode, Failure> {
             eprintln!("error records: {}", p.display());
         }
     }
-    if let Some(p) = &a.summary_json {
-        std::fs::write(
-            p,
-            serde_json::to_vec_pretty(&summary).map_err(anyhow::Error::from)?,
-        )
-        .with_context(|| format!("writing {}", p.display()))?;
+    if summary.interrupted {
+        eprintln!("triage: stopped; `triage label ... --resume` continues after input line {last_lines_done}");
+        return Ok(ExitCode::from(130));
     }
-    Ok(if summary.errors == 0 && !summary.stopped_early {
+    if to_file && !summary.stopped_early {
+        let done = triage_batch::Checkpoint {
+            lines_done: last_lines_done,
+            output_bytes: output.written(),
+            errors_bytes: errors.written(),
+            summary: &summary,
+        };
+        let json = serde_json::to_vec_pretty(&make_checkpoint(&done, true))
+            .map_err(anyhow::Error::from)?;
+        triage_batch::write_atomic(&checkpoint_path, &json)
+            .with_context(|| format!("writing {}", checkpoint_path.display()))?;
+    }
+    if let Some(p) = &summary_path {
+        let mut json = serde_json::to_vec_pretty(&summary).map_err(anyhow::Error::from)?;
+        json.push(b'\n');
+        triage_batch::write_atomic(p, &json).with_context(|| format!("writing {}", p.display()))?;
+    }
+    Ok(exit_for(&summary))
+}
+
+fn exit_for(summary: &triage_batch::Summary) -> ExitCode {
+    if summary.errors == 0 && !summary.stopped_early {
         ExitCode::SUCCESS
     } else {
         ExitCode::from(1)
-    })
+    }
 }
 
 fn detect(input: &str, json: bool, config: Option<&Path>) -> Result<ExitCode, Failure> {
@@ -648,10 +784,12 @@ fn bench(input: &Path, runs: usize, config: &ConfigArgs) -> Result<ExitCode, Fai
         let s = triage_batch::run(
             &engine,
             reader,
-            &mut std::io::sink(),
-            &mut std::io::sink(),
+            &mut Sink::discard(),
+            &mut Sink::discard(),
             &options,
+            None,
             &|_| {},
+            &mut |_| Ok(()),
         )
         .map_err(|e| Failure::Run(e.into()))?;
         best = best.max(s.records_per_sec());

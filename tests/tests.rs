@@ -3,4 +3,5 @@
 mod hub;
 mod label;
 mod learn;
+mod resume;
 mod util;

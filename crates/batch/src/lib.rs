@@ -10,10 +10,12 @@ mod config;
 mod error;
 mod pipeline;
 mod record;
+mod sink;
 mod summary;
 
 pub use config::{InputConfig, WorkspaceConfig};
 pub use error::{Error, Result};
-pub use pipeline::{run, Engine, ProgressInfo, RunOptions};
+pub use pipeline::{run, Checkpoint, Engine, ProgressInfo, RunOptions};
 pub use record::{parse_json_line, ErrorDetail, OutputRecord, Record, RecordError};
+pub use sink::{write_atomic, Sink};
 pub use summary::{LabelCount, Summary};

@@ -3,8 +3,9 @@
 //! so that memory stays flat whatever the size of the dump.
 
 use std::collections::BTreeMap;
-use std::io::{BufRead, Write};
+use std::io::BufRead;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
 use std::time::Instant;
 
 use crossbeam_channel::bounded;
@@ -15,6 +16,7 @@ use triage_langid::{Detection, Detector};
 use crate::config::{InputConfig, WorkspaceConfig};
 use crate::error::{Error, Result};
 use crate::record::{parse_json_line, ErrorDetail, OutputRecord, Record, RecordError};
+use crate::sink::Sink;
 use crate::summary::{LabelCount, Summary};
 
 /// What labels records: the classifier, the language detector and the input's field names.
@@ -75,6 +77,10 @@ pub struct RunOptions {
     pub max_errors: Option<u64>,
     /// Records per chunk handed from stage to stage.
     pub chunk_records: usize,
+    /// Input lines already done (a resumed run skips them).
+    pub skip_lines: u64,
+    /// Set from outside (a signal) to stop reading; what was read is still written.
+    pub stop: Option<Arc<AtomicBool>>,
 }
 
 impl Default for RunOptions {
@@ -84,8 +90,23 @@ impl Default for RunOptions {
             output_name: "-".into(),
             max_errors: None,
             chunk_records: 256,
+            skip_lines: 0,
+            stop: None,
         }
     }
+}
+
+/// What a checkpoint records after a chunk is durably written.
+#[derive(Debug)]
+pub struct Checkpoint<'a> {
+    /// Input lines done (the next run resumes after this line).
+    pub lines_done: u64,
+    /// Bytes of the output that hold those lines' records.
+    pub output_bytes: u64,
+    /// Bytes of the errors file.
+    pub errors_bytes: u64,
+    /// The summary so far.
+    pub summary: &'a Summary,
 }
 
 /// Where a run stands, for a progress display.
@@ -103,6 +124,7 @@ const CHUNK_BYTES: usize = 8 << 20;
 
 struct RawChunk {
     seq: u64,
+    last_line: u64,
     lines: Vec<(u64, Vec<u8>)>,
     read_error: Option<RecordError>,
 }
@@ -114,6 +136,7 @@ enum Item {
 
 struct PrepChunk {
     seq: u64,
+    last_line: u64,
     items: Vec<Item>,
 }
 
@@ -136,6 +159,7 @@ enum Line {
 
 struct DoneChunk {
     seq: u64,
+    last_line: u64,
     lines: Vec<Line>,
 }
 
@@ -144,6 +168,7 @@ fn read_chunks(
     options: &RunOptions,
     bytes_read: &AtomicU64,
     stop: &AtomicBool,
+    external: Option<&AtomicBool>,
     tx: crossbeam_channel::Sender<RawChunk>,
 ) {
     let mut seq = 0;
@@ -155,8 +180,13 @@ fn read_chunks(
         if stop.load(Ordering::Relaxed) {
             return;
         }
+        let interrupted = external.is_some_and(|e| e.load(Ordering::Relaxed));
         buf.clear();
-        let (n, read_error) = match input.read_until(b'\n', &mut buf) {
+        let (n, read_error) = match if interrupted {
+            Ok(0)
+        } else {
+            input.read_until(b'\n', &mut buf)
+        } {
             Ok(n) => (n, None),
             Err(e) => (
                 0,
@@ -183,7 +213,7 @@ fn read_chunks(
             while let [rest @ .., b'\n' | b'\r'] = l {
                 l = rest;
             }
-            if !l.iter().all(u8::is_ascii_whitespace) {
+            if line_no > options.skip_lines && !l.iter().all(u8::is_ascii_whitespace) {
                 chunk_bytes += l.len();
                 chunk.push((line_no, l.to_vec()));
             }
@@ -192,6 +222,7 @@ fn read_chunks(
             if !chunk.is_empty() || read_error.is_some() {
                 let c = RawChunk {
                     seq,
+                    last_line: line_no,
                     lines: std::mem::take(&mut chunk),
                     read_error,
                 };
@@ -238,6 +269,7 @@ fn prepare_chunk(engine: &Engine, options: &RunOptions, chunk: RawChunk) -> Prep
     }
     PrepChunk {
         seq: chunk.seq,
+        last_line: chunk.last_line,
         items,
     }
 }
@@ -319,35 +351,42 @@ fn infer_chunk(engine: &Engine, options: &RunOptions, chunk: PrepChunk) -> DoneC
         .collect();
     DoneChunk {
         seq: chunk.seq,
+        last_line: chunk.last_line,
         lines,
     }
 }
 
 /// Labels every record of `input` (JSON Lines), writing one output line per labelled record to
-/// `output` and one error record per failed record to `errors`, both in input order.
+/// `output` and one error record per failed record to `errors`, both in input order. After each
+/// chunk both outputs are made durable and `checkpoint` is called, so that a killed run can
+/// resume exactly where the last checkpoint left it (`start` is that checkpoint's summary).
 #[tracing::instrument(skip_all, fields(input = %options.input_name))]
+#[allow(clippy::too_many_arguments)]
 pub fn run(
     engine: &Engine,
     input: impl BufRead + Send,
-    output: &mut dyn Write,
-    errors: &mut dyn Write,
+    output: &mut Sink,
+    errors: &mut Sink,
     options: &RunOptions,
+    start: Option<Summary>,
     progress: &(dyn Fn(ProgressInfo) + Sync),
+    checkpoint: &mut dyn FnMut(&Checkpoint) -> std::io::Result<()>,
 ) -> Result<Summary> {
-    let start = Instant::now();
+    let started = Instant::now();
     let names = engine.classifier.label_names();
-    let mut summary = Summary {
+    let mut summary = start.unwrap_or_else(|| Summary {
         labels: names
             .iter()
             .map(|n| (n.to_string(), LabelCount::default()))
             .collect(),
-        threads: rayon::current_num_threads(),
         ..Default::default()
-    };
+    });
+    summary.threads = rayon::current_num_threads();
+    summary.stopped_early = false;
     let bytes_read = AtomicU64::new(0);
     let stop = AtomicBool::new(false);
-    let werr = |source| Error::Write {
-        output: options.output_name.clone(),
+    let werr = |name: &str, source| Error::Write {
+        output: name.to_owned(),
         source,
     };
     let result = std::thread::scope(|s| -> Result<()> {
@@ -355,7 +394,8 @@ pub fn run(
         let (prep_tx, prep_rx) = bounded::<PrepChunk>(2);
         let (done_tx, done_rx) = bounded::<DoneChunk>(2);
         let (bytes_read, stop) = (&bytes_read, &stop);
-        s.spawn(move || read_chunks(input, options, bytes_read, stop, raw_tx));
+        let external = options.stop.as_deref();
+        s.spawn(move || read_chunks(input, options, bytes_read, stop, external, raw_tx));
         s.spawn(move || {
             for chunk in raw_rx {
                 if prep_tx.send(prepare_chunk(engine, options, chunk)).is_err() {
@@ -393,7 +433,7 @@ pub fn run(
                                 encoder_tokens,
                                 windows,
                             } => {
-                                writeln!(output, "{json}").map_err(werr)?;
+                                output.line(&json).map_err(|e| werr(output.name(), e))?;
                                 summary.labelled += 1;
                                 *summary.languages.entry(lang.to_owned()).or_default() += 1;
                                 for i in flagged {
@@ -408,7 +448,7 @@ pub fn run(
                                 summary.windows += windows as u64;
                             }
                             Line::Failed { json, kind } => {
-                                writeln!(errors, "{json}").map_err(werr)?;
+                                errors.line(&json).map_err(|e| werr(errors.name(), e))?;
                                 summary.errors += 1;
                                 *summary.error_kinds.entry(kind.to_owned()).or_default() += 1;
                                 if options.max_errors.is_some_and(|m| summary.errors >= m) {
@@ -418,6 +458,15 @@ pub fn run(
                             }
                         }
                     }
+                    let output_bytes = output.commit().map_err(|e| werr(output.name(), e))?;
+                    let errors_bytes = errors.commit().map_err(|e| werr(errors.name(), e))?;
+                    checkpoint(&Checkpoint {
+                        lines_done: chunk.last_line,
+                        output_bytes,
+                        errors_bytes,
+                        summary: &summary,
+                    })
+                    .map_err(|e| werr("the checkpoint", e))?;
                     progress(ProgressInfo {
                         bytes_read: bytes_read.load(Ordering::Relaxed),
                         records: summary.records,
@@ -432,8 +481,12 @@ pub fn run(
         drop(done_rx);
         outcome
     });
-    output.flush().map_err(werr)?;
-    errors.flush().map_err(werr)?;
-    summary.elapsed = start.elapsed();
+    output.commit().map_err(|e| werr(output.name(), e))?;
+    errors.commit().map_err(|e| werr(errors.name(), e))?;
+    summary.interrupted = options
+        .stop
+        .as_ref()
+        .is_some_and(|s| s.load(Ordering::Relaxed));
+    summary.elapsed = started.elapsed();
     result.map(|()| summary)
 }

@@ -4,10 +4,10 @@ use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::time::Duration;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 /// Per-label counts.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct LabelCount {
     /// Records where the label was flagged.
     pub flagged: u64,
@@ -16,7 +16,7 @@ pub struct LabelCount {
 }
 
 /// What a run did.
-#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct Summary {
     /// Records read (labelled or not).
     pub records: u64,
@@ -38,17 +38,18 @@ pub struct Summary {
     pub encoder_tokens: u64,
     /// Windows through the encoder.
     pub windows: u64,
+    /// Records whose text had been labelled before in this run, and whose scores were reused.
+    pub reused: u64,
     /// Whether `--max-errors` stopped the run before the end of the input.
     pub stopped_early: bool,
-    /// Wall time.
-    #[serde(serialize_with = "secs")]
+    /// Whether a signal stopped the run before the end of the input.
+    pub interrupted: bool,
+    /// Wall time of this process (not serialised: a summary depends only on the input).
+    #[serde(skip)]
     pub elapsed: Duration,
-    /// Worker threads.
+    /// Worker threads (not serialised).
+    #[serde(skip)]
     pub threads: usize,
-}
-
-fn secs<S: serde::Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
-    s.serialize_f64((d.as_secs_f64() * 1000.0).round() / 1000.0)
 }
 
 impl Summary {
@@ -71,7 +72,13 @@ impl Summary {
             self.records,
             self.labelled,
             self.errors,
-            if self.stopped_early { " (stopped early by --max-errors)" } else { "" },
+            if self.stopped_early {
+                " (stopped early by --max-errors)"
+            } else if self.interrupted {
+                " (interrupted: resume with --resume)"
+            } else {
+                ""
+            },
             self.elapsed.as_secs_f64(),
             self.records_per_sec(),
             self.tokens_per_sec(),

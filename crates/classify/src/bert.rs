@@ -115,10 +115,11 @@ impl Encoder {
         self.hidden
     }
 
-    /// Pads token windows (each already with its special tokens) into one batch, with the
-    /// attention mask and the position ids of the architecture.
-    pub fn inputs(&self, windows: &[&[u32]]) -> candle_core::Result<EncoderInputs> {
-        let len = windows.iter().map(|w| w.len()).max().unwrap_or(0);
+    /// Pads token windows (each already with its special tokens) into one batch of `len`
+    /// tokens (at least the longest window), with the attention mask and the position ids of the
+    /// architecture.
+    pub fn inputs(&self, windows: &[&[u32]], len: usize) -> candle_core::Result<EncoderInputs> {
+        let len = windows.iter().map(|w| w.len()).max().unwrap_or(0).max(len);
         let n = windows.len();
         let mut ids = vec![self.pad_token_id; n * len];
         let mut pos = vec![0u32; n * len];

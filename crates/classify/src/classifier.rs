@@ -55,6 +55,8 @@ impl ModelOptions {
     }
 }
 
+/// Windows are padded to a multiple of this many tokens (see `Classifier::run_windows`).
+pub const BUCKET: usize = 8;
 /// Most padded tokens in one forward pass.
 const MAX_BATCH_TOKENS: usize = 8192;
 /// Most attention scores (windows x heads x len x len) in one forward pass: larger matrices
@@ -809,34 +811,45 @@ impl Classifier {
 
     /// Runs every window of `prepared` through the encoder in length-sorted batches and maps
     /// each batch's hidden states to rows with `f`; returns the rows of each text in order.
+    ///
+    /// Every window is padded to its length bucket (the next multiple of [`BUCKET`] tokens) and
+    /// only windows of one bucket share a batch, so the arithmetic a window goes through, and
+    /// with it every bit of its scores, does not depend on which other texts, how many, or how
+    /// many threads there are.
     fn run_windows<F>(&self, prepared: &[Prepared], f: F) -> Result<Vec<Vec<Vec<f32>>>>
     where
         F: Fn(&Self, &Tensor, &Tensor) -> Result<Vec<Vec<f32>>>,
     {
+        let bucket = |n: usize| n.div_ceil(BUCKET) * BUCKET;
         let mut order: Vec<(usize, usize)> = prepared
             .iter()
             .enumerate()
             .flat_map(|(d, p)| (0..p.windows.len()).map(move |w| (d, w)))
             .collect();
         let len = |&(d, w): &(usize, usize)| prepared[d].windows[w].ids.len();
-        order.sort_by_key(|k| std::cmp::Reverse(len(k)));
+        order.sort_by_key(|k| std::cmp::Reverse(bucket(len(k))));
         let mut out: Vec<Vec<Vec<f32>>> = prepared
             .iter()
             .map(|p| vec![Vec::new(); p.windows.len()])
             .collect();
         let mut i = 0;
         while i < order.len() {
-            let longest = len(&order[i]);
-            let scores = self.inner.heads * longest * longest;
-            let fit = (MAX_BATCH_TOKENS / longest.max(1))
+            let padded = bucket(len(&order[i]));
+            let same = order[i..]
+                .iter()
+                .take_while(|k| bucket(len(k)) == padded)
+                .count();
+            let scores = self.inner.heads * padded * padded;
+            let fit = (MAX_BATCH_TOKENS / padded.max(1))
                 .min(MAX_BATCH_SCORES / scores.max(1))
-                .clamp(1, self.inner.batch_size);
-            let batch = &order[i..(i + fit).min(order.len())];
+                .clamp(1, self.inner.batch_size)
+                .min(same);
+            let batch = &order[i..i + fit];
             let windows: Vec<&[u32]> = batch
                 .iter()
                 .map(|&(d, w)| prepared[d].windows[w].ids.as_slice())
                 .collect();
-            let inputs = self.inner.encoder.inputs(&windows)?;
+            let inputs = self.inner.encoder.inputs(&windows, padded)?;
             let hidden = self.inner.encoder.forward(&inputs)?;
             let rows = f(self, &hidden, &inputs.mask)?;
             for (&(d, w), row) in batch.iter().zip(rows) {
@@ -879,7 +892,7 @@ impl Classifier {
             })
             .collect::<Result<Vec<_>>>()?;
         let refs: Vec<&[u32]> = ids.iter().map(Vec::as_slice).collect();
-        let inputs = self.inner.encoder.inputs(&refs)?;
+        let inputs = self.inner.encoder.inputs(&refs, 0)?;
         let hidden = self.inner.encoder.forward(&inputs)?;
         Ok(head.forward(&hidden.i((.., 0))?.contiguous()?)?.to_vec2()?)
     }

@@ -1,0 +1,210 @@
+//! Runs that are killed (SIGKILL) or interrupted (SIGINT) at random points resume into output,
+//! errors and summary byte-identical to an uninterrupted run; and the output never depends on
+//! the thread count.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use crate::util::{root, triage};
+
+/// A dump of `n` records over the tiny model's vocabulary, with a bad line every 97 records.
+fn dump(dir: &Path, n: usize) -> PathBuf {
+    let words = [
+        "join", "the", "fight", "now", "free", "money", "click", "this", "link", "council",
+        "approved", "budget", "weather", "is", "sunny", "today",
+    ];
+    let mut s = String::new();
+    let mut x: u64 = 12345;
+    for i in 0..n {
+        if i % 97 == 13 {
+            s.push_str("{\"id\": \"broken\", \"text\": \n");
+            continue;
+        }
+        let len = 2 + (i % 11);
+        let text: Vec<&str> = (0..len)
+            .map(|_| {
+                x = x
+                    .wrapping_mul(6364136223846793005)
+                    .wrapping_add(1442695040888963407);
+                words[(x >> 33) as usize % words.len()]
+            })
+            .collect();
+        s.push_str(&format!(
+            "{{\"id\": \"r{i}\", \"text\": \"{}\"}}\n",
+            text.join(" ")
+        ));
+    }
+    let p = dir.join("dump.jsonl");
+    std::fs::write(&p, s).unwrap();
+    p
+}
+
+fn config(dir: &Path) -> PathBuf {
+    let p = dir.join("w.toml");
+    let model = root().join("tests/data/models/tiny-bert-cls");
+    std::fs::write(
+        &p,
+        format!(
+            "[model]\nname = {:?}\n[labels]\nmode = \"checkpoint\"\n",
+            model.to_str().unwrap()
+        ),
+    )
+    .unwrap();
+    p
+}
+
+fn label(input: &Path, out: &Path, cfg: &Path, extra: &[&str]) -> Command {
+    let mut c = triage();
+    c.args([
+        "label",
+        input.to_str().unwrap(),
+        "-o",
+        out.to_str().unwrap(),
+        "-c",
+        cfg.to_str().unwrap(),
+        "--progress",
+        "never",
+    ])
+    .args(extra)
+    .stdout(Stdio::null())
+    .stderr(Stdio::piped());
+    c
+}
+
+fn files(out: &Path) -> Vec<Vec<u8>> {
+    ["", ".errors.jsonl", ".summary.json"]
+        .iter()
+        .map(|suffix| std::fs::read(format!("{}{suffix}", out.display())).unwrap())
+        .collect()
+}
+
+#[test]
+fn killed_at_random_points_resumes_byte_identical() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = dump(dir.path(), 30_000);
+    let cfg = config(dir.path());
+    let reference = dir.path().join("ref.jsonl");
+    let t = Instant::now();
+    let o = label(&input, &reference, &cfg, &[]).output().unwrap();
+    let full = t.elapsed();
+    assert_eq!(
+        o.status.code(),
+        Some(1),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    let want = files(&reference);
+    assert!(want[0].len() > 1_000_000 && !want[1].is_empty());
+
+    let out = dir.path().join("out.jsonl");
+    let mut seed: u64 = 0x5eed;
+    let mut kills = 0;
+    for _ in 0..8 {
+        seed = seed.wrapping_mul(6364136223846793005).wrapping_add(1);
+        // each attempt runs for a random share of a fifth of the full run, so most are killed
+        let delay =
+            Duration::from_millis(30 + (seed >> 33) % (full.as_millis() as u64 / 5).max(50));
+        let mut child = label(&input, &out, &cfg, &["--resume"]).spawn().unwrap();
+        std::thread::sleep(delay);
+        if child.try_wait().unwrap().is_none() {
+            child.kill().unwrap(); // SIGKILL
+            kills += 1;
+        }
+        child.wait().unwrap();
+    }
+    let o = label(&input, &out, &cfg, &["--resume"]).output().unwrap();
+    assert_eq!(
+        o.status.code(),
+        Some(1),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    let got = files(&out);
+    assert!(got[0] == want[0], "output differs after {kills} kills");
+    assert!(got[1] == want[1], "errors differ");
+    assert_eq!(
+        String::from_utf8_lossy(&got[2]),
+        String::from_utf8_lossy(&want[2])
+    );
+    assert!(
+        kills >= 4,
+        "only {kills} kills landed mid-run (run takes {full:?})"
+    );
+    // resuming a complete run changes nothing
+    let o = label(&input, &out, &cfg, &["--resume"]).output().unwrap();
+    assert!(String::from_utf8_lossy(&o.stderr).contains("already complete"));
+    assert_eq!(files(&out), want);
+}
+
+#[test]
+fn interrupted_runs_checkpoint_and_resume() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = dump(dir.path(), 30_000);
+    let cfg = config(dir.path());
+    let reference = dir.path().join("ref.jsonl");
+    assert_eq!(
+        label(&input, &reference, &cfg, &["--threads", "1"])
+            .status()
+            .unwrap()
+            .code(),
+        Some(1)
+    );
+    let out = dir.path().join("out.jsonl");
+    let child = label(&input, &out, &cfg, &[]).spawn().unwrap();
+    std::thread::sleep(Duration::from_millis(400));
+    Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .unwrap();
+    let o = child.wait_with_output().unwrap();
+    let err = String::from_utf8_lossy(&o.stderr);
+    if o.status.code() == Some(130) {
+        assert!(err.contains("--resume"), "{err}");
+        let cp: serde_json::Value = serde_json::from_slice(
+            &std::fs::read(format!("{}.checkpoint.json", out.display())).unwrap(),
+        )
+        .unwrap();
+        assert_eq!(cp["complete"], false);
+        assert!(cp["lines_done"].as_u64().unwrap() > 0);
+    }
+    let o = label(&input, &out, &cfg, &["--resume", "--threads", "2"])
+        .output()
+        .unwrap();
+    assert_eq!(
+        o.status.code(),
+        Some(1),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    // also: 1 thread for the reference, 2 here: the output does not depend on the thread count
+    assert_eq!(files(&out), files(&reference));
+}
+
+#[test]
+fn a_checkpoint_of_another_run_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = dump(dir.path(), 300);
+    let cfg = config(dir.path());
+    let out = dir.path().join("out.jsonl");
+    label(&input, &out, &cfg, &[]).status().unwrap();
+    let other = dump(&dir.path().join("x").tap_mkdir(), 301);
+    let o = label(&other, &out, &cfg, &["--resume"]).output().unwrap();
+    assert_eq!(o.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("belongs to another run"));
+    let o = triage()
+        .args(["label", input.to_str().unwrap(), "--resume"])
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(2));
+}
+
+trait TapMkdir {
+    fn tap_mkdir(self) -> Self;
+}
+impl TapMkdir for PathBuf {
+    fn tap_mkdir(self) -> Self {
+        std::fs::create_dir_all(&self).unwrap();
+        self
+    }
+}
