@@ -68,9 +68,9 @@ impl ConfigArgs {
         Ok((config, dir))
     }
 
-    fn engine(&self) -> Result<Engine, Failure> {
+    fn engine(&self) -> Result<(Engine, WorkspaceConfig), Failure> {
         let (config, dir) = self.load()?;
-        Engine::from_config(&config, &dir, &self.config).map_err(|e| {
+        let engine = Engine::from_config(&config, &dir, &self.config).map_err(|e| {
             let config_error = e.is_config();
             let e = anyhow::Error::new(e).context(format!("loading {}", self.config.display()));
             if config_error {
@@ -78,19 +78,32 @@ impl ConfigArgs {
             } else {
                 Failure::Run(e)
             }
-        })
+        })?;
+        Ok((engine, config))
     }
 }
 
 #[derive(Subcommand)]
 enum Command {
-    /// Label every record of a JSON Lines dump.
+    /// Label every record of a dump: JSON Lines, CSV/TSV, plain text or a folder of files.
     Label {
-        /// Input JSON Lines (`-` for standard input).
+        /// Input file or folder (`-` for standard input); `.gz` and `.zst` are decompressed.
         input: String,
-        /// Output JSON Lines (`-` for standard output).
+        /// Output file (`-` for standard output); CSV when it ends in `.csv`, JSON Lines otherwise.
         #[arg(long, short = 'o', default_value = "-")]
         output: String,
+        /// Input format (default: from the extension; JSON Lines for `-`).
+        #[arg(long, value_parser = ["jsonl", "csv", "tsv", "txt", "dir"])]
+        format: Option<String>,
+        /// CSV/TSV column that holds the text (default: `[input] text_field`).
+        #[arg(long)]
+        text_column: Option<String>,
+        /// Output format (default: from the output's extension).
+        #[arg(long, value_parser = ["jsonl", "csv"])]
+        output_format: Option<String>,
+        /// Texts longer than this many characters become error records.
+        #[arg(long, default_value_t = 1_000_000)]
+        max_chars: usize,
         /// Error records (default: `<output>.errors.jsonl`; standard error when the output is `-`).
         #[arg(long)]
         errors: Option<PathBuf>,
@@ -302,9 +315,17 @@ fn run(command: Command) -> Result<ExitCode, Failure> {
             summary_json,
             resume,
             config,
+            format,
+            text_column,
+            output_format,
+            max_chars,
         } => label(LabelArgs {
             input,
             output,
+            format,
+            text_column,
+            output_format,
+            max_chars,
             errors,
             max_errors,
             progress,
@@ -441,6 +462,10 @@ fn run(command: Command) -> Result<ExitCode, Failure> {
 struct LabelArgs {
     input: String,
     output: String,
+    format: Option<String>,
+    text_column: Option<String>,
+    output_format: Option<String>,
+    max_chars: usize,
     errors: Option<PathBuf>,
     max_errors: Option<u64>,
     progress: When,
@@ -489,14 +514,82 @@ fn install_signal_handler() -> Arc<AtomicBool> {
 }
 
 fn open_input(input: &str) -> Result<(Box<dyn BufRead + Send>, Option<u64>), Failure> {
-    if input == "-" {
-        return Ok((Box::new(BufReader::new(std::io::stdin())), None));
-    }
-    let f = File::open(input)
+    let raw = triage_batch::reader::open(input)
         .with_context(|| format!("cannot open input {input}"))
         .map_err(Failure::Usage)?;
-    let len = f.metadata().ok().map(|m| m.len());
-    Ok((Box::new(BufReader::with_capacity(1 << 20, f)), len))
+    let len = (input != "-")
+        .then(|| std::fs::metadata(input).ok().map(|m| m.len()))
+        .flatten();
+    Ok((Box::new(BufReader::with_capacity(1 << 20, raw)), len))
+}
+
+/// Counts the bytes read from the (compressed) file, for the progress bar.
+struct Counting {
+    inner: Box<dyn std::io::Read + Send>,
+    n: Arc<std::sync::atomic::AtomicU64>,
+}
+
+impl std::io::Read for Counting {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.n.fetch_add(n as u64, Ordering::Relaxed);
+        Ok(n)
+    }
+}
+
+type Source = Box<dyn Iterator<Item = triage_batch::reader::RawRecord> + Send>;
+
+/// Opens the input as records of its format; returns them, the input's size, and a counter of
+/// bytes read so far.
+fn open_source(
+    input: &str,
+    format: Option<&str>,
+    columns: &triage_batch::Columns,
+) -> Result<(Source, Option<u64>, Arc<std::sync::atomic::AtomicU64>), Failure> {
+    use triage_batch::reader;
+    use triage_batch::InputFormat;
+    let format = match format {
+        Some(f) => InputFormat::from_name(f).expect("clap checked the value"),
+        None => InputFormat::detect(input),
+    };
+    let counter = Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let cannot =
+        |e: std::io::Error| Failure::Usage(anyhow::anyhow!("cannot open input {input}: {e}"));
+    if format == InputFormat::Folder {
+        return Ok((
+            reader::folder(Path::new(input)).map_err(cannot)?,
+            None,
+            counter,
+        ));
+    }
+    let raw: Box<dyn std::io::Read + Send> = if input == "-" {
+        Box::new(std::io::stdin())
+    } else {
+        Box::new(File::open(input).map_err(cannot)?)
+    };
+    let len = (input != "-")
+        .then(|| std::fs::metadata(input).ok().map(|m| m.len()))
+        .flatten();
+    let counted = Box::new(Counting {
+        inner: raw,
+        n: counter.clone(),
+    });
+    let decoded = reader::decompress(input, counted).map_err(cannot)?;
+    let source: Source = match format {
+        InputFormat::Csv | InputFormat::Tsv => {
+            let sep = if format == InputFormat::Csv {
+                b','
+            } else {
+                b'\t'
+            };
+            reader::delimited(decoded, input.to_owned(), sep, columns).map_err(|e| {
+                Failure::Usage(anyhow::anyhow!("{}:{}: {}", e.file, e.line, e.error.reason))
+            })?
+        }
+        InputFormat::Text => reader::lines(decoded, input.to_owned(), false),
+        _ => reader::lines(decoded, input.to_owned(), true),
+    };
+    Ok((source, len, counter))
 }
 
 fn label(a: LabelArgs) -> Result<ExitCode, Failure> {
@@ -505,9 +598,20 @@ fn label(a: LabelArgs) -> Result<ExitCode, Failure> {
             "--resume needs an output file (-o FILE), not standard output"
         )));
     }
-    let engine = a.config.engine()?;
-    let (input, input_len) = open_input(&a.input)?;
+    let (engine, workspace) = a.config.engine()?;
+    let columns = triage_batch::Columns {
+        text: a
+            .text_column
+            .clone()
+            .unwrap_or_else(|| workspace.input.text_field.clone()),
+        id: workspace.input.id_field.clone(),
+    };
+    let (input, input_len, bytes_read) = open_source(&a.input, a.format.as_deref(), &columns)?;
     let to_file = a.output != "-";
+    let csv_output = match a.output_format.as_deref() {
+        Some(f) => f == "csv",
+        None => a.output.ends_with(".csv"),
+    };
     let checkpoint_path = PathBuf::from(format!("{}.checkpoint.json", a.output));
     let errors_path = a
         .errors
@@ -591,7 +695,7 @@ fn label(a: LabelArgs) -> Result<ExitCode, Failure> {
     let started = Instant::now();
     let progress = |p: triage_batch::ProgressInfo| {
         if let Some(bar) = &bar {
-            bar.set_position(p.bytes_read);
+            bar.set_position(bytes_read.load(Ordering::Relaxed));
             let rate = p.records as f64 / started.elapsed().as_secs_f64().max(1e-9);
             bar.set_message(format!(
                 "{} records, {} errors, {rate:.1} records/s",
@@ -606,8 +710,16 @@ fn label(a: LabelArgs) -> Result<ExitCode, Failure> {
         max_errors: a.max_errors,
         skip_lines: previous.as_ref().map_or(0, |c| c.lines_done),
         stop: Some(stop),
+        max_chars: a.max_chars,
+        csv_output,
         ..Default::default()
     };
+    if csv_output && output.written() == 0 {
+        let names = engine.classifier().label_names();
+        output
+            .line(&triage_batch::csv_header(&names))
+            .map_err(|e| Failure::Usage(anyhow::anyhow!("cannot write {}: {e}", a.output)))?;
+    }
     let make_checkpoint = |c: &triage_batch::Checkpoint, complete: bool| CheckpointFile {
         version: 1,
         input: a.input.clone(),
@@ -758,7 +870,7 @@ fn peak_rss_mib() -> Option<f64> {
 
 fn bench(input: &Path, runs: usize, config: &ConfigArgs) -> Result<ExitCode, Failure> {
     let t = Instant::now();
-    let engine = config.engine()?;
+    let (engine, workspace) = config.engine()?;
     let load = t.elapsed();
     let c = engine.classifier();
     println!("model      {}", c.model_id());
@@ -776,7 +888,11 @@ fn bench(input: &Path, runs: usize, config: &ConfigArgs) -> Result<ExitCode, Fai
     );
     let mut best = 0f64;
     for run in 1..=runs.max(1) {
-        let (reader, _) = open_input(&input.to_string_lossy())?;
+        let columns = triage_batch::Columns {
+            text: workspace.input.text_field.clone(),
+            id: workspace.input.id_field.clone(),
+        };
+        let (reader, _, _) = open_source(&input.to_string_lossy(), None, &columns)?;
         let options = RunOptions {
             input_name: input.display().to_string(),
             ..Default::default()

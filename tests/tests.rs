@@ -1,6 +1,7 @@
 //! End-to-end tests of the `triage` command.
 
 mod hub;
+mod inputs;
 mod label;
 mod learn;
 mod resume;

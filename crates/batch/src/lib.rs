@@ -9,6 +9,7 @@
 mod config;
 mod error;
 mod pipeline;
+pub mod reader;
 mod record;
 mod sink;
 mod summary;
@@ -16,6 +17,9 @@ mod summary;
 pub use config::{InputConfig, WorkspaceConfig};
 pub use error::{Error, Result};
 pub use pipeline::{run, Checkpoint, Engine, ProgressInfo, RunOptions};
-pub use record::{parse_json_line, ErrorDetail, OutputRecord, Record, RecordError};
+pub use reader::{Columns, InputFormat};
+pub use record::{
+    csv_header, parse_json_line, record_from_fields, ErrorDetail, OutputRecord, Record, RecordError,
+};
 pub use sink::{write_atomic, Sink};
 pub use summary::{LabelCount, Summary};

@@ -3,8 +3,7 @@
 //! so that memory stays flat whatever the size of the dump.
 
 use std::collections::BTreeMap;
-use std::io::BufRead;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -15,7 +14,10 @@ use triage_langid::{Detection, Detector};
 
 use crate::config::{InputConfig, WorkspaceConfig};
 use crate::error::{Error, Result};
-use crate::record::{parse_json_line, ErrorDetail, OutputRecord, Record, RecordError};
+use crate::reader::{Payload, RawRecord};
+use crate::record::{
+    parse_json_line, record_from_fields, ErrorDetail, OutputRecord, Record, RecordError,
+};
 use crate::sink::Sink;
 use crate::summary::{LabelCount, Summary};
 
@@ -81,6 +83,10 @@ pub struct RunOptions {
     pub skip_lines: u64,
     /// Set from outside (a signal) to stop reading; what was read is still written.
     pub stop: Option<Arc<AtomicBool>>,
+    /// Longer texts become error records (`too_long`) instead of hours of windows.
+    pub max_chars: usize,
+    /// Write output records as CSV rows instead of JSON lines.
+    pub csv_output: bool,
 }
 
 impl Default for RunOptions {
@@ -92,6 +98,8 @@ impl Default for RunOptions {
             chunk_records: 256,
             skip_lines: 0,
             stop: None,
+            max_chars: 1_000_000,
+            csv_output: false,
         }
     }
 }
@@ -112,8 +120,6 @@ pub struct Checkpoint<'a> {
 /// Where a run stands, for a progress display.
 #[derive(Debug, Clone, Copy)]
 pub struct ProgressInfo {
-    /// Input bytes read so far.
-    pub bytes_read: u64,
     /// Records written so far (labelled and errors).
     pub records: u64,
     /// Errors so far.
@@ -125,8 +131,7 @@ const CHUNK_BYTES: usize = 8 << 20;
 struct RawChunk {
     seq: u64,
     last_line: u64,
-    lines: Vec<(u64, Vec<u8>)>,
-    read_error: Option<RecordError>,
+    records: Vec<RawRecord>,
 }
 
 enum Item {
@@ -164,109 +169,105 @@ struct DoneChunk {
 }
 
 fn read_chunks(
-    mut input: impl BufRead,
+    input: Box<dyn Iterator<Item = RawRecord> + Send>,
     options: &RunOptions,
-    bytes_read: &AtomicU64,
     stop: &AtomicBool,
     external: Option<&AtomicBool>,
     tx: crossbeam_channel::Sender<RawChunk>,
 ) {
     let mut seq = 0;
-    let mut line_no = 0u64;
     let mut chunk = Vec::new();
     let mut chunk_bytes = 0;
-    let mut buf = Vec::new();
+    let mut last = options.skip_lines;
+    let mut input = input.peekable();
     loop {
-        if stop.load(Ordering::Relaxed) {
-            return;
+        let halted =
+            stop.load(Ordering::Relaxed) || external.is_some_and(|e| e.load(Ordering::Relaxed));
+        let next = if halted { None } else { input.next() };
+        let eof = next.is_none();
+        if let Some(r) = next {
+            if r.pos <= options.skip_lines {
+                continue;
+            }
+            last = r.pos;
+            chunk_bytes += match &r.payload {
+                Payload::Json(b) => b.len(),
+                Payload::Fields { text, .. } => text.len(),
+                Payload::Error(_) => 0,
+            };
+            chunk.push(r);
         }
-        let interrupted = external.is_some_and(|e| e.load(Ordering::Relaxed));
-        buf.clear();
-        let (n, read_error) = match if interrupted {
-            Ok(0)
-        } else {
-            input.read_until(b'\n', &mut buf)
-        } {
-            Ok(n) => (n, None),
-            Err(e) => (
-                0,
-                Some(RecordError {
-                    id: None,
-                    file: options.input_name.clone(),
-                    line: line_no + 1,
-                    error: ErrorDetail {
-                        kind: "read_error",
-                        field: None,
-                        reason: format!("the input cannot be read past this line: {e}"),
-                    },
-                }),
-            ),
-        };
-        let eof = n == 0;
-        if !eof {
-            line_no += 1;
-            bytes_read.fetch_add(n as u64, Ordering::Relaxed);
-            let mut l = buf.as_slice();
-            if line_no == 1 {
-                l = l.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(l);
-            }
-            while let [rest @ .., b'\n' | b'\r'] = l {
-                l = rest;
-            }
-            if line_no > options.skip_lines && !l.iter().all(u8::is_ascii_whitespace) {
-                chunk_bytes += l.len();
-                chunk.push((line_no, l.to_vec()));
-            }
-        }
-        if eof || chunk.len() >= options.chunk_records || chunk_bytes >= CHUNK_BYTES {
-            if !chunk.is_empty() || read_error.is_some() {
-                let c = RawChunk {
-                    seq,
-                    last_line: line_no,
-                    lines: std::mem::take(&mut chunk),
-                    read_error,
-                };
-                seq += 1;
-                chunk_bytes = 0;
-                if tx.send(c).is_err() {
-                    return;
-                }
-            }
-            if eof {
+        if (eof || chunk.len() >= options.chunk_records || chunk_bytes >= CHUNK_BYTES)
+            && !chunk.is_empty()
+        {
+            let c = RawChunk {
+                seq,
+                last_line: last,
+                records: std::mem::take(&mut chunk),
+            };
+            seq += 1;
+            chunk_bytes = 0;
+            if tx.send(c).is_err() {
                 return;
             }
+        }
+        if eof {
+            return;
         }
     }
 }
 
 fn prepare_chunk(engine: &Engine, options: &RunOptions, chunk: RawChunk) -> PrepChunk {
-    let mut items: Vec<Item> = chunk
-        .lines
+    let items: Vec<Item> = chunk
+        .records
         .into_par_iter()
-        .map(|(line, bytes)| {
-            let rec = match parse_json_line(&bytes, line, &options.input_name, &engine.input) {
+        .map(|raw| {
+            let file = raw.file.as_deref().unwrap_or(&options.input_name);
+            let parsed = match raw.payload {
+                Payload::Json(bytes) => parse_json_line(&bytes, raw.line, file, &engine.input),
+                Payload::Fields { id, text } => record_from_fields(
+                    id.as_deref(),
+                    &text,
+                    raw.line,
+                    raw.pos,
+                    file,
+                    &engine.input.text_field,
+                ),
+                Payload::Error(e) => Err(e),
+            };
+            let rec = match parsed {
                 Ok(r) => r,
                 Err(e) => return Item::Failed(e),
             };
+            let fail = |kind, reason: String| {
+                Item::Failed(RecordError {
+                    id: Some(rec.id.clone()),
+                    file: file.to_owned(),
+                    line: rec.line,
+                    error: ErrorDetail {
+                        kind,
+                        field: Some(engine.input.text_field.clone()),
+                        reason,
+                    },
+                })
+            };
+            let chars = rec.text.chars().count();
+            if chars > options.max_chars {
+                return fail(
+                    "too_long",
+                    format!(
+                        "{chars} characters, more than the limit of {} (--max-chars)",
+                        options.max_chars
+                    ),
+                );
+            }
             let lang = engine.detector.detect(&rec.text);
             match engine.classifier.prepare(&rec.text) {
                 Ok(p) => Item::Ready(rec, lang, p),
-                Err(e) => Item::Failed(RecordError {
-                    id: Some(rec.id),
-                    file: options.input_name.clone(),
-                    line,
-                    error: ErrorDetail {
-                        kind: "tokenize",
-                        field: Some(engine.input.text_field.clone()),
-                        reason: e.to_string(),
-                    },
-                }),
+                Err(e) => fail("tokenize", e.to_string()),
             }
         })
         .collect();
-    if let Some(e) = chunk.read_error {
-        items.push(Item::Failed(e));
-    }
     PrepChunk {
         seq: chunk.seq,
         last_line: chunk.last_line,
@@ -318,7 +319,11 @@ fn infer_chunk(engine: &Engine, options: &RunOptions, chunk: PrepChunk) -> DoneC
                 Ok(c) => {
                     let out = OutputRecord::new(&rec.id, lang, &c, model);
                     Line::Labelled {
-                        json: serde_json::to_string(&out).expect("output records serialise"),
+                        json: if options.csv_output {
+                            out.csv()
+                        } else {
+                            serde_json::to_string(&out).expect("output records serialise")
+                        },
                         lang: lang.lang(),
                         flagged: c
                             .labels()
@@ -364,7 +369,7 @@ fn infer_chunk(engine: &Engine, options: &RunOptions, chunk: PrepChunk) -> DoneC
 #[allow(clippy::too_many_arguments)]
 pub fn run(
     engine: &Engine,
-    input: impl BufRead + Send,
+    input: Box<dyn Iterator<Item = RawRecord> + Send>,
     output: &mut Sink,
     errors: &mut Sink,
     options: &RunOptions,
@@ -383,7 +388,6 @@ pub fn run(
     });
     summary.threads = rayon::current_num_threads();
     summary.stopped_early = false;
-    let bytes_read = AtomicU64::new(0);
     let stop = AtomicBool::new(false);
     let werr = |name: &str, source| Error::Write {
         output: name.to_owned(),
@@ -393,9 +397,9 @@ pub fn run(
         let (raw_tx, raw_rx) = bounded::<RawChunk>(2);
         let (prep_tx, prep_rx) = bounded::<PrepChunk>(2);
         let (done_tx, done_rx) = bounded::<DoneChunk>(2);
-        let (bytes_read, stop) = (&bytes_read, &stop);
+        let stop = &stop;
         let external = options.stop.as_deref();
-        s.spawn(move || read_chunks(input, options, bytes_read, stop, external, raw_tx));
+        s.spawn(move || read_chunks(input, options, stop, external, raw_tx));
         s.spawn(move || {
             for chunk in raw_rx {
                 if prep_tx.send(prepare_chunk(engine, options, chunk)).is_err() {
@@ -468,7 +472,6 @@ pub fn run(
                     })
                     .map_err(|e| werr("the checkpoint", e))?;
                     progress(ProgressInfo {
-                        bytes_read: bytes_read.load(Ordering::Relaxed),
                         records: summary.records,
                         errors: summary.errors,
                     });

@@ -136,6 +136,44 @@ pub fn parse_json_line(
     }
 }
 
+/// Makes a record of a CSV/TSV row, a text line or a file: the text must be UTF-8 and not blank.
+pub fn record_from_fields(
+    id: Option<&[u8]>,
+    text: &[u8],
+    line: u64,
+    pos: u64,
+    file: &str,
+    field: &str,
+) -> Result<Record, RecordError> {
+    let id = id
+        .map(|b| String::from_utf8_lossy(b).into_owned())
+        .unwrap_or_else(|| pos.to_string());
+    let fail = |kind, reason: String| RecordError {
+        id: Some(id.clone()),
+        file: file.to_owned(),
+        line,
+        error: ErrorDetail {
+            kind,
+            field: Some(field.to_owned()),
+            reason,
+        },
+    };
+    let text = std::str::from_utf8(text).map_err(|e| {
+        fail(
+            "invalid_utf8",
+            format!("invalid UTF-8 at byte {} of {field:?}", e.valid_up_to()),
+        )
+    })?;
+    if text.trim().is_empty() {
+        return Err(fail("empty_text", format!("{field:?} is empty")));
+    }
+    Ok(Record {
+        line,
+        id: id.clone(),
+        text: text.to_owned(),
+    })
+}
+
 /// A label with its score, as written.
 #[derive(Debug, Serialize)]
 pub struct OutLabel<'a> {
@@ -172,7 +210,65 @@ fn round6(x: f64) -> f64 {
     (x * 1e6).round() / 1e6
 }
 
+/// The CSV header of output records with these labels.
+pub fn csv_header(labels: &[&str]) -> String {
+    let mut cols: Vec<String> = [
+        "id",
+        "lang",
+        "lang_confidence",
+        "lang_reliable",
+        "script",
+        "top",
+        "evidence_start",
+        "evidence_end",
+        "model",
+        "chars",
+        "windows",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    for l in labels {
+        cols.push(format!("{l}_score"));
+        cols.push(format!("{l}_flagged"));
+    }
+    csv_row(&cols)
+}
+
+fn csv_row(fields: &[String]) -> String {
+    let mut w = csv::WriterBuilder::new()
+        .terminator(csv::Terminator::Any(b'\n'))
+        .from_writer(Vec::new());
+    w.write_record(fields).expect("writing to memory");
+    let mut s =
+        String::from_utf8(w.into_inner().expect("writing to memory")).expect("fields are UTF-8");
+    s.pop();
+    s
+}
+
 impl<'a> OutputRecord<'a> {
+    /// The record as one CSV row (fields as in [`csv_header`]).
+    pub fn csv(&self) -> String {
+        let mut f = vec![
+            self.id.to_owned(),
+            self.lang.to_owned(),
+            self.lang_confidence.to_string(),
+            self.lang_reliable.to_string(),
+            self.script.to_owned(),
+            self.top.unwrap_or("").to_owned(),
+            self.evidence.start.to_string(),
+            self.evidence.end.to_string(),
+            self.model.to_owned(),
+            self.chars.to_string(),
+            self.windows.to_string(),
+        ];
+        for l in &self.labels {
+            f.push(l.score.to_string());
+            f.push(l.flagged.to_string());
+        }
+        csv_row(&f)
+    }
+
     /// Assembles the output record of a labelled text.
     pub fn new(id: &'a str, lang: &'a Detection, c: &'a Classification, model: &'a str) -> Self {
         OutputRecord {
