@@ -104,6 +104,9 @@ enum Command {
         /// Texts longer than this many characters become error records.
         #[arg(long, default_value_t = 1_000_000)]
         max_chars: usize,
+        /// Label every record, even one whose text was seen before in this run.
+        #[arg(long)]
+        no_dedupe: bool,
         /// Error records (default: `<output>.errors.jsonl`; standard error when the output is `-`).
         #[arg(long)]
         errors: Option<PathBuf>,
@@ -319,7 +322,9 @@ fn run(command: Command) -> Result<ExitCode, Failure> {
             text_column,
             output_format,
             max_chars,
+            no_dedupe,
         } => label(LabelArgs {
+            no_dedupe,
             input,
             output,
             format,
@@ -466,6 +471,7 @@ struct LabelArgs {
     text_column: Option<String>,
     output_format: Option<String>,
     max_chars: usize,
+    no_dedupe: bool,
     errors: Option<PathBuf>,
     max_errors: Option<u64>,
     progress: When,
@@ -712,6 +718,11 @@ fn label(a: LabelArgs) -> Result<ExitCode, Failure> {
         stop: Some(stop),
         max_chars: a.max_chars,
         csv_output,
+        dedupe_capacity: if a.no_dedupe {
+            0
+        } else {
+            RunOptions::default().dedupe_capacity
+        },
         ..Default::default()
     };
     if csv_output && output.written() == 0 {

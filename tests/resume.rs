@@ -208,3 +208,52 @@ impl TapMkdir for PathBuf {
         self
     }
 }
+
+#[test]
+fn duplicate_texts_are_inferred_once_with_the_same_output() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = config(dir.path());
+    let mut s = String::new();
+    let bases = [
+        "free money click this link",
+        "join the fight now",
+        "the weather is sunny today",
+        "council approved",
+        "budget",
+        "FREE Money CLICK this LINK",
+    ];
+    let tails = [
+        "now", "the", "this", "is", "today", "sunny", "fight", "link",
+    ];
+    for i in 0..2000 {
+        // 5 x 8 = 40 distinct texts: the tokenizer lower-cases, so the last base is the first
+        let t = format!("{} {}", bases[i % 6], tails[(i / 6) % 8]);
+        s.push_str(&format!("{{\"id\": \"{i}\", \"text\": \"{t}\"}}\n"));
+    }
+    let input = dir.path().join("dup.jsonl");
+    std::fs::write(&input, s).unwrap();
+    let a = dir.path().join("a.jsonl");
+    let b = dir.path().join("b.jsonl");
+    let oa = label(&input, &a, &cfg, &[]).output().unwrap();
+    let ob = label(&input, &b, &cfg, &["--no-dedupe"]).output().unwrap();
+    assert!(oa.status.success() && ob.status.success());
+    assert!(
+        std::fs::read(&a).unwrap() == std::fs::read(&b).unwrap(),
+        "reuse changes the output"
+    );
+    let ta = String::from_utf8_lossy(&oa.stderr);
+    let tb = String::from_utf8_lossy(&ob.stderr);
+    assert!(
+        ta.contains("2000 labelled (1960 reused earlier scores)"),
+        "{ta}"
+    );
+    assert!(
+        tb.contains("2000 labelled (0 reused earlier scores)"),
+        "{tb}"
+    );
+    let summary = |p: &str| std::fs::read(dir.path().join(p)).unwrap();
+    assert_eq!(
+        summary("a.jsonl.summary.json"),
+        summary("b.jsonl.summary.json")
+    );
+}

@@ -73,12 +73,6 @@ impl WorkspaceConfig {
             path: path.to_owned(),
             source,
         })?;
-        if config.model.batch_size == 0 {
-            return Err(Error::Config {
-                path: path.to_owned(),
-                message: "model.batch_size must be at least 1".into(),
-            });
-        }
         Ok(config)
     }
 

@@ -9,7 +9,7 @@ use std::time::Instant;
 
 use crossbeam_channel::bounded;
 use rayon::prelude::*;
-use triage_classify::{Classification, Classifier, Prepared};
+use triage_classify::{Classifier, Prepared};
 use triage_langid::{Detection, Detector};
 
 use crate::config::{InputConfig, WorkspaceConfig};
@@ -87,6 +87,9 @@ pub struct RunOptions {
     pub max_chars: usize,
     /// Write output records as CSV rows instead of JSON lines.
     pub csv_output: bool,
+    /// Texts whose tokens were seen before in this run reuse their scores (at most this many
+    /// texts remembered; 0 turns it off).
+    pub dedupe_capacity: usize,
 }
 
 impl Default for RunOptions {
@@ -100,6 +103,7 @@ impl Default for RunOptions {
             stop: None,
             max_chars: 1_000_000,
             csv_output: false,
+            dedupe_capacity: 200_000,
         }
     }
 }
@@ -145,6 +149,41 @@ struct PrepChunk {
     items: Vec<Item>,
 }
 
+/// Window scores of texts seen before, keyed by a hash of their windows' token ids (the
+/// tokenizer has already normalised the text), forgotten oldest first.
+struct Seen {
+    scores: std::collections::HashMap<[u8; 32], Vec<Vec<f32>>>,
+    order: std::collections::VecDeque<[u8; 32]>,
+    capacity: usize,
+}
+
+impl Seen {
+    fn key(p: &Prepared) -> [u8; 32] {
+        use sha2::Digest;
+        let mut h = sha2::Sha256::new();
+        for w in &p.windows {
+            for id in &w.ids {
+                h.update(id.to_le_bytes());
+            }
+            h.update(u32::MAX.to_le_bytes());
+        }
+        h.finalize().into()
+    }
+
+    fn insert(&mut self, key: [u8; 32], scores: Vec<Vec<f32>>) {
+        if self.capacity == 0 || self.scores.contains_key(&key) {
+            return;
+        }
+        if self.order.len() >= self.capacity {
+            if let Some(old) = self.order.pop_front() {
+                self.scores.remove(&old);
+            }
+        }
+        self.order.push_back(key);
+        self.scores.insert(key, scores);
+    }
+}
+
 enum Line {
     Labelled {
         json: String,
@@ -155,6 +194,7 @@ enum Line {
         tokens: usize,
         encoder_tokens: usize,
         windows: usize,
+        reused: bool,
     },
     Failed {
         json: String,
@@ -282,8 +322,13 @@ fn error_line(e: &RecordError) -> Line {
     }
 }
 
-fn infer_chunk(engine: &Engine, options: &RunOptions, chunk: PrepChunk) -> DoneChunk {
-    let prepared: Vec<&Prepared> = chunk
+fn infer_chunk(
+    engine: &Engine,
+    options: &RunOptions,
+    seen: &mut Seen,
+    chunk: PrepChunk,
+) -> DoneChunk {
+    let ready: Vec<&Prepared> = chunk
         .items
         .iter()
         .filter_map(|i| match i {
@@ -291,32 +336,74 @@ fn infer_chunk(engine: &Engine, options: &RunOptions, chunk: PrepChunk) -> DoneC
             Item::Failed(_) => None,
         })
         .collect();
-    let owned: Vec<Prepared> = prepared.iter().map(|p| (*p).clone()).collect();
-    // One failing record must not sink the chunk: on error, label the records one by one.
-    let results: Vec<std::result::Result<Classification, String>> =
-        match engine.classifier.classify_prepared(&owned) {
-            Ok(r) => r.into_iter().map(Ok).collect(),
-            Err(_) => owned
-                .iter()
-                .map(|p| {
-                    engine
-                        .classifier
-                        .classify_prepared(std::slice::from_ref(p))
-                        .map(|mut v| v.remove(0))
-                        .map_err(|e| e.to_string())
-                })
-                .collect(),
+    // Texts already seen (in earlier chunks or earlier in this one) reuse their window scores.
+    let keys: Vec<[u8; 32]> = ready.iter().map(|p| Seen::key(p)).collect();
+    let mut todo: Vec<usize> = Vec::new();
+    let mut first_of: std::collections::HashMap<[u8; 32], usize> = std::collections::HashMap::new();
+    let mut reused = vec![false; ready.len()];
+    for (i, k) in keys.iter().enumerate() {
+        if seen.capacity > 0 && (seen.scores.contains_key(k) || first_of.contains_key(k)) {
+            reused[i] = true;
+        } else {
+            first_of.insert(*k, i);
+            todo.push(i);
+        }
+    }
+    let todo_prepared: Vec<Prepared> = todo.iter().map(|&i| ready[i].clone()).collect();
+    let mut fresh: std::collections::HashMap<usize, std::result::Result<Vec<Vec<f32>>, String>> =
+        std::collections::HashMap::new();
+    match engine.classifier.window_scores(&todo_prepared) {
+        Ok(scores) => {
+            for (&i, s) in todo.iter().zip(scores) {
+                fresh.insert(i, Ok(s));
+            }
+        }
+        // One failing record must not sink the chunk: on error, score the records one by one.
+        Err(_) => {
+            for (&i, p) in todo.iter().zip(&todo_prepared) {
+                let r = engine
+                    .classifier
+                    .window_scores(std::slice::from_ref(p))
+                    .map(|mut v| v.remove(0))
+                    .map_err(|e| e.to_string());
+                fresh.insert(i, r);
+            }
+        }
+    }
+    let mut results = Vec::with_capacity(ready.len());
+    for (i, k) in keys.iter().enumerate() {
+        let scores = match fresh.remove(&i) {
+            Some(Ok(s)) => {
+                seen.insert(*k, s.clone());
+                Ok(s)
+            }
+            Some(Err(e)) => Err(e),
+            None => seen
+                .scores
+                .get(k)
+                .cloned()
+                .ok_or_else(|| "the first copy of this text failed".to_string()),
         };
+        results.push(scores.map(|s| {
+            engine
+                .classifier
+                .classify_scored(std::slice::from_ref(ready[i]), vec![s])
+                .remove(0)
+        }));
+    }
     let names = engine.classifier.label_names();
     let model = engine.classifier.model_id();
-    let mut results = results.into_iter();
+    let mut results = results.into_iter().zip(reused);
     let lines = chunk
         .items
         .iter()
         .map(|item| match item {
             Item::Failed(e) => error_line(e),
             Item::Ready(rec, lang, p) => match results.next().expect("one result per record") {
-                Ok(c) => {
+                (Ok(mut c), reused) => {
+                    engine
+                        .classifier
+                        .apply_language_thresholds(&mut c, lang.lang());
                     let out = OutputRecord::new(&rec.id, lang, &c, model);
                     Line::Labelled {
                         json: if options.csv_output {
@@ -337,11 +424,12 @@ fn infer_chunk(engine: &Engine, options: &RunOptions, chunk: PrepChunk) -> DoneC
                             .and_then(|t| names.iter().position(|n| *n == t.label())),
                         chars: c.chars(),
                         tokens: c.tokens(),
-                        encoder_tokens: p.window_tokens(),
+                        encoder_tokens: if reused { 0 } else { p.window_tokens() },
                         windows: c.windows(),
+                        reused,
                     }
                 }
-                Err(reason) => error_line(&RecordError {
+                (Err(reason), _) => error_line(&RecordError {
                     id: Some(rec.id.clone()),
                     file: options.input_name.clone(),
                     line: rec.line,
@@ -408,11 +496,19 @@ pub fn run(
             }
         });
         s.spawn(move || {
+            let mut seen = Seen {
+                scores: Default::default(),
+                order: Default::default(),
+                capacity: options.dedupe_capacity,
+            };
             for chunk in prep_rx {
                 let _span =
                     tracing::debug_span!("chunk", seq = chunk.seq, records = chunk.items.len())
                         .entered();
-                if done_tx.send(infer_chunk(engine, options, chunk)).is_err() {
+                if done_tx
+                    .send(infer_chunk(engine, options, &mut seen, chunk))
+                    .is_err()
+                {
                     return;
                 }
             }
@@ -436,8 +532,10 @@ pub fn run(
                                 tokens,
                                 encoder_tokens,
                                 windows,
+                                reused,
                             } => {
                                 output.line(&json).map_err(|e| werr(output.name(), e))?;
+                                summary.reused += reused as u64;
                                 summary.labelled += 1;
                                 *summary.languages.entry(lang.to_owned()).or_default() += 1;
                                 for i in flagged {

@@ -34,11 +34,15 @@ pub struct Summary {
     pub chars: u64,
     /// Text tokens (without specials and prefix).
     pub tokens: u64,
-    /// Tokens through the encoder (all windows, specials and prefix included).
+    /// Tokens this process ran through the encoder (windows with specials and prefix; not
+    /// serialised: it depends on what an interrupted run had already done).
+    #[serde(skip)]
     pub encoder_tokens: u64,
     /// Windows through the encoder.
     pub windows: u64,
-    /// Records whose text had been labelled before in this run, and whose scores were reused.
+    /// Records this process did not run through the encoder because a record with the same
+    /// tokens came earlier (not serialised, like `encoder_tokens`).
+    #[serde(skip)]
     pub reused: u64,
     /// Whether `--max-errors` stopped the run before the end of the input.
     pub stopped_early: bool,
@@ -68,9 +72,10 @@ impl Summary {
         let mut s = String::new();
         let _ = writeln!(
             s,
-            "{} records: {} labelled, {} errors{} in {:.1} s: {:.1} records/s, {:.0} tokens/s ({} threads)",
+            "{} records: {} labelled ({} reused earlier scores), {} errors{} in {:.1} s: {:.1} records/s, {:.0} tokens/s ({} threads)",
             self.records,
             self.labelled,
+            self.reused,
             self.errors,
             if self.stopped_early {
                 " (stopped early by --max-errors)"
@@ -133,7 +138,7 @@ mod tests {
         };
         let t = s.table();
         assert!(
-            t.starts_with("10 records: 9 labelled, 1 errors in 2.0 s: 5.0 records/s"),
+            t.starts_with("10 records: 9 labelled (0 reused earlier scores), 1 errors in 2.0 s: 5.0 records/s"),
             "{t}"
         );
         assert!(t.find("en ").unwrap() < t.find("ar ").unwrap());

@@ -30,16 +30,10 @@ pub struct ModelOptions {
     /// Tokens shared by neighbouring windows of a long text.
     #[serde(default = "default_overlap")]
     pub window_overlap: usize,
-    /// Most windows in one forward pass.
-    #[serde(default = "default_batch_size")]
-    pub batch_size: usize,
 }
 
 fn default_overlap() -> usize {
     64
-}
-fn default_batch_size() -> usize {
-    32
 }
 
 impl ModelOptions {
@@ -50,19 +44,12 @@ impl ModelOptions {
             prefix: String::new(),
             max_tokens: None,
             window_overlap: default_overlap(),
-            batch_size: default_batch_size(),
         }
     }
 }
 
 /// Windows are padded to a multiple of this many tokens (see `Classifier::run_windows`).
 pub const BUCKET: usize = 8;
-/// Most padded tokens in one forward pass.
-const MAX_BATCH_TOKENS: usize = 8192;
-/// Most attention scores (windows x heads x len x len) in one forward pass: larger matrices
-/// cost more in fresh pages than they gain in batching (measured: 16 windows of 512 tokens
-/// spent 40% of their time in the kernel faulting pages in).
-const MAX_BATCH_SCORES: usize = 8 << 20;
 
 /// Builds a [`Classifier`] from a model directory.
 ///
@@ -201,8 +188,6 @@ impl ClassifierBuilder {
                 multi_label: self.labels.multi_label,
                 model_id,
                 weights_sha256: sha,
-                batch_size: self.options.batch_size.max(1),
-                heads: config.bert().num_attention_heads,
                 dir: dir.clone(),
             }),
         };
@@ -482,8 +467,6 @@ struct Inner {
     multi_label: bool,
     model_id: String,
     weights_sha256: String,
-    batch_size: usize,
-    heads: usize,
     dir: PathBuf,
 }
 
@@ -618,7 +601,7 @@ impl Classifier {
         self.inner.tokenizer.prepare(text)
     }
 
-    /// Labels prepared texts: windows of similar length are batched together.
+    /// Labels prepared texts (their windows run in parallel).
     pub fn classify_prepared(&self, prepared: &[Prepared]) -> Result<Vec<Classification>> {
         if self.uses_embeddings() {
             let windows = self.window_embeddings(prepared)?;
@@ -627,6 +610,32 @@ impl Classifier {
         let window_scores =
             self.run_windows(prepared, |this, hidden, _| this.checkpoint_rows(hidden))?;
         Ok(self.aggregate(prepared, window_scores))
+    }
+
+    /// Label scores of every window of every text (`[text][window][label]`); with
+    /// [`Classifier::classify_scored`] the same result as [`Classifier::classify_prepared`].
+    /// A window's scores depend only on its tokens (bit for bit), so they can be reused for
+    /// another text with the same tokens.
+    pub fn window_scores(&self, prepared: &[Prepared]) -> Result<Vec<Vec<Vec<f32>>>> {
+        if self.uses_embeddings() {
+            let windows = self.window_embeddings(prepared)?;
+            let flat: Vec<Vec<f32>> = windows.iter().flatten().cloned().collect();
+            let mut scores = self.score_embeddings(&flat)?.into_iter();
+            return Ok(windows
+                .iter()
+                .map(|w| scores.by_ref().take(w.len()).collect())
+                .collect());
+        }
+        self.run_windows(prepared, |this, hidden, _| this.checkpoint_rows(hidden))
+    }
+
+    /// Labels texts from their window scores (see [`Classifier::window_scores`]).
+    pub fn classify_scored(
+        &self,
+        prepared: &[Prepared],
+        window_scores: Vec<Vec<Vec<f32>>>,
+    ) -> Vec<Classification> {
+        self.aggregate(prepared, window_scores)
     }
 
     /// Whether labels are scored from pooled window embeddings (`prototypes`, `head`), so that
@@ -818,44 +827,34 @@ impl Classifier {
     /// many threads there are.
     fn run_windows<F>(&self, prepared: &[Prepared], f: F) -> Result<Vec<Vec<Vec<f32>>>>
     where
-        F: Fn(&Self, &Tensor, &Tensor) -> Result<Vec<Vec<f32>>>,
+        F: Fn(&Self, &Tensor, &Tensor) -> Result<Vec<Vec<f32>>> + Sync,
     {
-        let bucket = |n: usize| n.div_ceil(BUCKET) * BUCKET;
-        let mut order: Vec<(usize, usize)> = prepared
+        use rayon::prelude::*;
+        let order: Vec<(usize, usize)> = prepared
             .iter()
             .enumerate()
             .flat_map(|(d, p)| (0..p.windows.len()).map(move |w| (d, w)))
             .collect();
-        let len = |&(d, w): &(usize, usize)| prepared[d].windows[w].ids.len();
-        order.sort_by_key(|k| std::cmp::Reverse(bucket(len(k))));
+        // Each window is its own forward pass over exactly its bucket's length: the matrix
+        // kernels then see the same shapes for the same window whatever else is being labelled,
+        // so its scores are the same bit for bit (batching rows of several windows changes the
+        // kernels' tiling and with it the rounding). The windows run in parallel instead.
+        let rows: Vec<Result<Vec<f32>>> = order
+            .par_iter()
+            .map(|&(d, w)| {
+                let ids = prepared[d].windows[w].ids.as_slice();
+                let padded = ids.len().div_ceil(BUCKET) * BUCKET;
+                let inputs = self.inner.encoder.inputs(&[ids], padded)?;
+                let hidden = self.inner.encoder.forward(&inputs)?;
+                Ok(f(self, &hidden, &inputs.mask)?.remove(0))
+            })
+            .collect();
         let mut out: Vec<Vec<Vec<f32>>> = prepared
             .iter()
             .map(|p| vec![Vec::new(); p.windows.len()])
             .collect();
-        let mut i = 0;
-        while i < order.len() {
-            let padded = bucket(len(&order[i]));
-            let same = order[i..]
-                .iter()
-                .take_while(|k| bucket(len(k)) == padded)
-                .count();
-            let scores = self.inner.heads * padded * padded;
-            let fit = (MAX_BATCH_TOKENS / padded.max(1))
-                .min(MAX_BATCH_SCORES / scores.max(1))
-                .clamp(1, self.inner.batch_size)
-                .min(same);
-            let batch = &order[i..i + fit];
-            let windows: Vec<&[u32]> = batch
-                .iter()
-                .map(|&(d, w)| prepared[d].windows[w].ids.as_slice())
-                .collect();
-            let inputs = self.inner.encoder.inputs(&windows, padded)?;
-            let hidden = self.inner.encoder.forward(&inputs)?;
-            let rows = f(self, &hidden, &inputs.mask)?;
-            for (&(d, w), row) in batch.iter().zip(rows) {
-                out[d][w] = row;
-            }
-            i += batch.len();
+        for (&(d, w), row) in order.iter().zip(rows) {
+            out[d][w] = row?;
         }
         Ok(out)
     }
