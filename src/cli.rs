@@ -107,6 +107,10 @@ enum Command {
         /// Label every record, even one whose text was seen before in this run.
         #[arg(long)]
         no_dedupe: bool,
+        /// Label only shard I of N (`I/N`, I from 0): records whose id hashes there. Join the
+        /// shards' outputs with `triage merge`.
+        #[arg(long, value_parser = parse_shard)]
+        shard: Option<(u64, u64)>,
         /// Error records (default: `<output>.errors.jsonl`; standard error when the output is `-`).
         #[arg(long)]
         errors: Option<PathBuf>,
@@ -216,9 +220,30 @@ enum Command {
         #[command(flatten)]
         config: ConfigArgs,
     },
+    /// Join the outputs of a sharded run (`label --shard i/n`) into what one run would write.
+    Merge {
+        /// The merged output (also writes `<output>.errors.jsonl` and `<output>.summary.json`).
+        #[arg(long, short = 'o')]
+        output: PathBuf,
+        /// The shards' outputs (their `.errors.jsonl` and `.summary.json` are read too).
+        #[arg(required = true)]
+        parts: Vec<PathBuf>,
+    },
     /// Install and list models.
     #[command(subcommand)]
     Models(ModelsCommand),
+}
+
+fn parse_shard(s: &str) -> Result<(u64, u64), String> {
+    let (i, n) = s.split_once('/').ok_or("expected I/N, e.g. 0/4")?;
+    let (i, n): (u64, u64) = (
+        i.parse().map_err(|_| "I must be a number")?,
+        n.parse().map_err(|_| "N must be a number")?,
+    );
+    if n == 0 || i >= n {
+        return Err(format!("shard {i}/{n}: need 0 <= I < N"));
+    }
+    Ok((i, n))
 }
 
 #[derive(Subcommand)]
@@ -323,8 +348,10 @@ fn run(command: Command) -> Result<ExitCode, Failure> {
             output_format,
             max_chars,
             no_dedupe,
+            shard,
         } => label(LabelArgs {
             no_dedupe,
+            shard,
             input,
             output,
             format,
@@ -414,6 +441,11 @@ fn run(command: Command) -> Result<ExitCode, Failure> {
                 ExitCode::from(1)
             })
         }
+        Command::Merge { output, parts } => {
+            let s = crate::merge::merge(&parts, &output)?;
+            eprint!("{}", s.table());
+            Ok(exit_for(&s))
+        }
         Command::Bench {
             input,
             runs,
@@ -472,6 +504,7 @@ struct LabelArgs {
     output_format: Option<String>,
     max_chars: usize,
     no_dedupe: bool,
+    shard: Option<(u64, u64)>,
     errors: Option<PathBuf>,
     max_errors: Option<u64>,
     progress: When,
@@ -627,7 +660,14 @@ fn label(a: LabelArgs) -> Result<ExitCode, Failure> {
         .summary_json
         .clone()
         .or_else(|| to_file.then(|| PathBuf::from(format!("{}.summary.json", a.output))));
-    let config_sha = config_sha256(&a.config.config, engine.classifier().model_id());
+    let shard = a
+        .shard
+        .map(|(i, n)| format!(" shard {i}/{n}"))
+        .unwrap_or_default();
+    let config_sha = config_sha256(
+        &a.config.config,
+        &format!("{}{shard}", engine.classifier().model_id()),
+    );
     let previous: Option<CheckpointFile> = if a.resume && checkpoint_path.exists() {
         let cp: CheckpointFile =
             serde_json::from_slice(&std::fs::read(&checkpoint_path).map_err(anyhow::Error::from)?)
@@ -723,6 +763,7 @@ fn label(a: LabelArgs) -> Result<ExitCode, Failure> {
         } else {
             RunOptions::default().dedupe_capacity
         },
+        shard: a.shard,
         ..Default::default()
     };
     if csv_output && output.written() == 0 {

@@ -3,6 +3,7 @@
 mod cli;
 mod embed_cache;
 mod learn;
+mod merge;
 mod models;
 mod plots;
 

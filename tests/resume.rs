@@ -257,3 +257,56 @@ fn duplicate_texts_are_inferred_once_with_the_same_output() {
         summary("b.jsonl.summary.json")
     );
 }
+
+#[test]
+fn shards_merge_into_what_one_run_writes() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = dump(dir.path(), 3000);
+    let cfg = config(dir.path());
+    let whole = dir.path().join("whole.jsonl");
+    assert_eq!(
+        label(&input, &whole, &cfg, &[]).status().unwrap().code(),
+        Some(1)
+    );
+    let mut parts = Vec::new();
+    for i in 0..3 {
+        let part = dir.path().join(format!("part{i}.jsonl"));
+        let shard = format!("{i}/3");
+        label(&input, &part, &cfg, &["--shard", &shard])
+            .status()
+            .unwrap();
+        let n = std::fs::read_to_string(&part).unwrap().lines().count();
+        assert!(n > 500 && n < 1500, "shard {i} holds {n} records");
+        parts.push(part);
+    }
+    let merged = dir.path().join("merged.jsonl");
+    let o = triage()
+        .arg("merge")
+        .arg("-o")
+        .arg(&merged)
+        .args(&parts)
+        .output()
+        .unwrap();
+    assert_eq!(
+        o.status.code(),
+        Some(1),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    assert_eq!(files(&merged), files(&whole));
+    // the same part twice is refused
+    let o = triage()
+        .arg("merge")
+        .arg("-o")
+        .arg(dir.path().join("bad.jsonl"))
+        .args([&parts[0], &parts[0]])
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("out of order or repeated"));
+    let o = triage()
+        .args(["label", "x.jsonl", "--shard", "3/3"])
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(2));
+}

@@ -16,7 +16,7 @@ mod summary;
 
 pub use config::{InputConfig, WorkspaceConfig};
 pub use error::{Error, Result};
-pub use pipeline::{run, Checkpoint, Engine, ProgressInfo, RunOptions};
+pub use pipeline::{run, shard_of, Checkpoint, Engine, ProgressInfo, RunOptions};
 pub use reader::{Columns, InputFormat};
 pub use record::{
     csv_header, parse_json_line, record_from_fields, ErrorDetail, OutputRecord, Record, RecordError,

@@ -90,6 +90,9 @@ pub struct RunOptions {
     /// Texts whose tokens were seen before in this run reuse their scores (at most this many
     /// texts remembered; 0 turns it off).
     pub dedupe_capacity: usize,
+    /// `(i, n)`: label only the records whose id hashes to shard `i` of `n` (records without a
+    /// readable id by their position).
+    pub shard: Option<(u64, u64)>,
 }
 
 impl Default for RunOptions {
@@ -104,6 +107,7 @@ impl Default for RunOptions {
             max_chars: 1_000_000,
             csv_output: false,
             dedupe_capacity: 200_000,
+            shard: None,
         }
     }
 }
@@ -139,8 +143,20 @@ struct RawChunk {
 }
 
 enum Item {
-    Ready(Record, Detection, Prepared),
-    Failed(RecordError),
+    Ready(u64, Record, Detection, Prepared),
+    Failed(u64, RecordError),
+    /// Another shard's record.
+    Skipped,
+}
+
+/// FNV-1a: a fixed, documented hash, so every machine of a sharded run agrees on the split.
+pub fn shard_of(key: &str, shards: u64) -> u64 {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in key.as_bytes() {
+        h ^= *b as u64;
+        h = h.wrapping_mul(0x0000_0100_0000_01b3);
+    }
+    h % shards.max(1)
 }
 
 struct PrepChunk {
@@ -275,21 +291,34 @@ fn prepare_chunk(engine: &Engine, options: &RunOptions, chunk: RawChunk) -> Prep
                 ),
                 Payload::Error(e) => Err(e),
             };
+            let pos = raw.pos;
+            if let Some((i, n)) = options.shard {
+                let key = match &parsed {
+                    Ok(r) => r.id.clone(),
+                    Err(e) => e.id.clone().unwrap_or_else(|| pos.to_string()),
+                };
+                if shard_of(&key, n) != i {
+                    return Item::Skipped;
+                }
+            }
             let rec = match parsed {
                 Ok(r) => r,
-                Err(e) => return Item::Failed(e),
+                Err(e) => return Item::Failed(pos, e),
             };
             let fail = |kind, reason: String| {
-                Item::Failed(RecordError {
-                    id: Some(rec.id.clone()),
-                    file: file.to_owned(),
-                    line: rec.line,
-                    error: ErrorDetail {
-                        kind,
-                        field: Some(engine.input.text_field.clone()),
-                        reason,
+                Item::Failed(
+                    pos,
+                    RecordError {
+                        id: Some(rec.id.clone()),
+                        file: file.to_owned(),
+                        line: rec.line,
+                        error: ErrorDetail {
+                            kind,
+                            field: Some(engine.input.text_field.clone()),
+                            reason,
+                        },
                     },
-                })
+                )
             };
             let chars = rec.text.chars().count();
             if chars > options.max_chars {
@@ -303,7 +332,7 @@ fn prepare_chunk(engine: &Engine, options: &RunOptions, chunk: RawChunk) -> Prep
             }
             let lang = engine.detector.detect(&rec.text);
             match engine.classifier.prepare(&rec.text) {
-                Ok(p) => Item::Ready(rec, lang, p),
+                Ok(p) => Item::Ready(pos, rec, lang, p),
                 Err(e) => fail("tokenize", e.to_string()),
             }
         })
@@ -315,9 +344,16 @@ fn prepare_chunk(engine: &Engine, options: &RunOptions, chunk: RawChunk) -> Prep
     }
 }
 
-fn error_line(e: &RecordError) -> Line {
+fn error_line(e: &RecordError, position: u64) -> Line {
+    #[derive(serde::Serialize)]
+    struct WithPosition<'a> {
+        #[serde(flatten)]
+        e: &'a RecordError,
+        position: u64,
+    }
     Line::Failed {
-        json: serde_json::to_string(e).expect("error records serialise"),
+        json: serde_json::to_string(&WithPosition { e, position })
+            .expect("error records serialise"),
         kind: e.error.kind,
     }
 }
@@ -332,8 +368,8 @@ fn infer_chunk(
         .items
         .iter()
         .filter_map(|i| match i {
-            Item::Ready(_, _, p) => Some(p),
-            Item::Failed(_) => None,
+            Item::Ready(_, _, _, p) => Some(p),
+            Item::Failed(..) | Item::Skipped => None,
         })
         .collect();
     // Texts already seen (in earlier chunks or earlier in this one) reuse their window scores.
@@ -397,49 +433,55 @@ fn infer_chunk(
     let lines = chunk
         .items
         .iter()
-        .map(|item| match item {
-            Item::Failed(e) => error_line(e),
-            Item::Ready(rec, lang, p) => match results.next().expect("one result per record") {
-                (Ok(mut c), reused) => {
-                    engine
-                        .classifier
-                        .apply_language_thresholds(&mut c, lang.lang());
-                    let out = OutputRecord::new(&rec.id, lang, &c, model);
-                    Line::Labelled {
-                        json: if options.csv_output {
-                            out.csv()
-                        } else {
-                            serde_json::to_string(&out).expect("output records serialise")
-                        },
-                        lang: lang.lang(),
-                        flagged: c
-                            .labels()
-                            .iter()
-                            .enumerate()
-                            .filter(|(_, l)| l.flagged())
-                            .map(|(i, _)| i)
-                            .collect(),
-                        top: c
-                            .top()
-                            .and_then(|t| names.iter().position(|n| *n == t.label())),
-                        chars: c.chars(),
-                        tokens: c.tokens(),
-                        encoder_tokens: if reused { 0 } else { p.window_tokens() },
-                        windows: c.windows(),
-                        reused,
+        .filter_map(|item| match item {
+            Item::Skipped => None,
+            Item::Failed(pos, e) => Some(error_line(e, *pos)),
+            Item::Ready(pos, rec, lang, p) => {
+                Some(match results.next().expect("one result per record") {
+                    (Ok(mut c), reused) => {
+                        engine
+                            .classifier
+                            .apply_language_thresholds(&mut c, lang.lang());
+                        let out = OutputRecord::new(&rec.id, *pos, lang, &c, model);
+                        Line::Labelled {
+                            json: if options.csv_output {
+                                out.csv()
+                            } else {
+                                serde_json::to_string(&out).expect("output records serialise")
+                            },
+                            lang: lang.lang(),
+                            flagged: c
+                                .labels()
+                                .iter()
+                                .enumerate()
+                                .filter(|(_, l)| l.flagged())
+                                .map(|(i, _)| i)
+                                .collect(),
+                            top: c
+                                .top()
+                                .and_then(|t| names.iter().position(|n| *n == t.label())),
+                            chars: c.chars(),
+                            tokens: c.tokens(),
+                            encoder_tokens: if reused { 0 } else { p.window_tokens() },
+                            windows: c.windows(),
+                            reused,
+                        }
                     }
-                }
-                (Err(reason), _) => error_line(&RecordError {
-                    id: Some(rec.id.clone()),
-                    file: options.input_name.clone(),
-                    line: rec.line,
-                    error: ErrorDetail {
-                        kind: "inference",
-                        field: None,
-                        reason,
-                    },
-                }),
-            },
+                    (Err(reason), _) => error_line(
+                        &RecordError {
+                            id: Some(rec.id.clone()),
+                            file: options.input_name.clone(),
+                            line: rec.line,
+                            error: ErrorDetail {
+                                kind: "inference",
+                                field: None,
+                                reason,
+                            },
+                        },
+                        *pos,
+                    ),
+                })
+            }
         })
         .collect();
     DoneChunk {

@@ -193,6 +193,7 @@ pub struct OutSpan {
 #[derive(Debug, Serialize)]
 pub struct OutputRecord<'a> {
     id: &'a str,
+    position: u64,
     lang: &'a str,
     lang_confidence: f64,
     lang_reliable: bool,
@@ -214,6 +215,7 @@ fn round6(x: f64) -> f64 {
 pub fn csv_header(labels: &[&str]) -> String {
     let mut cols: Vec<String> = [
         "id",
+        "position",
         "lang",
         "lang_confidence",
         "lang_reliable",
@@ -251,6 +253,7 @@ impl<'a> OutputRecord<'a> {
     pub fn csv(&self) -> String {
         let mut f = vec![
             self.id.to_owned(),
+            self.position.to_string(),
             self.lang.to_owned(),
             self.lang_confidence.to_string(),
             self.lang_reliable.to_string(),
@@ -270,9 +273,18 @@ impl<'a> OutputRecord<'a> {
     }
 
     /// Assembles the output record of a labelled text.
-    pub fn new(id: &'a str, lang: &'a Detection, c: &'a Classification, model: &'a str) -> Self {
+    /// `position`: the record's place in the input (line for line formats, record number for
+    /// CSV, file number for folders); `triage merge` orders shards by it.
+    pub fn new(
+        id: &'a str,
+        position: u64,
+        lang: &'a Detection,
+        c: &'a Classification,
+        model: &'a str,
+    ) -> Self {
         OutputRecord {
             id,
+            position,
             lang: lang.lang(),
             lang_confidence: round6(lang.confidence()),
             lang_reliable: lang.is_reliable(),
