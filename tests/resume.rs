@@ -310,3 +310,69 @@ fn shards_merge_into_what_one_run_writes() {
         .unwrap();
     assert_eq!(o.status.code(), Some(2));
 }
+
+#[test]
+fn a_full_disk_is_a_clear_error_with_a_consistent_checkpoint() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = dump(dir.path(), 3000); // a bad line every 97 records
+    let cfg = config(dir.path());
+    let reference = dir.path().join("ref.jsonl");
+    label(&input, &reference, &cfg, &[]).status().unwrap();
+    let out = dir.path().join("out.jsonl");
+    // error records go to a device that is always full
+    let o = label(&input, &out, &cfg, &["--errors", "/dev/full"])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("/dev/full") && err.contains("No space left"),
+        "{err}"
+    );
+    // nothing after the last good checkpoint is trusted: resuming with a working errors file
+    // gives what one uninterrupted run gives
+    let o = label(
+        &input,
+        &out,
+        &cfg,
+        &[
+            "--resume",
+            "--errors",
+            &format!("{}.errors.jsonl", out.display()),
+        ],
+    )
+    .output()
+    .unwrap();
+    assert_eq!(
+        o.status.code(),
+        Some(1),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    assert_eq!(files(&out), files(&reference));
+}
+
+#[test]
+fn a_second_ctrl_c_exits_at_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = dump(dir.path(), 200_000);
+    let cfg = config(dir.path());
+    let out = dir.path().join("out.jsonl");
+    let child = label(&input, &out, &cfg, &[]).spawn().unwrap();
+    std::thread::sleep(Duration::from_millis(600));
+    for _ in 0..2 {
+        Command::new("kill")
+            .args(["-INT", &child.id().to_string()])
+            .status()
+            .unwrap();
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let o = child.wait_with_output().unwrap();
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(130), "{err}");
+    // the immediate exit, not the orderly stop that finishes the chunks and prints the summary
+    assert!(
+        err.contains("interrupted again") && !err.contains("records:"),
+        "{err}"
+    );
+}
