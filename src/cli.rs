@@ -107,6 +107,9 @@ enum Command {
         /// Label every record, even one whose text was seen before in this run.
         #[arg(long)]
         no_dedupe: bool,
+        /// How many distinct texts to remember for reuse (memory: about 100 bytes each).
+        #[arg(long, default_value_t = 200_000)]
+        dedupe_capacity: usize,
         /// Label only shard I of N (`I/N`, I from 0): records whose id hashes there. Join the
         /// shards' outputs with `triage merge`.
         #[arg(long, value_parser = parse_shard)]
@@ -348,9 +351,11 @@ fn run(command: Command) -> Result<ExitCode, Failure> {
             output_format,
             max_chars,
             no_dedupe,
+            dedupe_capacity,
             shard,
         } => label(LabelArgs {
             no_dedupe,
+            dedupe_capacity,
             shard,
             input,
             output,
@@ -504,6 +509,7 @@ struct LabelArgs {
     output_format: Option<String>,
     max_chars: usize,
     no_dedupe: bool,
+    dedupe_capacity: usize,
     shard: Option<(u64, u64)>,
     errors: Option<PathBuf>,
     max_errors: Option<u64>,
@@ -758,11 +764,7 @@ fn label(a: LabelArgs) -> Result<ExitCode, Failure> {
         stop: Some(stop),
         max_chars: a.max_chars,
         csv_output,
-        dedupe_capacity: if a.no_dedupe {
-            0
-        } else {
-            RunOptions::default().dedupe_capacity
-        },
+        dedupe_capacity: if a.no_dedupe { 0 } else { a.dedupe_capacity },
         shard: a.shard,
         ..Default::default()
     };

@@ -376,3 +376,21 @@ fn a_second_ctrl_c_exits_at_once() {
         "{err}"
     );
 }
+
+#[test]
+fn a_small_duplicate_cache_evicts_without_losing_records() {
+    // regression: a text found in the cache could be evicted by the same chunk's new entries
+    // before its scores were read, and became an "inference" error record
+    let dir = tempfile::tempdir().unwrap();
+    let input = dump(dir.path(), 5000); // 16 words, lengths 2-12: many repeats, many distinct
+    let cfg = config(dir.path());
+    let a = dir.path().join("a.jsonl");
+    let b = dir.path().join("b.jsonl");
+    label(&input, &a, &cfg, &["--dedupe-capacity", "3"])
+        .status()
+        .unwrap();
+    label(&input, &b, &cfg, &["--no-dedupe"]).status().unwrap();
+    let errors = std::fs::read_to_string(dir.path().join("a.jsonl.errors.jsonl")).unwrap();
+    assert!(!errors.contains("inference"), "{errors}");
+    assert!(std::fs::read(&a).unwrap() == std::fs::read(&b).unwrap());
+}

@@ -377,8 +377,14 @@ fn infer_chunk(
     let mut todo: Vec<usize> = Vec::new();
     let mut first_of: std::collections::HashMap<[u8; 32], usize> = std::collections::HashMap::new();
     let mut reused = vec![false; ready.len()];
+    // Scores of earlier chunks are taken now: the inserts below may evict them.
+    let mut earlier: std::collections::HashMap<usize, Vec<Vec<f32>>> =
+        std::collections::HashMap::new();
     for (i, k) in keys.iter().enumerate() {
-        if seen.capacity > 0 && (seen.scores.contains_key(k) || first_of.contains_key(k)) {
+        if let Some(s) = seen.scores.get(k).filter(|_| seen.capacity > 0) {
+            reused[i] = true;
+            earlier.insert(i, s.clone());
+        } else if seen.capacity > 0 && first_of.contains_key(k) {
             reused[i] = true;
         } else {
             first_of.insert(*k, i);
@@ -408,17 +414,19 @@ fn infer_chunk(
     }
     let mut results = Vec::with_capacity(ready.len());
     for (i, k) in keys.iter().enumerate() {
-        let scores = match fresh.remove(&i) {
-            Some(Ok(s)) => {
+        let scores = if let Some(s) = earlier.remove(&i) {
+            Ok(s)
+        } else if let Some(r) = fresh.get(&i) {
+            if let Ok(s) = r {
                 seen.insert(*k, s.clone());
-                Ok(s)
             }
-            Some(Err(e)) => Err(e),
-            None => seen
-                .scores
-                .get(k)
+            r.clone()
+        } else {
+            // a repeat of a text first met earlier in this chunk
+            fresh
+                .get(&first_of[k])
                 .cloned()
-                .ok_or_else(|| "the first copy of this text failed".to_string()),
+                .unwrap_or_else(|| Err("no scores for this text".into()))
         };
         results.push(scores.map(|s| {
             engine
