@@ -2,7 +2,7 @@
 # Peak resident memory of `triage label` on generated dumps of 10k, 100k and 1M records: it must
 # not grow with the dump. Uses the tiny test checkpoint so that a million records take minutes,
 # not a day; the pipeline (reader, channels, writer, checkpoints) is the same for any model.
-#   scripts/memory_bench.sh [sizes...]
+#   scripts/memory_bench.sh [sizes...]          (TRIAGE_LABEL_ARGS adds flags, e.g. --no-dedupe)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 cargo build --release --locked --quiet
@@ -29,7 +29,7 @@ PY
   start=$(date +%s.%N)
   status=0
   /usr/bin/time -f '%M' -o "$work/rss" ./target/release/triage label "$work/dump.jsonl" -o "$work/out.jsonl" \
-    -c "$work/w.toml" --progress never 2>"$work/stderr" || status=$?
+    -c "$work/w.toml" --progress never ${TRIAGE_LABEL_ARGS:-} 2>"$work/stderr" || status=$?
   end=$(date +%s.%N)
   rss=$(( $(tail -n 1 "$work/rss") / 1024 ))
   if [ "$status" -ne 0 ]; then echo "triage exited $status:"; tail -n 5 "$work/stderr"; fi
