@@ -72,6 +72,19 @@ fn label(input: &Path, out: &Path, cfg: &Path, extra: &[&str]) -> Command {
     c
 }
 
+/// Waits (at most 60 s) until the run has written its first checkpoint: it is then labelling,
+/// with its Ctrl-C handler installed.
+fn wait_for_checkpoint(out: &Path) {
+    let cp = PathBuf::from(format!("{}.checkpoint.json", out.display()));
+    for _ in 0..600 {
+        if cp.exists() {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    panic!("no checkpoint appeared at {}", cp.display());
+}
+
 fn files(out: &Path) -> Vec<Vec<u8>> {
     ["", ".errors.jsonl", ".summary.json"]
         .iter()
@@ -152,22 +165,22 @@ fn interrupted_runs_checkpoint_and_resume() {
     );
     let out = dir.path().join("out.jsonl");
     let child = label(&input, &out, &cfg, &[]).spawn().unwrap();
-    std::thread::sleep(Duration::from_millis(400));
+    wait_for_checkpoint(&out);
     Command::new("kill")
         .args(["-INT", &child.id().to_string()])
         .status()
         .unwrap();
     let o = child.wait_with_output().unwrap();
     let err = String::from_utf8_lossy(&o.stderr);
-    if o.status.code() == Some(130) {
-        assert!(err.contains("--resume"), "{err}");
-        let cp: serde_json::Value = serde_json::from_slice(
-            &std::fs::read(format!("{}.checkpoint.json", out.display())).unwrap(),
-        )
-        .unwrap();
-        assert_eq!(cp["complete"], false);
-        assert!(cp["lines_done"].as_u64().unwrap() > 0);
-    }
+    // signalled right after its first checkpoint, with ~29,700 records still to go
+    assert_eq!(o.status.code(), Some(130), "{err}");
+    assert!(err.contains("--resume"), "{err}");
+    let cp: serde_json::Value = serde_json::from_slice(
+        &std::fs::read(format!("{}.checkpoint.json", out.display())).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(cp["complete"], false);
+    assert!(cp["lines_done"].as_u64().unwrap() > 0);
     let o = label(&input, &out, &cfg, &["--resume", "--threads", "2"])
         .output()
         .unwrap();
@@ -359,7 +372,7 @@ fn a_second_ctrl_c_exits_at_once() {
     let cfg = config(dir.path());
     let out = dir.path().join("out.jsonl");
     let child = label(&input, &out, &cfg, &[]).spawn().unwrap();
-    std::thread::sleep(Duration::from_millis(600));
+    wait_for_checkpoint(&out);
     for _ in 0..2 {
         Command::new("kill")
             .args(["-INT", &child.id().to_string()])
