@@ -555,7 +555,7 @@ pub fn eval(mut args: EvalArgs) -> Result<bool> {
         languages: lang_reports,
         confusion,
     };
-    print_report(&report, &names);
+    print!("{}", report_text(&report, &names));
     if let Some(out) = &args.out {
         std::fs::create_dir_all(out).with_context(|| format!("creating {}", out.display()))?;
         std::fs::write(out.join("eval.json"), serde_json::to_vec_pretty(&report)?)?;
@@ -684,10 +684,6 @@ fn report_text(r: &Report, names: &[String]) -> String {
         }
     }
     s
-}
-
-fn print_report(r: &Report, names: &[String]) {
-    print!("{}", report_text(r, names));
 }
 
 /// Writes each label's best-F1 threshold per language into `[labels.<name>.language_thresholds]`,

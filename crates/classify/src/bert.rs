@@ -2,7 +2,7 @@
 //!
 //! Model code does no file I/O: it is handed a [`VarBuilder`] rooted at the encoder's tensors.
 
-use candle_core::{DType, Device, Module, Tensor, D};
+use candle_core::{Device, Module, Tensor, D};
 use candle_nn::{
     embedding, layer_norm, linear, Embedding, LayerNorm, LayerNormConfig, Linear, VarBuilder,
 };
@@ -211,6 +211,3 @@ pub fn l2_normalize(x: &Tensor) -> candle_core::Result<Tensor> {
         .clamp(1e-12, f64::INFINITY)?;
     x.broadcast_div(&norm)
 }
-
-/// The dtype the encoder computes in.
-pub const DTYPE: DType = DType::F32;

@@ -603,13 +603,7 @@ impl Classifier {
 
     /// Labels prepared texts (their windows run in parallel).
     pub fn classify_prepared(&self, prepared: &[Prepared]) -> Result<Vec<Classification>> {
-        if self.uses_embeddings() {
-            let windows = self.window_embeddings(prepared)?;
-            return self.classify_embedded(prepared, &windows);
-        }
-        let window_scores =
-            self.run_windows(prepared, |this, hidden, _| this.checkpoint_rows(hidden))?;
-        Ok(self.aggregate(prepared, window_scores))
+        Ok(self.aggregate(prepared, self.window_scores(prepared)?))
     }
 
     /// Label scores of every window of every text (`[text][window][label]`); with
@@ -618,13 +612,7 @@ impl Classifier {
     /// another text with the same tokens.
     pub fn window_scores(&self, prepared: &[Prepared]) -> Result<Vec<Vec<Vec<f32>>>> {
         if self.uses_embeddings() {
-            let windows = self.window_embeddings(prepared)?;
-            let flat: Vec<Vec<f32>> = windows.iter().flatten().cloned().collect();
-            let mut scores = self.score_embeddings(&flat)?.into_iter();
-            return Ok(windows
-                .iter()
-                .map(|w| scores.by_ref().take(w.len()).collect())
-                .collect());
+            return self.scores_of_window_embeddings(&self.window_embeddings(prepared)?);
         }
         self.run_windows(prepared, |this, hidden, _| this.checkpoint_rows(hidden))
     }
@@ -658,13 +646,16 @@ impl Classifier {
         prepared: &[Prepared],
         windows: &[Vec<Vec<f32>>],
     ) -> Result<Vec<Classification>> {
+        Ok(self.aggregate(prepared, self.scores_of_window_embeddings(windows)?))
+    }
+
+    fn scores_of_window_embeddings(&self, windows: &[Vec<Vec<f32>>]) -> Result<Vec<Vec<Vec<f32>>>> {
         let flat: Vec<Vec<f32>> = windows.iter().flatten().cloned().collect();
         let mut scores = self.score_embeddings(&flat)?.into_iter();
-        let per_text = windows
+        Ok(windows
             .iter()
             .map(|w| scores.by_ref().take(w.len()).collect())
-            .collect();
-        Ok(self.aggregate(prepared, per_text))
+            .collect())
     }
 
     /// Label scores of pooled embeddings (`[n][hidden]` -> `[n][labels]`), in `prototypes` and

@@ -231,6 +231,31 @@ impl Model<'_> {
     }
 }
 
+const BETA1: f64 = 0.9;
+const BETA2: f64 = 0.999;
+
+/// One Adam step with bias correction `c1`, `c2` for this epoch.
+struct Adam {
+    lr: f64,
+    c1: f64,
+    c2: f64,
+}
+
+impl Adam {
+    fn apply(&self, params: &mut [f32], grad: &[f64], m: &mut [f64], v: &mut [f64]) {
+        for (((p, g), m), v) in params
+            .iter_mut()
+            .zip(grad)
+            .zip(m.iter_mut())
+            .zip(v.iter_mut())
+        {
+            *m = BETA1 * *m + (1.0 - BETA1) * g;
+            *v = BETA2 * *v + (1.0 - BETA2) * g * g;
+            *p -= (self.lr * (*m / self.c1) / ((*v / self.c2).sqrt() + 1e-8)) as f32;
+        }
+    }
+}
+
 /// Per-label validation counts at thresholds (single-label: only the top class can fire).
 fn score_at(model: &Model, probs: &[Vec<f32>], idx: &[usize], thresholds: &[f32]) -> Vec<Prf> {
     (0..model.l)
@@ -359,7 +384,6 @@ pub fn train(
     let mut b = vec![0f32; l];
     let (mut mw, mut vw) = (vec![0f64; l * h], vec![0f64; l * h]);
     let (mut mb, mut vb) = (vec![0f64; l], vec![0f64; l]);
-    let (beta1, beta2, eps) = (0.9f64, 0.999f64, 1e-8f64);
     let mut best = (f64::INFINITY, 0usize, w.clone(), b.clone());
     let mut history = Vec::new();
     let eval_idx = if val_idx.is_empty() {
@@ -374,21 +398,13 @@ pub fn train(
         for (g, &wv) in gw.iter_mut().zip(&w) {
             *g += 2.0 * opts.l2 as f64 * wv as f64;
         }
-        let lr = opts.learning_rate as f64;
-        let (c1, c2) = (
-            1.0 - beta1.powi(epoch as i32),
-            1.0 - beta2.powi(epoch as i32),
-        );
-        for (((p, g), m), v) in w.iter_mut().zip(&gw).zip(mw.iter_mut()).zip(vw.iter_mut()) {
-            *m = beta1 * *m + (1.0 - beta1) * g;
-            *v = beta2 * *v + (1.0 - beta2) * g * g;
-            *p -= (lr * (*m / c1) / ((*v / c2).sqrt() + eps)) as f32;
-        }
-        for (((p, g), m), v) in b.iter_mut().zip(&gb).zip(mb.iter_mut()).zip(vb.iter_mut()) {
-            *m = beta1 * *m + (1.0 - beta1) * g;
-            *v = beta2 * *v + (1.0 - beta2) * g * g;
-            *p -= (lr * (*m / c1) / ((*v / c2).sqrt() + eps)) as f32;
-        }
+        let step = Adam {
+            lr: opts.learning_rate as f64,
+            c1: 1.0 - BETA1.powi(epoch as i32),
+            c2: 1.0 - BETA2.powi(epoch as i32),
+        };
+        step.apply(&mut w, &gw, &mut mw, &mut vw);
+        step.apply(&mut b, &gb, &mut mb, &mut vb);
         let val_loss = model.loss(&w, &b, eval_idx, None);
         let probs = model.predictions(&w, &b, eval_idx);
         let cut = if opts.multi_label { 0.5 } else { 0.0 };
