@@ -11,8 +11,23 @@ pub fn iso639_1(lang: Lang) -> &'static str {
         .map_or(three, |(_, o)| *o)
 }
 
-/// Languages beyond whatlang's that the Arabic-script rules answer.
-const EXTRA: &[(&str, &str)] = &[("pus", "ps"), ("pbt", "ps"), ("fas", "fa"), ("per", "fa")];
+/// Languages beyond whatlang's that the n-gram model answers, and other codes of whatlang's.
+/// Kurdish (Sorani, Kurmanji) and Dari have no 639-1 code of their own.
+const EXTRA: &[(&str, &str)] = &[
+    ("pus", "ps"),
+    ("pbu", "ps"),
+    ("pbt", "ps"),
+    ("fas", "fa"),
+    ("per", "fa"),
+    ("ckb", "ckb"),
+    ("kmr", "kmr"),
+    ("som", "so"),
+    ("uig", "ug"),
+    ("msa", "ms"),
+    ("zsm", "ms"),
+    ("may", "ms"),
+    ("prs", "prs"),
+];
 
 /// The canonical code for `code` (639-1 or 639-3, any case), if this crate knows the language.
 pub fn known_code(code: &str) -> Option<&'static str> {
