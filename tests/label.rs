@@ -255,6 +255,29 @@ fn detect_prints_one_language_per_line() {
 }
 
 #[test]
+fn detect_spans_reports_a_quote_in_another_language() {
+    let input = "The banner read \"لا إله إلا الله محمد رسول الله\" and the crowd chanted.\n";
+    let o = run(
+        &["detect", "--json", "--spans", "-c", "workspace.toml"],
+        Some(input.as_bytes()),
+    );
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let v: Value = serde_json::from_slice(&o.stdout).unwrap();
+    let spans = v["spans"].as_array().unwrap();
+    let langs: Vec<&str> = spans.iter().map(|s| s["lang"].as_str().unwrap()).collect();
+    assert_eq!(langs, ["en", "ar", "en"], "{v}");
+    let chars: Vec<char> = input.chars().collect();
+    let (start, end) = (
+        spans[1]["start"].as_u64().unwrap() as usize,
+        spans[1]["end"].as_u64().unwrap() as usize,
+    );
+    let quoted: String = chars[start..end].iter().collect();
+    assert!(quoted.contains("محمد رسول الله"), "{quoted}");
+    let shares: f64 = spans.iter().map(|s| s["share"].as_f64().unwrap()).sum();
+    assert!((shares - 1.0).abs() < 1e-3, "{v}");
+}
+
+#[test]
 fn models_list_shows_the_default_model_with_its_checksum() {
     model_installed();
     let o = run(&["models", "list"], None);
