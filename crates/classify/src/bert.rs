@@ -36,6 +36,49 @@ struct Layer {
     ffn_norm: LayerNorm,
 }
 
+/// How an architecture pads windows and numbers positions.
+#[derive(Debug, Clone, Copy)]
+pub struct InputsOf {
+    /// The architecture.
+    pub arch: Architecture,
+    /// Its padding token.
+    pub pad_token_id: u32,
+}
+
+impl InputsOf {
+    /// Pads token windows (each already with its special tokens) into one batch of `len`
+    /// tokens (at least the longest window), with the attention mask and the position ids of the
+    /// architecture.
+    pub fn inputs(&self, windows: &[&[u32]], len: usize) -> candle_core::Result<EncoderInputs> {
+        let device = Device::Cpu;
+        let len = windows.iter().map(|w| w.len()).max().unwrap_or(0).max(len);
+        let n = windows.len();
+        let mut ids = vec![self.pad_token_id; n * len];
+        let mut pos = vec![0u32; n * len];
+        let mut mask = vec![0f32; n * len];
+        for (r, w) in windows.iter().enumerate() {
+            for (j, &id) in w.iter().enumerate() {
+                ids[r * len + j] = id;
+                mask[r * len + j] = 1.0;
+                pos[r * len + j] = match self.arch {
+                    Architecture::Bert => j as u32,
+                    Architecture::XlmRoberta => self.pad_token_id + 1 + j as u32,
+                };
+            }
+            if self.arch == Architecture::XlmRoberta {
+                for p in pos[r * len + w.len()..(r + 1) * len].iter_mut() {
+                    *p = self.pad_token_id;
+                }
+            }
+        }
+        Ok(EncoderInputs {
+            ids: Tensor::from_vec(ids, (n, len), &device)?,
+            positions: Tensor::from_vec(pos, (n, len), &device)?,
+            mask: Tensor::from_vec(mask, (n, len), &device)?,
+        })
+    }
+}
+
 /// A BERT-family transformer encoder.
 pub struct Encoder {
     embeddings: Embeddings,
@@ -45,7 +88,6 @@ pub struct Encoder {
     act: HiddenAct,
     arch: Architecture,
     pad_token_id: u32,
-    device: Device,
 }
 
 fn ln(size: usize, eps: f64, vb: VarBuilder) -> candle_core::Result<LayerNorm> {
@@ -106,7 +148,6 @@ impl Encoder {
             act: c.hidden_act,
             arch: config.architecture(),
             pad_token_id: c.pad_token_id,
-            device: vb.device().clone(),
         })
     }
 
@@ -115,35 +156,13 @@ impl Encoder {
         self.hidden
     }
 
-    /// Pads token windows (each already with its special tokens) into one batch of `len`
-    /// tokens (at least the longest window), with the attention mask and the position ids of the
-    /// architecture.
+    /// Pads token windows into one batch (see [`InputsOf::inputs`]).
     pub fn inputs(&self, windows: &[&[u32]], len: usize) -> candle_core::Result<EncoderInputs> {
-        let len = windows.iter().map(|w| w.len()).max().unwrap_or(0).max(len);
-        let n = windows.len();
-        let mut ids = vec![self.pad_token_id; n * len];
-        let mut pos = vec![0u32; n * len];
-        let mut mask = vec![0f32; n * len];
-        for (r, w) in windows.iter().enumerate() {
-            for (j, &id) in w.iter().enumerate() {
-                ids[r * len + j] = id;
-                mask[r * len + j] = 1.0;
-                pos[r * len + j] = match self.arch {
-                    Architecture::Bert => j as u32,
-                    Architecture::XlmRoberta => self.pad_token_id + 1 + j as u32,
-                };
-            }
-            if self.arch == Architecture::XlmRoberta {
-                for p in pos[r * len + w.len()..(r + 1) * len].iter_mut() {
-                    *p = self.pad_token_id;
-                }
-            }
+        InputsOf {
+            arch: self.arch,
+            pad_token_id: self.pad_token_id,
         }
-        Ok(EncoderInputs {
-            ids: Tensor::from_vec(ids, (n, len), &self.device)?,
-            positions: Tensor::from_vec(pos, (n, len), &self.device)?,
-            mask: Tensor::from_vec(mask, (n, len), &self.device)?,
-        })
+        .inputs(windows, len)
     }
 
     /// Runs the encoder: last hidden states `[batch, len, hidden]`. Padding never changes the

@@ -8,7 +8,8 @@ use candle_core::{DType, Device, IndexOp, Module, Tensor};
 use candle_nn::{linear, Linear, VarBuilder};
 use serde::{Deserialize, Serialize};
 
-use crate::bert::{l2_normalize, mean_pool, Encoder};
+use crate::backend::{AnyEncoder, Backend, Precision};
+use crate::bert::{l2_normalize, mean_pool, Encoder, InputsOf};
 use crate::checksum::{weight_files, weights_sha256};
 use crate::config::{Architecture, ModelConfig, Pooling, PoolingConfig};
 use crate::error::{read_json, Error, Result};
@@ -30,6 +31,12 @@ pub struct ModelOptions {
     /// Tokens shared by neighbouring windows of a long text.
     #[serde(default = "default_overlap")]
     pub window_overlap: usize,
+    /// The engine that runs the encoder: `candle` (default) or `tch` (libtorch, a cargo feature).
+    #[serde(default)]
+    pub backend: Backend,
+    /// `f32` (default) or `bf16` (the `tch` backend only).
+    #[serde(default)]
+    pub precision: Precision,
 }
 
 fn default_overlap() -> usize {
@@ -44,6 +51,8 @@ impl ModelOptions {
             prefix: String::new(),
             max_tokens: None,
             window_overlap: default_overlap(),
+            backend: Backend::default(),
+            precision: Precision::default(),
         }
     }
 }
@@ -100,6 +109,18 @@ impl ClassifierBuilder {
     /// Sets every model option at once (the `[model]` section); keeps the directory.
     pub fn options(mut self, options: ModelOptions) -> Self {
         self.options = options;
+        self
+    }
+
+    /// Chooses the engine that runs the encoder.
+    pub fn backend(mut self, backend: Backend) -> Self {
+        self.options.backend = backend;
+        self
+    }
+
+    /// Chooses the encoder's number format (`bf16` needs the `tch` backend).
+    pub fn precision(mut self, precision: Precision) -> Self {
+        self.options.precision = precision;
         self
     }
 
@@ -174,13 +195,34 @@ impl ClassifierBuilder {
         } else {
             root.pp(prefix.trim_end_matches('.'))
         };
-        let encoder = Encoder::load(encoder_vb, &config).map_err(weights_err)?;
+        let encoder = match (self.options.backend, self.options.precision) {
+            (Backend::Candle, Precision::F32) => {
+                AnyEncoder::Candle(Encoder::load(encoder_vb, &config).map_err(weights_err)?)
+            }
+            (Backend::Candle, Precision::Bf16) => {
+                return Err(Error::Backend {
+                    message: "bf16 needs the tch backend: candle has no bf16 matrix kernel on the \
+                              CPU (it converts to f32 and back, which is slower)"
+                        .into(),
+                })
+            }
+            (Backend::Tch, precision) => {
+                crate::backend::load_tch(dir, &files, prefix, &config, precision)?
+            }
+        };
+        let hidden_size = config.bert().hidden_size;
+        let inputs_of = InputsOf {
+            arch: config.architecture(),
+            pad_token_id: config.bert().pad_token_id,
+        };
         let sha = weights_sha256(dir)?;
         let model_id = format!("{}@sha256:{}", self.options.name, sha);
 
         let mut classifier = Classifier {
             inner: Arc::new(Inner {
                 encoder,
+                hidden_size,
+                inputs_of,
                 tokenizer,
                 pooling,
                 scorer: Scorer::None,
@@ -267,7 +309,7 @@ impl ClassifierBuilder {
                 }
                 let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
                 let rows = classifier.embed(&refs)?;
-                let h = classifier.inner.encoder.hidden_size();
+                let h = classifier.inner.hidden_size;
                 let flat: Vec<f32> = rows.into_iter().flatten().collect();
                 let protos = Tensor::from_vec(flat, (texts.len(), h), &Device::Cpu)?;
                 let names = lc.labels.iter().map(|(n, _)| n.clone()).collect();
@@ -326,7 +368,7 @@ impl ClassifierBuilder {
                 } else {
                     self.dir.join(rel)
                 };
-                let head = LinearHead::load(&path, classifier.inner.encoder.hidden_size())?;
+                let head = LinearHead::load(&path, classifier.inner.hidden_size)?;
                 if let Some(trained_on) = &head.meta.encoder_sha256 {
                     if trained_on != classifier.weights_sha256() {
                         return Err(Error::Head {
@@ -459,7 +501,9 @@ struct LabelInfo {
 }
 
 struct Inner {
-    encoder: Encoder,
+    encoder: AnyEncoder,
+    hidden_size: usize,
+    inputs_of: InputsOf,
     tokenizer: TextTokenizer,
     pooling: PoolingConfig,
     scorer: Scorer,
@@ -574,7 +618,7 @@ impl Classifier {
     }
     /// Width of the embeddings.
     pub fn hidden_size(&self) -> usize {
-        self.inner.encoder.hidden_size()
+        self.inner.hidden_size
     }
     /// The tokenizer with the windowing rules.
     pub fn tokenizer(&self) -> &TextTokenizer {
@@ -835,7 +879,7 @@ impl Classifier {
             .map(|&(d, w)| {
                 let ids = prepared[d].windows[w].ids.as_slice();
                 let padded = ids.len().div_ceil(BUCKET) * BUCKET;
-                let inputs = self.inner.encoder.inputs(&[ids], padded)?;
+                let inputs = self.inner.inputs_of.inputs(&[ids], padded)?;
                 let hidden = self.inner.encoder.forward(&inputs)?;
                 Ok(f(self, &hidden, &inputs.mask)?.remove(0))
             })
@@ -882,7 +926,7 @@ impl Classifier {
             })
             .collect::<Result<Vec<_>>>()?;
         let refs: Vec<&[u32]> = ids.iter().map(Vec::as_slice).collect();
-        let inputs = self.inner.encoder.inputs(&refs, 0)?;
+        let inputs = self.inner.inputs_of.inputs(&refs, 0)?;
         let hidden = self.inner.encoder.forward(&inputs)?;
         Ok(head.forward(&hidden.i((.., 0))?.contiguous()?)?.to_vec2()?)
     }

@@ -73,6 +73,12 @@ pub enum Error {
     /// The text to classify cannot be classified (for example, it is empty).
     #[error("text: {0}")]
     Input(String),
+    /// The chosen backend is not built in, or failed.
+    #[error("backend: {message}")]
+    Backend {
+        /// What is wrong.
+        message: String,
+    },
     /// The tensor library failed during inference.
     #[error("inference: {0}")]
     Candle(#[from] candle_core::Error),

@@ -29,6 +29,7 @@
 //! The same program as a file: `examples/label.rs`.
 #![deny(missing_docs)]
 
+mod backend;
 pub mod bert;
 pub mod checksum;
 mod classifier;
@@ -39,6 +40,7 @@ pub mod metrics;
 pub mod tokenize;
 pub mod train;
 
+pub use backend::{Backend, Precision, TCH_BUILT};
 pub use classifier::{
     Classification, Classifier, ClassifierBuilder, LabelScore, LinearHead, ModelOptions, Span,
 };

@@ -1,5 +1,6 @@
 //! Integration tests of the classifier crate (one test binary, modules per concern).
 
+mod backends;
 mod checkpoint;
 mod e5;
 
