@@ -13,3 +13,9 @@ cargo test --locked --workspace
 # The language-identification report on a slice of its test set, after checking that the
 # committed model is what its training script makes.
 scripts/langid/report.sh --ci 3000
+# The libtorch backend: a CPU-only libtorch cut out of the PyPI torch wheel (cached), then
+# clippy and the tests that compare it with candle, built with the `tch` feature.
+eval "$(scripts/setup_libtorch.sh)"
+cargo clippy --locked --all-targets --features tch -- -D warnings
+cargo test --locked -p triage-classify --features tch --test classify backends
+cargo test --locked --features tch --test tests tch

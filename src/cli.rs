@@ -32,7 +32,7 @@ enum When {
     Never,
 }
 
-#[derive(clap::Args)]
+#[derive(clap::Args, Clone)]
 struct ConfigArgs {
     /// The labelling configuration.
     #[arg(long, short = 'c', default_value = "workspace.toml")]
@@ -40,11 +40,24 @@ struct ConfigArgs {
     /// Where model directories live (default: `models/` beside the configuration).
     #[arg(long, env = "TRIAGE_MODELS")]
     models_dir: Option<PathBuf>,
+    /// The engine that runs the encoder: candle, or tch (libtorch; a build with `--features
+    /// tch`). Overrides `[model] backend`.
+    #[arg(long)]
+    backend: Option<triage_classify::Backend>,
+    /// f32, or bf16 (tch only). Overrides `[model] precision`.
+    #[arg(long)]
+    precision: Option<triage_classify::Precision>,
 }
 
 impl ConfigArgs {
     fn load(&self) -> Result<(WorkspaceConfig, PathBuf), Failure> {
-        let config = WorkspaceConfig::load(&self.config).map_err(Failure::usage)?;
+        let mut config = WorkspaceConfig::load(&self.config).map_err(Failure::usage)?;
+        if let Some(b) = self.backend {
+            config.model.backend = b;
+        }
+        if let Some(p) = self.precision {
+            config.model.precision = p;
+        }
         let root = self.models_dir.clone().unwrap_or_else(|| {
             self.config
                 .parent()
@@ -948,7 +961,60 @@ fn peak_rss_mib() -> Option<f64> {
     Some(kb / 1024.0)
 }
 
+/// Resets the process's peak resident set size (Linux), so that each configuration's peak is
+/// its own.
+fn reset_peak_rss() {
+    let _ = std::fs::write("/proc/self/clear_refs", "5");
+}
+
 fn bench(input: &Path, runs: usize, config: &ConfigArgs) -> Result<ExitCode, Failure> {
+    use triage_classify::{Backend, Precision};
+    // candle f32 always runs first, so that another backend or precision is compared with it
+    // in the same run, on the same machine state
+    let (workspace, _) = config.load()?;
+    let asked = (workspace.model.backend, workspace.model.precision);
+    if asked.0 == Backend::Tch && !triage_classify::TCH_BUILT {
+        return Err(Failure::Usage(anyhow::anyhow!(
+            "--backend tch: this build has no tch backend; build with `cargo build --release \
+             --features tch` after `eval \"$(scripts/setup_libtorch.sh)\"`"
+        )));
+    }
+    let mut configs = vec![(Backend::Candle, Precision::F32)];
+    if asked != configs[0] {
+        configs.push(asked);
+    }
+    let mut table = Vec::new();
+    for (backend, precision) in configs {
+        let args = ConfigArgs {
+            backend: Some(backend),
+            precision: Some(precision),
+            ..config.clone()
+        };
+        println!("== backend {backend}, {precision}");
+        table.push(bench_one(input, runs, &args)?);
+        println!();
+    }
+    if table.len() > 1 {
+        println!(
+            "{:<14} {:>9} {:>10} {:>8} {:>10} {:>8}",
+            "engine", "records/s", "tokens/s", "load s", "peak MiB", "speed-up"
+        );
+        let base = table[0].1;
+        for (name, rps, tps, load, peak) in &table {
+            println!(
+                "{name:<14} {rps:>9.1} {tps:>10.0} {load:>8.2} {:>10} {:>7.2}x",
+                peak.map_or("-".into(), |m| format!("{m:.0}")),
+                rps / base
+            );
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+type BenchRow = (String, f64, f64, f64, Option<f64>);
+
+fn bench_one(input: &Path, runs: usize, config: &ConfigArgs) -> Result<BenchRow, Failure> {
+    reset_peak_rss();
     let t = Instant::now();
     let (engine, workspace) = config.engine()?;
     let load = t.elapsed();
@@ -966,7 +1032,7 @@ fn bench(input: &Path, runs: usize, config: &ConfigArgs) -> Result<ExitCode, Fai
         "{:>4} {:>8} {:>7} {:>8} {:>9} {:>10} {:>11}",
         "run", "records", "errors", "wall s", "records/s", "tokens/s", "windows"
     );
-    let mut best = 0f64;
+    let (mut best, mut best_tokens) = (0f64, 0f64);
     for run in 1..=runs.max(1) {
         let columns = triage_batch::Columns {
             text: workspace.input.text_field.clone(),
@@ -988,7 +1054,10 @@ fn bench(input: &Path, runs: usize, config: &ConfigArgs) -> Result<ExitCode, Fai
             &mut |_| Ok(()),
         )
         .map_err(|e| Failure::Run(e.into()))?;
-        best = best.max(s.records_per_sec());
+        if s.records_per_sec() > best {
+            best = s.records_per_sec();
+            best_tokens = s.tokens_per_sec();
+        }
         println!(
             "{run:>4} {:>8} {:>7} {:>8.2} {:>9.1} {:>10.0} {:>11}",
             s.records,
@@ -1001,8 +1070,10 @@ fn bench(input: &Path, runs: usize, config: &ConfigArgs) -> Result<ExitCode, Fai
     }
     println!();
     println!("best       {best:.1} records/s");
-    if let Some(m) = peak_rss_mib() {
+    let peak = peak_rss_mib();
+    if let Some(m) = peak {
         println!("peak RSS   {m:.0} MiB");
     }
-    Ok(ExitCode::SUCCESS)
+    let name = format!("{} {}", workspace.model.backend, workspace.model.precision);
+    Ok((name, best, best_tokens, load.as_secs_f64(), peak))
 }

@@ -29,13 +29,17 @@ fn text_key(text: &str) -> [u8; 32] {
 impl EmbeddingCache {
     /// Opens (or starts) the cache of `classifier` with `options` under `dir`.
     pub fn open(dir: &Path, classifier: &Classifier, options: &ModelOptions) -> Result<Self> {
-        let setup = format!(
+        let mut setup = format!(
             "{} prefix={:?} max_tokens={:?} overlap={}",
             classifier.weights_sha256(),
             options.prefix,
             options.max_tokens,
             options.window_overlap
         );
+        // bf16 embeddings differ from f32 ones; the two f32 backends agree within 1e-7 and share
+        if options.precision != triage_classify::Precision::F32 {
+            setup.push_str(&format!(" precision={}", options.precision));
+        }
         let key: String = Sha256::digest(setup.as_bytes())
             .iter()
             .take(12)

@@ -293,3 +293,75 @@ fn models_list_shows_the_default_model_with_its_checksum() {
         "{line}"
     );
 }
+
+/// The first `n` good records of the sample dump, as a small dump.
+fn sample_head(n: usize) -> String {
+    // the dump has an invalid UTF-8 line on purpose
+    String::from_utf8_lossy(&std::fs::read(root().join("tests/data/sample.jsonl")).unwrap())
+        .lines()
+        .filter(|l| serde_json::from_str::<Value>(l).is_ok_and(|v| v["text"].is_string()))
+        .take(n)
+        .map(|l| format!("{l}\n"))
+        .collect()
+}
+
+#[cfg(not(feature = "tch"))]
+#[test]
+fn the_tch_backend_in_a_build_without_it_is_a_usage_error() {
+    model_installed();
+    let o = run(
+        &["label", "-", "--backend", "tch"],
+        Some(sample_head(2).as_bytes()),
+    );
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    assert!(stderr(&o).contains("--features tch"), "{}", stderr(&o));
+    let o = run(
+        &["label", "-", "--precision", "bf16"],
+        Some(sample_head(2).as_bytes()),
+    );
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("bf16 needs the tch backend"),
+        "{}",
+        stderr(&o)
+    );
+}
+
+#[cfg(feature = "tch")]
+#[test]
+fn label_with_the_tch_backend_gives_candles_scores() {
+    model_installed();
+    let input = sample_head(12);
+    let scores = |args: &[&str]| -> Vec<Vec<f64>> {
+        let mut all = vec!["label", "-"];
+        all.extend_from_slice(args);
+        let o = run(&all, Some(input.as_bytes()));
+        assert_eq!(o.status.code(), Some(0), "{args:?}: {}", stderr(&o));
+        String::from_utf8(o.stdout)
+            .unwrap()
+            .lines()
+            .map(|l| {
+                let v: Value = serde_json::from_str(l).unwrap();
+                v["labels"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .map(|s| s["score"].as_f64().unwrap())
+                    .collect()
+            })
+            .collect()
+    };
+    let candle = scores(&["--backend", "candle"]);
+    let tch = scores(&["--backend", "tch"]);
+    assert_eq!(candle.len(), 12);
+    let diff = candle
+        .iter()
+        .flatten()
+        .zip(tch.iter().flatten())
+        .map(|(a, b)| (a - b).abs())
+        .fold(0f64, f64::max);
+    // scores are written with 6 decimals
+    assert!(diff <= 2e-6 + 1e-4, "largest score difference {diff}");
+    let bf16 = scores(&["--backend", "tch", "--precision", "bf16"]);
+    assert_eq!(bf16.len(), 12);
+}

@@ -1,0 +1,50 @@
+#!/usr/bin/env python3
+"""Compares two `triage label` outputs of the same dump: how many records get the same top
+label and the same flagged labels, and the largest score difference.
+
+Usage: compare_outputs.py <reference.jsonl> <other.jsonl> [--json]
+"""
+import json
+import sys
+
+
+def load(path):
+    out = {}
+    for line in open(path, encoding="utf-8"):
+        r = json.loads(line)
+        if "labels" in r:
+            out[r.get("position", r.get("id"))] = r
+    return out
+
+
+def compare(a_path, b_path):
+    a, b = load(a_path), load(b_path)
+    keys = sorted(set(a) & set(b), key=str)
+    same_top = same_flags = 0
+    max_diff, worst = 0.0, None
+    for k in keys:
+        ra, rb = a[k], b[k]
+        same_top += ra["top"] == rb["top"]
+        fa = sorted(l["label"] for l in ra["labels"] if l["flagged"])
+        fb = sorted(l["label"] for l in rb["labels"] if l["flagged"])
+        same_flags += fa == fb
+        sb = {l["label"]: l["score"] for l in rb["labels"]}
+        for l in ra["labels"]:
+            d = abs(l["score"] - sb[l["label"]])
+            if d > max_diff:
+                max_diff, worst = d, (k, l["label"])
+    n = len(keys)
+    return {"records": n, "only_in_one": len(set(a) ^ set(b)),
+            "top_label_agreement": same_top / n if n else None,
+            "flag_agreement": same_flags / n if n else None,
+            "max_score_difference": max_diff, "worst": worst}
+
+
+if __name__ == "__main__":
+    r = compare(sys.argv[1], sys.argv[2])
+    if "--json" in sys.argv:
+        print(json.dumps(r))
+    else:
+        print(f"records {r['records']}  top label agreement {100 * r['top_label_agreement']:.2f}%  "
+              f"flagged labels agreement {100 * r['flag_agreement']:.2f}%  "
+              f"largest score difference {r['max_score_difference']:.6f} (record {r['worst'][0]}, {r['worst'][1]})")
