@@ -59,6 +59,8 @@ impl ModelOptions {
 
 /// Windows are padded to a multiple of this many tokens (see `Classifier::run_windows`).
 pub const BUCKET: usize = 8;
+/// Most tokens (windows x padded length) in one forward pass.
+pub const MAX_BATCH_TOKENS: usize = 2048;
 
 /// Builds a [`Classifier`] from a model directory.
 ///
@@ -865,25 +867,60 @@ impl Classifier {
         F: Fn(&Self, &Tensor, &Tensor) -> Result<Vec<Vec<f32>>> + Sync,
     {
         use rayon::prelude::*;
-        let order: Vec<(usize, usize)> = prepared
-            .iter()
-            .enumerate()
-            .flat_map(|(d, p)| (0..p.windows.len()).map(move |w| (d, w)))
-            .collect();
-        // Each window is its own forward pass over exactly its bucket's length: the matrix
-        // kernels then see the same shapes for the same window whatever else is being labelled,
-        // so its scores are the same bit for bit (batching rows of several windows changes the
-        // kernels' tiling and with it the rounding). The windows run in parallel instead.
-        let rows: Vec<Result<Vec<f32>>> = order
+        // Windows of one padded length share forward passes, up to MAX_BATCH_TOKENS tokens a
+        // pass. Every window in a pass has exactly its own bucket's length, so attention, layer
+        // norms and activations see the same rows as if it ran alone; the matrix products give
+        // each row the same bits for any number of rows from BUCKET up (each output element is
+        // one dot product over the same K in the same order), which the tests check. The
+        // passes run in parallel.
+        let mut groups: std::collections::BTreeMap<usize, Vec<(usize, usize)>> =
+            std::collections::BTreeMap::new();
+        for (d, p) in prepared.iter().enumerate() {
+            for (w, win) in p.windows.iter().enumerate() {
+                let padded = win.ids.len().div_ceil(BUCKET).max(1) * BUCKET;
+                groups.entry(padded).or_default().push((d, w));
+            }
+        }
+        let mut batches: Vec<(usize, Vec<(usize, usize)>)> = Vec::new();
+        for (len, items) in groups {
+            let per = (MAX_BATCH_TOKENS / len).max(1);
+            // equal-sized passes, so that the two cores get even work
+            let n = items.len().div_ceil(per);
+            let size = items.len().div_ceil(n);
+            for part in items.chunks(size) {
+                batches.push((len, part.to_vec()));
+            }
+        }
+        // the longest first, so that the last pass to finish is a short one
+        batches.sort_by_key(|b| std::cmp::Reverse(b.0 * b.1.len()));
+        let results: Vec<Result<Vec<Vec<f32>>>> = batches
             .par_iter()
-            .map(|&(d, w)| {
-                let ids = prepared[d].windows[w].ids.as_slice();
-                let padded = ids.len().div_ceil(BUCKET) * BUCKET;
-                let inputs = self.inner.inputs_of.inputs(&[ids], padded)?;
+            .map(|(len, items)| {
+                let ids: Vec<&[u32]> = items
+                    .iter()
+                    .map(|&(d, w)| prepared[d].windows[w].ids.as_slice())
+                    .collect();
+                let inputs = self.inner.inputs_of.inputs(&ids, *len)?;
                 let hidden = self.inner.encoder.forward(&inputs)?;
-                Ok(f(self, &hidden, &inputs.mask)?.remove(0))
+                // pooling and heads run window by window, as small products of one row give
+                // other bits than the same row among several
+                let mut rows = Vec::with_capacity(items.len());
+                for r in 0..items.len() {
+                    let h = hidden.narrow(0, r, 1)?;
+                    let m = inputs.mask.narrow(0, r, 1)?;
+                    rows.push(f(self, &h, &m)?.remove(0));
+                }
+                Ok(rows)
             })
             .collect();
+        let mut order = Vec::new();
+        let mut rows = Vec::new();
+        for ((_, items), r) in batches.iter().zip(results) {
+            let r = r?;
+            order.extend_from_slice(items);
+            rows.extend(r.into_iter().map(Ok));
+        }
+        let rows: Vec<Result<Vec<f32>>> = rows;
         let mut out: Vec<Vec<Vec<f32>>> = prepared
             .iter()
             .map(|p| vec![Vec::new(); p.windows.len()])
