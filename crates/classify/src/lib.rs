@@ -27,6 +27,12 @@
 //! ```
 //!
 //! The same program as a file: `examples/label.rs`.
+//!
+//! Speed: windows of one padded length share forward passes, which run in parallel on rayon's
+//! threads; a window's scores are the same bits alone or among others. Set
+//! `CANDLE_NUM_THREADS=1` in the environment (the `triage` binary does) so that candle's own
+//! helper threads do not compete with rayon's. The cargo feature `tch` adds libtorch as a second
+//! engine ([`Backend`]), with `bf16` ([`Precision`]).
 #![deny(missing_docs)]
 
 mod backend;
