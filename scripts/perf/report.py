@@ -1,0 +1,73 @@
+#!/usr/bin/env python3
+"""Tabulates scripts/perf/bench.sh's runs: best records/s and tokens/s of each engine over the
+repetitions, peak memory, the ratio to Python sentence-transformers f32, the encoder's FLOP/s
+against the matrix-multiply peak, and, for triage's faster configurations, label agreement with
+triage candle f32 and the largest score difference.
+
+Usage: report.py <runs.jsonl> <matmul.txt> <config.json> [--md out] [--json out] [--command c]
+"""
+import json
+import os
+import re
+import subprocess
+import sys
+
+
+def main(argv):
+    runs_path, matmul_path, config_path = argv[:3]
+    opt = lambda k: argv[argv.index(k) + 1] if k in argv else None
+    runs = [json.loads(l) for l in open(runs_path)]
+    cfg = json.load(open(config_path))
+    h, inter, layers = cfg["hidden_size"], cfg["intermediate_size"], cfg["num_hidden_layers"]
+    linear = 2 * layers * (4 * h * h + 2 * h * inter)
+    peaks = {"f32": 0.0, "bf16": 0.0}
+    for line in open(matmul_path):
+        m = re.match(r"(candle f32|libtorch f32|libtorch bf16)\s+\S+\s+([\d.]+)", line)
+        if m:
+            kind = "bf16" if "bf16" in m[1] else "f32"
+            peaks[kind] = max(peaks[kind], float(m[2]))
+    best = {}
+    for r in runs:
+        e = r["engine"]
+        if e not in best or r["records_per_s"] > best[e]["records_per_s"]:
+            best[e] = dict(r, peak_mib=max(r["peak_mib"], best.get(e, {}).get("peak_mib", 0)))
+    base = best.get("python sentence-transformers", {}).get("records_per_s")
+    ref = best.get("triage candle f32", {}).get("output")
+    here = os.path.dirname(__file__)
+    rows = []
+    for e, r in best.items():
+        window = r["tokens"] / r.get("windows", r["records"])
+        flops = r["tokens_per_s"] * (linear + 4 * layers * h * window) / 1e9
+        peak = peaks["bf16" if "bf16" in e else "f32"]
+        row = {"engine": e, "records_per_s": r["records_per_s"], "tokens_per_s": r["tokens_per_s"],
+               "peak_mib": r["peak_mib"], "vs_python_st_f32": r["records_per_s"] / base if base else None,
+               "encoder_gflops": flops, "matmul_peak_gflops": peak, "share_of_peak": flops / peak if peak else None}
+        if e.startswith("triage") and ref and r.get("output") != ref:
+            cmp = subprocess.run([sys.executable, os.path.join(here, "..", "compare_outputs.py"), ref, r["output"], "--json"],
+                                 capture_output=True, text=True, check=True)
+            c = json.loads(cmp.stdout)
+            row["top_label_agreement"] = c["top_label_agreement"]
+            row["max_score_difference"] = c["max_score_difference"]
+        rows.append(row)
+    order = ["python sentence-transformers", "python transformers", "triage candle f32", "triage tch f32", "triage tch bf16"]
+    rows.sort(key=lambda r: order.index(r["engine"]) if r["engine"] in order else 99)
+    lines = [f"Command: `{opt('--command') or 'scripts/perf/bench.sh'}`; {len(runs)} runs, best of each engine.",
+             f"Matrix-multiply peak on these cores: f32 {peaks['f32']:.0f} GFLOP/s, bf16 {peaks['bf16']:.0f} GFLOP/s "
+             "(`matmul_peak` example).", "",
+             "| engine | records/s | tokens/s | peak MiB | vs Python ST f32 | encoder GFLOP/s | of matmul peak | top label = candle f32 | largest score diff |",
+             "|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    for r in rows:
+        agree = f"{100 * r['top_label_agreement']:.2f}%" if "top_label_agreement" in r else "-"
+        diff = f"{r['max_score_difference']:.5f}" if "max_score_difference" in r else "-"
+        lines.append(f"| {r['engine']} | {r['records_per_s']:.1f} | {r['tokens_per_s']:,.0f} | {r['peak_mib']:,.0f} | "
+                     f"{r['vs_python_st_f32']:.2f}x | {r['encoder_gflops']:.0f} | {100 * r['share_of_peak']:.0f}% | {agree} | {diff} |")
+    text = "\n".join(lines) + "\n"
+    print(text)
+    if opt("--md"):
+        open(opt("--md"), "w").write(text)
+    if opt("--json"):
+        json.dump({"rows": rows, "peaks": peaks, "runs": runs}, open(opt("--json"), "w"), indent=1)
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])
