@@ -44,9 +44,9 @@ struct ConfigArgs {
     /// tch`). Overrides `[model] backend`.
     #[arg(long)]
     backend: Option<triage_classify::Backend>,
-    /// f32, or bf16 (tch only). Overrides `[model] precision`.
-    #[arg(long)]
-    precision: Option<triage_classify::Precision>,
+    /// The encoder's number format: f32, or bf16 (tch only). Overrides `[model] dtype`.
+    #[arg(long, value_name = "f32|bf16")]
+    dtype: Option<triage_classify::Precision>,
 }
 
 impl ConfigArgs {
@@ -55,7 +55,7 @@ impl ConfigArgs {
         if let Some(b) = self.backend {
             config.model.backend = b;
         }
-        if let Some(p) = self.precision {
+        if let Some(p) = self.dtype {
             config.model.precision = p;
         }
         let root = self.models_dir.clone().unwrap_or_else(|| {
@@ -987,7 +987,7 @@ fn bench(input: &Path, runs: usize, config: &ConfigArgs) -> Result<ExitCode, Fai
     for (backend, precision) in configs {
         let args = ConfigArgs {
             backend: Some(backend),
-            precision: Some(precision),
+            dtype: Some(precision),
             ..config.clone()
         };
         println!("== backend {backend}, {precision}");

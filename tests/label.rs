@@ -316,7 +316,7 @@ fn the_tch_backend_in_a_build_without_it_is_a_usage_error() {
     assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
     assert!(stderr(&o).contains("--features tch"), "{}", stderr(&o));
     let o = run(
-        &["label", "-", "--precision", "bf16"],
+        &["label", "-", "--dtype", "bf16"],
         Some(sample_head(2).as_bytes()),
     );
     assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
@@ -362,6 +362,6 @@ fn label_with_the_tch_backend_gives_candles_scores() {
         .fold(0f64, f64::max);
     // scores are written with 6 decimals
     assert!(diff <= 2e-6 + 1e-4, "largest score difference {diff}");
-    let bf16 = scores(&["--backend", "tch", "--precision", "bf16"]);
+    let bf16 = scores(&["--backend", "tch", "--dtype", "bf16"]);
     assert_eq!(bf16.len(), 12);
 }

@@ -44,7 +44,7 @@ runs="$work/runs.jsonl"
 run_triage() { # backend precision rep
   local out="$work/out-$1-$2.jsonl"
   /usr/bin/time -f "%M" -o "$work/time.txt" "$bin/triage" label "$dump" -o "$out" \
-    --backend "$1" --precision "$2" 2> "$work/stderr.txt"
+    --backend "$1" --dtype "$2" 2> "$work/stderr.txt"
   python3 - "$1" "$2" "$3" "$work/stderr.txt" "$work/time.txt" "$out" >> "$runs" <<'PY'
 import json, re, sys
 backend, precision, rep, err, tm, out = sys.argv[1:]

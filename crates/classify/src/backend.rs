@@ -43,7 +43,7 @@ impl std::fmt::Display for Backend {
     }
 }
 
-/// Number format of the encoder's weights and arithmetic (`[model] precision`, `--precision`).
+/// Number format of the encoder's weights and arithmetic (`[model] dtype`, `--dtype`).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Precision {

@@ -34,8 +34,9 @@ pub struct ModelOptions {
     /// The engine that runs the encoder: `candle` (default) or `tch` (libtorch, a cargo feature).
     #[serde(default)]
     pub backend: Backend,
-    /// `f32` (default) or `bf16` (the `tch` backend only).
-    #[serde(default)]
+    /// The encoder's number format, `dtype` in `workspace.toml`: `f32` (default) or `bf16`
+    /// (the `tch` backend only).
+    #[serde(default, rename = "dtype")]
     pub precision: Precision,
 }
 
