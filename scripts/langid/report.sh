@@ -7,7 +7,7 @@
 #   scripts/langid/report.sh            the full report, committed in reports/langid/
 #   scripts/langid/report.sh --ci N     CI: checks that the committed model is what training
 #                                       gives, then reports on a slice of N items (Rust only)
-#   scripts/langid/report.sh --train    retrains crates/langid/data/model.txt
+#   scripts/langid/report.sh --train    retrains crates/langid/data/model.txt.gz
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 cache="${TRIAGE_CACHE:-$PWD/.cache}"
@@ -46,12 +46,12 @@ bin="${CARGO_TARGET_DIR:-target}/release/examples"
 mission=ar,en,fr,de,ru,tr,fa,ur,ps,id,bn,nl,ro,bg,es
 case "$mode" in
   --train)
-    "$bin/train" "$work/data" crates/langid/data/model.txt
+    "$bin/train" "$work/data" crates/langid/data/model.txt.gz
     ;;
   --ci)
-    "$bin/train" "$work/data" "$work/model.txt"
-    cmp crates/langid/data/model.txt "$work/model.txt" || {
-      echo "crates/langid/data/model.txt differs from what scripts/langid/report.sh --train makes" >&2
+    "$bin/train" "$work/data" "$work/model.txt.gz"
+    cmp crates/langid/data/model.txt.gz "$work/model.txt.gz" || {
+      echo "crates/langid/data/model.txt.gz differs from what scripts/langid/report.sh --train makes" >&2
       exit 1
     }
     "$bin/accuracy" "$work/data/test.jsonl" "$work/ours.json" --allow "$mission" --limit "${2:-3000}"
