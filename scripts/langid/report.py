@@ -78,18 +78,13 @@ def main(argv):
             g = "mission" if langs is MISSION else "extra"
             lines.append(f"| {d} | " + " | ".join(pct(e[f"macro_{g}_{b}"]) for b in BUCKETS + ["<=60"])
                          + f" | {e['strings_per_second']:,.0f} |")
-        lines.append(f"\n### per language, strings of <= 60 characters (%)\n")
-        lines.append("| detector | " + " | ".join(langs) + " |")
-        lines.append("|---|" + "---:|" * len(langs))
-        for d in (dets if langs is MISSION else [d for d in dets if "(ours)" not in d]):
-            acc = report["detectors"][d]["accuracy"]
-            lines.append(f"| {d} | " + " | ".join(pct(acc.get(f"{l}|<=60")) for l in langs) + " |")
-        lines.append(f"\n### per language, sentences of 61-250 characters (%)\n")
-        lines.append("| detector | " + " | ".join(langs) + " |")
-        lines.append("|---|" + "---:|" * len(langs))
-        for d in (dets if langs is MISSION else [d for d in dets if "(ours)" not in d]):
-            acc = report["detectors"][d]["accuracy"]
-            lines.append(f"| {d} | " + " | ".join(pct(acc.get(f"{l}|61-250")) for l in langs) + " |")
+        for b, what in (("<=60", "strings of <= 60 characters"), ("61-250", "sentences of 61-250 characters")):
+            lines.append(f"\n### per language, {what} (%)\n")
+            lines.append("| detector | " + " | ".join(langs) + " |")
+            lines.append("|---|" + "---:|" * len(langs))
+            for d in (dets if langs is MISSION else [d for d in dets if "(ours)" not in d]):
+                acc = report["detectors"][d]["accuracy"]
+                lines.append(f"| {d} | " + " | ".join(pct(acc.get(f"{l}|{b}")) for l in langs) + " |")
     for d in dets:
         e = report["detectors"][d]
         if "reliable_share" in e:

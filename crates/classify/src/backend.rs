@@ -12,6 +12,32 @@ use serde::{Deserialize, Serialize};
 use crate::bert::{Encoder, EncoderInputs};
 use crate::error::Result;
 
+/// `FromStr` and `Display` of an option enum by the names it has in `workspace.toml`.
+macro_rules! named {
+    ($ty:ident { $($variant:ident = $name:literal),+ }) => {
+        impl FromStr for $ty {
+            type Err = String;
+            fn from_str(s: &str) -> std::result::Result<Self, String> {
+                match s {
+                    $($name => Ok($ty::$variant),)+
+                    _ => Err(format!(
+                        concat!("unknown ", stringify!($ty), " {:?} (one of: ", $($name, " ",)+ ")"),
+                        s
+                    )),
+                }
+            }
+        }
+
+        impl std::fmt::Display for $ty {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str(match self {
+                    $($ty::$variant => $name,)+
+                })
+            }
+        }
+    };
+}
+
 /// Which engine runs the encoder (`[model] backend`, `--backend`).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -23,25 +49,7 @@ pub enum Backend {
     Tch,
 }
 
-impl FromStr for Backend {
-    type Err = String;
-    fn from_str(s: &str) -> std::result::Result<Self, String> {
-        match s {
-            "candle" => Ok(Backend::Candle),
-            "tch" => Ok(Backend::Tch),
-            _ => Err(format!("unknown backend {s:?} (candle or tch)")),
-        }
-    }
-}
-
-impl std::fmt::Display for Backend {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(match self {
-            Backend::Candle => "candle",
-            Backend::Tch => "tch",
-        })
-    }
-}
+named!(Backend { Candle = "candle", Tch = "tch" });
 
 /// Number format of the encoder's weights and arithmetic (`[model] dtype`, `--dtype`).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -54,25 +62,7 @@ pub enum Precision {
     Bf16,
 }
 
-impl FromStr for Precision {
-    type Err = String;
-    fn from_str(s: &str) -> std::result::Result<Self, String> {
-        match s {
-            "f32" => Ok(Precision::F32),
-            "bf16" => Ok(Precision::Bf16),
-            _ => Err(format!("unknown precision {s:?} (f32 or bf16)")),
-        }
-    }
-}
-
-impl std::fmt::Display for Precision {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(match self {
-            Precision::F32 => "f32",
-            Precision::Bf16 => "bf16",
-        })
-    }
-}
+named!(Precision { F32 = "f32", Bf16 = "bf16" });
 
 /// Whether this build has the `tch` backend.
 pub const TCH_BUILT: bool = cfg!(feature = "tch");

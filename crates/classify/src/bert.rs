@@ -117,8 +117,6 @@ pub struct Encoder {
     heads: usize,
     hidden: usize,
     act: HiddenAct,
-    arch: Architecture,
-    pad_token_id: u32,
 }
 
 fn ln(size: usize, eps: f64, vb: VarBuilder) -> candle_core::Result<LayerNorm> {
@@ -177,23 +175,12 @@ impl Encoder {
             heads: c.num_attention_heads,
             hidden: h,
             act: c.hidden_act,
-            arch: config.architecture(),
-            pad_token_id: c.pad_token_id,
         })
     }
 
     /// Width of the hidden states.
     pub fn hidden_size(&self) -> usize {
         self.hidden
-    }
-
-    /// Pads token windows into one batch (see [`InputsOf::inputs`]).
-    pub fn inputs(&self, windows: &[&[u32]], len: usize) -> candle_core::Result<EncoderInputs> {
-        InputsOf {
-            arch: self.arch,
-            pad_token_id: self.pad_token_id,
-        }
-        .inputs(windows, len)
     }
 
     /// Runs the encoder: last hidden states `[batch, len, hidden]`. Padding never changes the
