@@ -8,8 +8,8 @@
 # It takes torch/include and torch/lib/{libtorch_cpu,libc10,libgomp} from the wheel, plus the
 # two CUDA runtime libraries libtorch_cpu.so links against (from the nvidia-* wheels of that
 # torch), and an empty libtorch.so: torch-sys always links -ltorch, and without
-# libtorch_cuda.so beside it the link is CPU-only. The wheels are cached in
-# $TRIAGE_CACHE/wheels and the result in $TRIAGE_CACHE/libtorch-2.4.1 (about 530 MB).
+# libtorch_cuda.so beside it the link is CPU-only. The wheels are removed once the
+# cut is made; the result is cached in $TRIAGE_CACHE/libtorch-2.4.1 (about 530 MB).
 # Progress goes to stderr; stdout is only the exports.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -49,6 +49,8 @@ PY
   # torch-sys links -ltorch: an empty library stands in for the CUDA-and-CPU one
   gcc -shared -o "$dir.tmp/lib/libtorch.so" -x c /dev/null
   rm -rf "$dir" && mv "$dir.tmp" "$dir" && touch "$dir/.complete"
+  # the cut is cached; the 800 MB of wheels it came from are not needed again
+  rm -f "$cache"/wheels/torch-2.4.1-*.whl "$cache"/wheels/nvidia_cuda_*_cu12-12.1.105-*.whl
   echo "libtorch: installed in $dir ($(du -sh "$dir" | cut -f1))" >&2
 fi
 echo "export LIBTORCH='$dir'"
