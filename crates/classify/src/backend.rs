@@ -1,7 +1,8 @@
-//! Engines that run the encoder: candle (pure Rust, the default) and, behind the cargo feature
-//! `tch`, libtorch through rust-bert's model code. Both take triage's padded windows
-//! ([`EncoderInputs`]) and give the last hidden states as a candle tensor, so tokenization,
-//! windows, masking, pooling and heads are the same code whatever the engine.
+//! Engines that run the encoder: candle (pure Rust, the default); behind the cargo feature
+//! `tch`, libtorch through rust-bert's model code; behind the feature `ort`, ONNX Runtime (f32 or
+//! int8 weights) on a graph written from the same weights ([`crate::onnx`]). All take triage's
+//! padded windows ([`EncoderInputs`]) and give the last hidden states as a candle tensor, so
+//! tokenization, windows, masking, pooling and heads are the same code whatever the engine.
 
 use std::path::Path;
 use std::str::FromStr;
@@ -47,9 +48,11 @@ pub enum Backend {
     Candle,
     /// libtorch through rust-bert (built with the cargo feature `tch`).
     Tch,
+    /// ONNX Runtime, loaded at run time from `ORT_DYLIB_PATH` (built with the feature `ort`).
+    Ort,
 }
 
-named!(Backend { Candle = "candle", Tch = "tch" });
+named!(Backend { Candle = "candle", Tch = "tch", Ort = "ort" });
 
 /// Number format of the encoder's weights and arithmetic (`[model] dtype`, `--dtype`).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -60,18 +63,26 @@ pub enum Precision {
     F32,
     /// bfloat16 weights and activations (the `tch` backend, on CPUs with bf16 support).
     Bf16,
+    /// int8 weights (one scale per output column) and activations quantized at run time, in
+    /// every matrix product of the layers (the `ort` backend).
+    Int8,
 }
 
-named!(Precision { F32 = "f32", Bf16 = "bf16" });
+named!(Precision { F32 = "f32", Bf16 = "bf16", Int8 = "int8" });
 
 /// Whether this build has the `tch` backend.
 pub const TCH_BUILT: bool = cfg!(feature = "tch");
+
+/// Whether this build has the `ort` backend.
+pub const ORT_BUILT: bool = cfg!(feature = "ort");
 
 /// A loaded encoder on one of the engines.
 pub(crate) enum AnyEncoder {
     Candle(Encoder),
     #[cfg(feature = "tch")]
     Tch(Box<tch_backend::TchEncoder>),
+    #[cfg(feature = "ort")]
+    Ort(Box<ort_backend::OrtEncoder>),
 }
 
 impl AnyEncoder {
@@ -80,7 +91,31 @@ impl AnyEncoder {
             AnyEncoder::Candle(e) => Ok(e.forward(x)?),
             #[cfg(feature = "tch")]
             AnyEncoder::Tch(e) => e.forward(x),
+            #[cfg(feature = "ort")]
+            AnyEncoder::Ort(e) => e.forward(x),
         }
+    }
+}
+
+/// Loads the encoder's layers on ONNX Runtime; `encoder` is candle's, which keeps the
+/// embeddings.
+#[allow(unused_variables, unused_mut)]
+pub(crate) fn load_ort(
+    mut encoder: Encoder,
+    config: &crate::config::ModelConfig,
+    precision: Precision,
+) -> Result<AnyEncoder> {
+    #[cfg(feature = "ort")]
+    {
+        Ok(AnyEncoder::Ort(Box::new(ort_backend::OrtEncoder::load(
+            encoder, config, precision,
+        )?)))
+    }
+    #[cfg(not(feature = "ort"))]
+    {
+        Err(crate::error::Error::Backend {
+            message: "this build has no ort backend: build with `--features ort`".into(),
+        })
     }
 }
 
@@ -275,6 +310,146 @@ mod tch_backend {
                 (b, t, self.hidden),
                 &candle_core::Device::Cpu,
             )?)
+        }
+    }
+}
+
+#[cfg(feature = "ort")]
+mod ort_backend {
+    use std::sync::{Mutex, OnceLock};
+
+    use candle_core::{Device, Tensor};
+    use ort::environment::Environment;
+    use ort::session::builder::GraphOptimizationLevel;
+    use ort::session::Session;
+    use ort::value::TensorRef;
+
+    use super::Precision;
+    use crate::bert::{Encoder, EncoderInputs};
+    use crate::config::ModelConfig;
+    use crate::error::{Error, Result};
+
+    fn err(what: &str, e: impl std::fmt::Display) -> Error {
+        Error::Backend {
+            message: format!("ort backend: {what}: {e}"),
+        }
+    }
+
+    /// Loads the ONNX Runtime library named by `ORT_DYLIB_PATH` and makes triage's environment,
+    /// once per process.
+    fn runtime() -> Result<&'static Environment> {
+        static LOADED: OnceLock<std::result::Result<Environment, String>> = OnceLock::new();
+        LOADED
+            .get_or_init(|| {
+                let path = std::env::var_os("ORT_DYLIB_PATH").ok_or_else(|| {
+                    "ORT_DYLIB_PATH is not set: it names ONNX Runtime's library \
+                     (libonnxruntime.so, 1.22 or newer); `eval \"$(scripts/setup_onnxruntime.sh)\"` \
+                     installs 1.32.0 from PyPI and sets it"
+                        .to_string()
+                })?;
+                if !std::path::Path::new(&path).is_file() {
+                    return Err(format!(
+                        "ORT_DYLIB_PATH={}: no such file",
+                        path.to_string_lossy()
+                    ));
+                }
+                ort::init_from(&path)
+                    .map_err(|e| format!("loading {}: {e}", path.to_string_lossy()))?
+                    .with_name("triage")
+                    .with_telemetry(false)
+                    .build()
+                    .map_err(|e| format!("ONNX Runtime environment: {e}"))
+            })
+            .as_ref()
+            .map_err(|message| Error::Backend {
+                message: format!("ort backend: {message}"),
+            })
+    }
+
+    /// The encoder on ONNX Runtime: candle computes the embeddings, ONNX Runtime the layers, one
+    /// window per run (no padding, and a window's states never depend on its batch).
+    pub struct OrtEncoder {
+        embeddings: Encoder,
+        model: Vec<u8>,
+        /// Idle sessions, one per thread that has run the encoder at the same time as others.
+        sessions: Mutex<Vec<Session>>,
+        hidden: usize,
+    }
+
+    fn session(model: &[u8]) -> Result<Session> {
+        let env = runtime()?;
+        let build = || -> ort::Result<Session> {
+            Session::builder(env)?
+                .with_optimization_level(GraphOptimizationLevel::Level3)?
+                // triage runs windows in parallel on rayon's threads, each with a session of
+                // its own: ONNX Runtime's own threads would oversubscribe the cores
+                .with_intra_threads(1)?
+                .with_inter_threads(1)?
+                .commit_from_memory(model)
+        };
+        build().map_err(|e| err("building the session", e))
+    }
+
+    impl OrtEncoder {
+        pub fn load(
+            mut encoder: Encoder,
+            config: &ModelConfig,
+            precision: Precision,
+        ) -> Result<Self> {
+            runtime()?;
+            let int8 = match precision {
+                Precision::F32 => false,
+                Precision::Int8 => true,
+                Precision::Bf16 => {
+                    return Err(Error::Backend {
+                        message: "bf16 is the tch backend's; the ort backend runs f32 or int8"
+                            .into(),
+                    })
+                }
+            };
+            let (layers, spec) = encoder.take_layers(config.bert().layer_norm_eps, int8);
+            let model = crate::onnx::encoder_model(&layers, &spec)?;
+            drop(layers);
+            let first = session(&model)?;
+            Ok(OrtEncoder {
+                embeddings: encoder,
+                model,
+                sessions: Mutex::new(vec![first]),
+                hidden: spec.hidden,
+            })
+        }
+
+        pub fn forward(&self, x: &EncoderInputs) -> Result<Tensor> {
+            let (b, t) = x.ids.dims2()?;
+            let h = self.hidden;
+            let emb = self.embeddings.embed(x)?.flatten_all()?.to_vec1::<f32>()?;
+            let mask = x.mask.to_vec2::<f32>()?;
+            let idle = self.sessions.lock().expect("session pool").pop();
+            let mut session = match idle {
+                Some(s) => s,
+                None => session(&self.model)?,
+            };
+            let mut out = vec![0f32; b * t * h];
+            let mut run = || -> Result<()> {
+                for (r, row) in mask.iter().enumerate() {
+                    let len = row.iter().filter(|&&m| m > 0.0).count();
+                    let span = r * t * h..r * t * h + len * h;
+                    let input = TensorRef::from_array_view(([1usize, len, h], &emb[span.clone()]))
+                        .map_err(|e| err("input", e))?;
+                    let outputs = session
+                        .run(ort::inputs![input])
+                        .map_err(|e| err("run", e))?;
+                    let (_, states) = outputs[0]
+                        .try_extract_tensor::<f32>()
+                        .map_err(|e| err("output", e))?;
+                    out[span].copy_from_slice(states);
+                }
+                Ok(())
+            };
+            let result = run();
+            self.sessions.lock().expect("session pool").push(session);
+            result?;
+            Ok(Tensor::from_vec(out, (b, t, h), &Device::Cpu)?)
         }
     }
 }

@@ -187,14 +187,7 @@ impl Encoder {
     /// states of real tokens: the mask removes padded keys from every attention.
     pub fn forward(&self, x: &EncoderInputs) -> candle_core::Result<Tensor> {
         let _span = tracing::trace_span!("encoder").entered();
-        let e = &self.embeddings;
-        let types = x.ids.zeros_like()?;
-        let hidden = e
-            .word
-            .forward(&x.ids)?
-            .add(&e.position.forward(&x.positions)?)?
-            .add(&e.token_type.forward(&types)?)?;
-        let mut hidden = e.norm.forward(&hidden)?;
+        let mut hidden = self.embed(x)?;
         let (b, t) = x.ids.dims2()?;
         // Additive bias: 0 for real keys, a large negative number for padded ones.
         let bias = ((x.mask.ones_like()? - &x.mask)? * -1e9f64)?.reshape((b, 1, 1, t))?;
@@ -202,6 +195,61 @@ impl Encoder {
             hidden = self.layer(layer, &hidden, &bias)?;
         }
         Ok(hidden)
+    }
+
+    #[cfg_attr(not(feature = "ort"), allow(dead_code))]
+    /// The embeddings' output (word, position and type embeddings, layer norm):
+    /// `[batch, len, hidden]`.
+    pub(crate) fn embed(&self, x: &EncoderInputs) -> candle_core::Result<Tensor> {
+        let e = &self.embeddings;
+        let types = x.ids.zeros_like()?;
+        let hidden = e
+            .word
+            .forward(&x.ids)?
+            .add(&e.position.forward(&x.positions)?)?
+            .add(&e.token_type.forward(&types)?)?;
+        e.norm.forward(&hidden)
+    }
+
+    #[cfg(feature = "ort")]
+    /// Removes the transformer layers (for another engine to run them), leaving the
+    /// embeddings: their weights, and the graph settings.
+    pub(crate) fn take_layers(
+        &mut self,
+        eps: f64,
+        int8: bool,
+    ) -> (Vec<crate::onnx::LayerWeights>, crate::onnx::GraphSpec) {
+        let pair = |l: &Linear| {
+            (
+                l.weight().clone(),
+                l.bias().expect("encoder linears have a bias").clone(),
+            )
+        };
+        let norm = |n: &LayerNorm| {
+            (
+                n.weight().clone(),
+                n.bias().expect("encoder layer norms have a bias").clone(),
+            )
+        };
+        let layers = std::mem::take(&mut self.layers)
+            .iter()
+            .map(|l| crate::onnx::LayerWeights {
+                qkv: pair(&l.qkv),
+                attn_out: pair(&l.attn_out),
+                attn_norm: norm(&l.attn_norm),
+                ffn_in: pair(&l.ffn_in),
+                ffn_out: pair(&l.ffn_out),
+                ffn_norm: norm(&l.ffn_norm),
+            })
+            .collect();
+        let spec = crate::onnx::GraphSpec {
+            hidden: self.hidden,
+            heads: self.heads,
+            eps: eps as f32,
+            act: self.act,
+            int8,
+        };
+        (layers, spec)
     }
 
     fn layer(&self, l: &Layer, x: &Tensor, bias: &Tensor) -> candle_core::Result<Tensor> {

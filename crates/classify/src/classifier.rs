@@ -209,9 +209,19 @@ impl ClassifierBuilder {
                         .into(),
                 })
             }
+            (Backend::Candle | Backend::Tch, Precision::Int8) => {
+                return Err(Error::Backend {
+                    message: "int8 needs the ort backend (--backend ort)".into(),
+                })
+            }
             (Backend::Tch, precision) => {
                 crate::backend::load_tch(dir, &files, prefix, &config, precision)?
             }
+            (Backend::Ort, precision) => crate::backend::load_ort(
+                Encoder::load(encoder_vb, &config).map_err(weights_err)?,
+                &config,
+                precision,
+            )?,
         };
         let hidden_size = config.bert().hidden_size;
         let inputs_of = InputsOf {

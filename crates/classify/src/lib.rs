@@ -43,10 +43,12 @@ pub mod config;
 mod error;
 pub mod labels;
 pub mod metrics;
+#[cfg(feature = "ort")]
+mod onnx;
 pub mod tokenize;
 pub mod train;
 
-pub use backend::{Backend, Precision, TCH_BUILT};
+pub use backend::{Backend, Precision, ORT_BUILT, TCH_BUILT};
 pub use classifier::{
     Classification, Classifier, ClassifierBuilder, LabelScore, LinearHead, ModelOptions, Span,
 };

@@ -2,7 +2,9 @@
 //! `scripts/reference/make_tiny_models.py`, against the logits Python `transformers` computed.
 
 use serde::Deserialize;
-use triage_classify::{Activation, ClassifierBuilder, LabelSpec, LabelsConfig, Mode};
+use triage_classify::{
+    Activation, Backend, ClassifierBuilder, LabelSpec, LabelsConfig, Mode, Precision,
+};
 
 use crate::root;
 
@@ -15,7 +17,19 @@ struct Reference {
     labels: Vec<String>,
 }
 
-fn check(name: &str, activation: Activation) {
+pub fn check(name: &str, activation: Activation) {
+    check_on(name, activation, Backend::Candle, Precision::F32, 1e-4);
+}
+
+/// The checkpoint `name`'s logits and scores on `backend` and `precision`, within `tol` of
+/// Python `transformers`' logits.
+pub fn check_on(
+    name: &str,
+    activation: Activation,
+    backend: Backend,
+    precision: Precision,
+    tol: f32,
+) {
     let dir = root().join("tests/data/models").join(name);
     let r: Reference =
         serde_json::from_slice(&std::fs::read(dir.join("reference.json")).unwrap()).unwrap();
@@ -24,7 +38,12 @@ fn check(name: &str, activation: Activation) {
         multi_label: r.problem_type.as_deref() == Some("multi_label_classification"),
         ..Default::default()
     };
-    let c = ClassifierBuilder::new(&dir).labels(labels).build().unwrap();
+    let c = ClassifierBuilder::new(&dir)
+        .labels(labels)
+        .backend(backend)
+        .precision(precision)
+        .build()
+        .unwrap();
     assert_eq!(c.label_names(), r.labels);
     let texts: Vec<&str> = r.texts.iter().map(String::as_str).collect();
     for (t, ids) in texts.iter().zip(&r.ids) {
@@ -33,7 +52,10 @@ fn check(name: &str, activation: Activation) {
     let logits = c.checkpoint_logits(&texts).unwrap();
     for ((t, got), want) in texts.iter().zip(&logits).zip(&r.logits) {
         for (g, w) in got.iter().zip(want) {
-            assert!((g - w).abs() < 1e-4, "{name} {t}: {got:?} vs {want:?}");
+            assert!(
+                (g - w).abs() < tol,
+                "{name} {backend} {precision} {t}: {got:?} vs {want:?}"
+            );
         }
     }
     let results = c.classify_batch(&texts).unwrap();
@@ -42,8 +64,8 @@ fn check(name: &str, activation: Activation) {
         activation.apply(&mut p);
         for (l, w) in res.labels().iter().zip(&p) {
             assert!(
-                (l.score() - w).abs() < 1e-4,
-                "{name}: {} {} vs {w}",
+                (l.score() - w).abs() < tol,
+                "{name} {backend} {precision}: {} {} vs {w}",
                 l.label(),
                 l.score()
             );

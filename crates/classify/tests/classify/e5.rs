@@ -9,22 +9,22 @@ use triage_classify::{Classifier, ClassifierBuilder, LabelSpec, LabelsConfig};
 use crate::{cosine, e5_dir, root};
 
 #[derive(Deserialize)]
-struct Reference {
+pub struct Reference {
     weights_sha256: String,
-    prefix: String,
-    texts: Vec<RefText>,
+    pub prefix: String,
+    pub texts: Vec<RefText>,
 }
 
 #[derive(Deserialize)]
-struct RefText {
-    lang: String,
-    text: String,
+pub struct RefText {
+    pub lang: String,
+    pub text: String,
     ids: Vec<u32>,
-    embedding: Vec<f32>,
+    pub embedding: Vec<f32>,
     engine_embedding: Vec<f32>,
 }
 
-fn reference() -> Reference {
+pub fn reference() -> Reference {
     let path = root().join("tests/data/reference/e5_small.json");
     serde_json::from_slice(&std::fs::read(path).unwrap()).unwrap()
 }

@@ -3,6 +3,7 @@
 mod backends;
 mod checkpoint;
 mod e5;
+mod ort;
 
 use std::path::PathBuf;
 
