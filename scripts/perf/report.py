@@ -20,11 +20,11 @@ def main(argv):
     cfg = json.load(open(config_path))
     h, inter, layers = cfg["hidden_size"], cfg["intermediate_size"], cfg["num_hidden_layers"]
     linear = 2 * layers * (4 * h * h + 2 * h * inter)
-    peaks = {"f32": 0.0, "bf16": 0.0}
+    peaks = {"f32": 0.0, "bf16": 0.0, "int8": 0.0}
     for line in open(matmul_path):
-        m = re.match(r"(candle f32|libtorch f32|libtorch bf16)\s+\S+\s+([\d.]+)", line)
+        m = re.match(r"(candle f32|libtorch f32|libtorch bf16|onnxruntime f32|onnxruntime int8)\s+\S+\s+([\d.]+)", line)
         if m:
-            kind = "bf16" if "bf16" in m[1] else "f32"
+            kind = m[1].split()[-1]
             peaks[kind] = max(peaks[kind], float(m[2]))
     best = {}
     for r in runs:
@@ -38,7 +38,7 @@ def main(argv):
     for e, r in best.items():
         window = r["tokens"] / r.get("windows", r["records"])
         flops = r["tokens_per_s"] * (linear + 4 * layers * h * window) / 1e9
-        peak = peaks["bf16" if "bf16" in e else "f32"]
+        peak = peaks[e.split()[-1] if e.split()[-1] in peaks else "f32"]
         row = {"engine": e, "records_per_s": r["records_per_s"], "tokens_per_s": r["tokens_per_s"],
                "peak_mib": r["peak_mib"], "vs_python_st_f32": r["records_per_s"] / base if base else None,
                "encoder_gflops": flops, "matmul_peak_gflops": peak, "share_of_peak": flops / peak if peak else None}
@@ -47,20 +47,24 @@ def main(argv):
                                  capture_output=True, text=True, check=True)
             c = json.loads(cmp.stdout)
             row["top_label_agreement"] = c["top_label_agreement"]
+            row["flag_agreement"] = c["flag_agreement"]
             row["max_score_difference"] = c["max_score_difference"]
         rows.append(row)
-    order = ["python sentence-transformers", "python transformers", "triage candle f32", "triage tch f32", "triage tch bf16"]
+    order = ["python sentence-transformers", "python transformers", "triage candle f32", "triage tch f32",
+             "triage ort f32", "triage tch bf16", "triage ort int8"]
     rows.sort(key=lambda r: order.index(r["engine"]) if r["engine"] in order else 99)
     lines = [f"Command: `{opt('--command') or 'scripts/perf/bench.sh'}`; {len(runs)} runs, best of each engine.",
-             f"Matrix-multiply peak on these cores: f32 {peaks['f32']:.0f} GFLOP/s, bf16 {peaks['bf16']:.0f} GFLOP/s "
-             "(`matmul_peak` example).", "",
-             "| engine | records/s | tokens/s | peak MiB | vs Python ST f32 | encoder GFLOP/s | of matmul peak | top label = candle f32 | largest score diff |",
-             "|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
+             f"Matrix-multiply peak on these cores (best engine and shape of the `matmul_peak` example): "
+             f"f32 {peaks['f32']:.0f} GFLOP/s, bf16 {peaks['bf16']:.0f}, int8 {peaks['int8']:.0f} (ONNX Runtime, "
+             "quantization of the activations included). Each engine's share is of the peak of its number format.", "",
+             "| engine | records/s | tokens/s | peak MiB | vs Python ST f32 | encoder GFLOP/s | of matmul peak | top label = candle f32 | flagged labels = candle f32 | largest score diff |",
+             "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for r in rows:
         agree = f"{100 * r['top_label_agreement']:.2f}%" if "top_label_agreement" in r else "-"
+        flags = f"{100 * r['flag_agreement']:.2f}%" if "flag_agreement" in r else "-"
         diff = f"{r['max_score_difference']:.5f}" if "max_score_difference" in r else "-"
         lines.append(f"| {r['engine']} | {r['records_per_s']:.1f} | {r['tokens_per_s']:,.0f} | {r['peak_mib']:,.0f} | "
-                     f"{r['vs_python_st_f32']:.2f}x | {r['encoder_gflops']:.0f} | {100 * r['share_of_peak']:.0f}% | {agree} | {diff} |")
+                     f"{r['vs_python_st_f32']:.2f}x | {r['encoder_gflops']:.0f} | {100 * r['share_of_peak']:.0f}% | {agree} | {flags} | {diff} |")
     text = "\n".join(lines) + "\n"
     print(text)
     if opt("--md"):

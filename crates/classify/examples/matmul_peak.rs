@@ -1,8 +1,10 @@
 //! Matrix-multiply micro-benchmark: the FLOP/s the cores reach on f32 products (candle, and
-//! libtorch f32/bf16 when built with `--features tch`), against which the encoder's figures in
-//! `scripts/perf/bench.sh` are compared.
+//! libtorch f32/bf16 when built with `--features tch`; ONNX Runtime f32 and int8 with
+//! `--features ort` and `ORT_DYLIB_PATH` set), against which the encoder's figures in
+//! `scripts/perf/bench.sh` are compared. ONNX Runtime's products are the encoder graph's own
+//! (`x @ w.T + b`; in int8 with the quantization of `x` included).
 //!
-//! Usage: `cargo run --release -p triage-classify --example matmul_peak [--features tch]`
+//! Usage: `cargo run --release -p triage-classify --example matmul_peak [--features tch,ort]`
 use std::time::Instant;
 
 use candle_core::{Device, Tensor};
@@ -57,6 +59,17 @@ fn main() -> candle_core::Result<()> {
             let b = tch::Tensor::randn([k as i64, n as i64], (kind, tch::Device::Cpu));
             let g = best(|| drop(a.matmul(&b)), flops);
             println!("{name:<22} {:>16} {g:>10.1}", format!("{m}x{k}x{n}"));
+        }
+        #[cfg(feature = "ort")]
+        if std::env::var_os("ORT_DYLIB_PATH").is_some() {
+            let x = a.flatten_all()?.to_vec1::<f32>()?;
+            for (name, int8) in [("onnxruntime f32", false), ("onnxruntime int8", true)] {
+                let threads = rayon::current_num_threads();
+                let mut lin = triage_classify::OrtLinear::new(k, n, int8, threads)
+                    .map_err(candle_core::Error::wrap)?;
+                let g = best(|| lin.run(&x, m).unwrap(), flops);
+                println!("{name:<22} {:>16} {g:>10.1}", format!("{m}x{k}x{n}"));
+            }
         }
     }
     Ok(())

@@ -315,6 +315,10 @@ mod tch_backend {
 }
 
 #[cfg(feature = "ort")]
+#[doc(hidden)]
+pub use ort_backend::OrtLinear;
+
+#[cfg(feature = "ort")]
 mod ort_backend {
     use std::sync::{Mutex, OnceLock};
 
@@ -388,6 +392,40 @@ mod ort_backend {
                 .commit_from_memory(model)
         };
         build().map_err(|e| err("building the session", e))
+    }
+
+    /// One product `x @ w.T + b` on ONNX Runtime, as the encoder's graph computes it (f32, or
+    /// int8 with the quantization of the activations): for the matrix-multiply benchmark.
+    pub struct OrtLinear {
+        session: Session,
+        k: usize,
+    }
+
+    impl OrtLinear {
+        /// A product with a random `[n, k]` weight, on `threads` threads.
+        pub fn new(k: usize, n: usize, int8: bool, threads: usize) -> Result<Self> {
+            let env = runtime()?;
+            let w = Tensor::randn(0f32, 0.05, (n, k), &Device::Cpu)?;
+            let b = Tensor::zeros(n, candle_core::DType::F32, &Device::Cpu)?;
+            let model = crate::onnx::linear_model(&w, &b, int8)?;
+            let build = || -> ort::Result<Session> {
+                Session::builder(env)?
+                    .with_intra_threads(threads)?
+                    .commit_from_memory(&model)
+            };
+            let session = build().map_err(|e| err("building the session", e))?;
+            Ok(OrtLinear { session, k })
+        }
+
+        /// One product of `m` rows.
+        pub fn run(&mut self, x: &[f32], m: usize) -> Result<()> {
+            let input = TensorRef::from_array_view(([1usize, m, self.k], &x[..m * self.k]))
+                .map_err(|e| err("input", e))?;
+            self.session
+                .run(ort::inputs![input])
+                .map_err(|e| err("run", e))?;
+            Ok(())
+        }
     }
 
     impl OrtEncoder {

@@ -48,6 +48,9 @@ mod onnx;
 pub mod tokenize;
 pub mod train;
 
+#[cfg(feature = "ort")]
+#[doc(hidden)]
+pub use backend::OrtLinear;
 pub use backend::{Backend, Precision, ORT_BUILT, TCH_BUILT};
 pub use classifier::{
     Classification, Classifier, ClassifierBuilder, LabelScore, LinearHead, ModelOptions, Span,

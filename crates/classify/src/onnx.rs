@@ -174,14 +174,18 @@ impl Graph {
         self.init(stem, &[v.len()], INT64, &raw)
     }
 
-    /// The whole model: the graph with one input and one output, both f32 `[1, len, width]`.
-    fn model(self, input: &str, output: &str, width: usize) -> Vec<u8> {
-        let value_info = |name: &str| {
+    /// The whole model: the graph with one input and one output, f32 `[1, len, width]` each.
+    fn model(
+        self,
+        (input, in_width): (&str, usize),
+        (output, out_width): (&str, usize),
+    ) -> Vec<u8> {
+        let value_info = |name: &str, width: usize| {
             let mut dims = Vec::new();
-            for (field, value) in [(1u32, Some(1i64)), (2, None), (1, Some(width as i64))] {
+            for value in [Some(1i64), None, Some(width as i64)] {
                 let mut d = Vec::new();
                 match value {
-                    Some(v) => int(&mut d, field, v),
+                    Some(v) => int(&mut d, 1, v),
                     None => bytes(&mut d, 2, b"len"),
                 }
                 bytes(&mut dims, 1, &d);
@@ -199,8 +203,8 @@ impl Graph {
         let mut g = self.nodes;
         bytes(&mut g, 2, b"encoder");
         g.extend_from_slice(&self.inits);
-        bytes(&mut g, 11, &value_info(input));
-        bytes(&mut g, 12, &value_info(output));
+        bytes(&mut g, 11, &value_info(input, in_width));
+        bytes(&mut g, 12, &value_info(output, out_width));
         let mut m = Vec::new();
         int(&mut m, 1, 8); // IR version 8 (ONNX 1.10+)
         for (domain, version) in [("", 17i64), ("com.microsoft", 1)] {
@@ -363,7 +367,16 @@ pub(crate) fn encoder_model(
         let f = g.op("Add", &[&f, &x1], &[]);
         x = layer_norm(&mut g, &f, &l.ffn_norm, spec.eps)?;
     }
-    Ok(g.model("hidden", &x, h))
+    Ok(g.model(("hidden", h), (&x, h)))
+}
+
+/// A model of one product with a weight, `x @ w.T + b` as [`encoder_model`] writes each of
+/// its products (for the matrix-multiply micro-benchmark).
+pub(crate) fn linear_model(w: &Tensor, b: &Tensor, int8: bool) -> candle_core::Result<Vec<u8>> {
+    let (n, k) = w.dims2()?;
+    let mut g = Graph::new();
+    let y = linear(&mut g, "x", &(w.clone(), b.clone()), int8)?;
+    Ok(g.model(("x", k), (&y, n)))
 }
 
 #[cfg(test)]
