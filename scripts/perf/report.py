@@ -38,7 +38,7 @@ def main(argv):
     for e, r in best.items():
         window = r["tokens"] / r.get("windows", r["records"])
         flops = r["tokens_per_s"] * (linear + 4 * layers * h * window) / 1e9
-        peak = peaks[e.split()[-1] if e.split()[-1] in peaks else "f32"]
+        peak = peaks[next((k for k in ("bf16", "int8") if k in e), "f32")]
         row = {"engine": e, "records_per_s": r["records_per_s"], "tokens_per_s": r["tokens_per_s"],
                "peak_mib": r["peak_mib"], "vs_python_st_f32": r["records_per_s"] / base if base else None,
                "encoder_gflops": flops, "matmul_peak_gflops": peak, "share_of_peak": flops / peak if peak else None}
@@ -51,7 +51,7 @@ def main(argv):
             row["max_score_difference"] = c["max_score_difference"]
         rows.append(row)
     order = ["python sentence-transformers", "python transformers", "triage candle f32", "triage tch f32",
-             "triage ort f32", "triage tch bf16", "triage ort int8"]
+             "triage ort f32", "triage tch bf16", "triage ort int8+refine0.02", "triage ort int8"]
     rows.sort(key=lambda r: order.index(r["engine"]) if r["engine"] in order else 99)
     lines = [f"Command: `{opt('--command') or 'scripts/perf/bench.sh'}`; {len(runs)} runs, best of each engine.",
              f"Matrix-multiply peak on these cores (best engine and shape of the `matmul_peak` example): "

@@ -95,6 +95,24 @@ impl AnyEncoder {
             AnyEncoder::Ort(e) => e.forward(x),
         }
     }
+
+    /// The f32 forward pass of an int8 encoder (for the label prototypes, and for refinement,
+    /// see `ModelOptions::refine_margin`); the main one otherwise.
+    pub fn forward_exact(&self, x: &EncoderInputs) -> Result<Tensor> {
+        match self {
+            #[cfg(feature = "ort")]
+            AnyEncoder::Ort(e) => e.forward_exact(x),
+            _ => self.forward(x),
+        }
+    }
+
+    /// Frees the f32 forward pass of an int8 encoder once it is no longer needed.
+    pub fn drop_exact(&mut self) {
+        #[cfg(feature = "ort")]
+        if let AnyEncoder::Ort(e) = self {
+            e.exact = None;
+        }
+    }
 }
 
 /// Loads the encoder's layers on ONNX Runtime; `encoder` is candle's, which keeps the
@@ -374,10 +392,55 @@ mod ort_backend {
     /// window per run (no padding, and a window's states never depend on its batch).
     pub struct OrtEncoder {
         embeddings: Encoder,
-        model: Vec<u8>,
-        /// Idle sessions, one per thread that has run the encoder at the same time as others.
-        sessions: Mutex<Vec<Session>>,
+        main: Pool,
+        /// The f32 graph beside an int8 one (for the label prototypes, and for refinement).
+        pub(super) exact: Option<Pool>,
         hidden: usize,
+    }
+
+    /// A graph and its idle sessions: one per thread that has run it at the same time as others.
+    pub(super) struct Pool {
+        model: Vec<u8>,
+        idle: Mutex<Vec<Session>>,
+    }
+
+    impl Pool {
+        fn new(model: Vec<u8>) -> Result<Self> {
+            let first = session(&model)?;
+            Ok(Pool {
+                model,
+                idle: Mutex::new(vec![first]),
+            })
+        }
+
+        /// Runs the graph on each row of `emb` (`[rows, t, h]`) up to its length; the states of
+        /// padding stay 0.
+        fn run(&self, emb: &[f32], lens: &[usize], t: usize, h: usize) -> Result<Vec<f32>> {
+            let idle = self.idle.lock().expect("session pool").pop();
+            let mut session = match idle {
+                Some(s) => s,
+                None => session(&self.model)?,
+            };
+            let mut out = vec![0f32; lens.len() * t * h];
+            let mut run = || -> Result<()> {
+                for (r, &len) in lens.iter().enumerate() {
+                    let span = r * t * h..r * t * h + len * h;
+                    let input = TensorRef::from_array_view(([1usize, len, h], &emb[span.clone()]))
+                        .map_err(|e| err("input", e))?;
+                    let outputs = session
+                        .run(ort::inputs![input])
+                        .map_err(|e| err("run", e))?;
+                    let (_, states) = outputs[0]
+                        .try_extract_tensor::<f32>()
+                        .map_err(|e| err("output", e))?;
+                    out[span].copy_from_slice(states);
+                }
+                Ok(())
+            };
+            let result = run();
+            self.idle.lock().expect("session pool").push(session);
+            result.map(|()| out)
+        }
     }
 
     fn session(model: &[u8]) -> Result<Session> {
@@ -445,48 +508,46 @@ mod ort_backend {
                     })
                 }
             };
-            let (layers, spec) = encoder.take_layers(config.bert().layer_norm_eps, int8);
-            let model = crate::onnx::encoder_model(&layers, &spec)?;
+            let eps = config.bert().layer_norm_eps;
+            let (layers, spec) = encoder.take_layers(eps, int8);
+            let main = Pool::new(crate::onnx::encoder_model(&layers, &spec)?)?;
+            let exact = if int8 {
+                let spec = crate::onnx::GraphSpec {
+                    int8: false,
+                    ..spec
+                };
+                Some(Pool::new(crate::onnx::encoder_model(&layers, &spec)?)?)
+            } else {
+                None
+            };
             drop(layers);
-            let first = session(&model)?;
             Ok(OrtEncoder {
                 embeddings: encoder,
-                model,
-                sessions: Mutex::new(vec![first]),
+                main,
+                exact,
                 hidden: spec.hidden,
             })
         }
 
         pub fn forward(&self, x: &EncoderInputs) -> Result<Tensor> {
+            self.forward_on(&self.main, x)
+        }
+
+        pub fn forward_exact(&self, x: &EncoderInputs) -> Result<Tensor> {
+            self.forward_on(self.exact.as_ref().unwrap_or(&self.main), x)
+        }
+
+        fn forward_on(&self, pool: &Pool, x: &EncoderInputs) -> Result<Tensor> {
             let (b, t) = x.ids.dims2()?;
             let h = self.hidden;
             let emb = self.embeddings.embed(x)?.flatten_all()?.to_vec1::<f32>()?;
-            let mask = x.mask.to_vec2::<f32>()?;
-            let idle = self.sessions.lock().expect("session pool").pop();
-            let mut session = match idle {
-                Some(s) => s,
-                None => session(&self.model)?,
-            };
-            let mut out = vec![0f32; b * t * h];
-            let mut run = || -> Result<()> {
-                for (r, row) in mask.iter().enumerate() {
-                    let len = row.iter().filter(|&&m| m > 0.0).count();
-                    let span = r * t * h..r * t * h + len * h;
-                    let input = TensorRef::from_array_view(([1usize, len, h], &emb[span.clone()]))
-                        .map_err(|e| err("input", e))?;
-                    let outputs = session
-                        .run(ort::inputs![input])
-                        .map_err(|e| err("run", e))?;
-                    let (_, states) = outputs[0]
-                        .try_extract_tensor::<f32>()
-                        .map_err(|e| err("output", e))?;
-                    out[span].copy_from_slice(states);
-                }
-                Ok(())
-            };
-            let result = run();
-            self.sessions.lock().expect("session pool").push(session);
-            result?;
+            let lens: Vec<usize> = x
+                .mask
+                .to_vec2::<f32>()?
+                .iter()
+                .map(|row| row.iter().filter(|&&m| m > 0.0).count())
+                .collect();
+            let out = pool.run(&emb, &lens, t, h)?;
             Ok(Tensor::from_vec(out, (b, t, h), &Device::Cpu)?)
         }
     }

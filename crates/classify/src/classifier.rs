@@ -38,6 +38,11 @@ pub struct ModelOptions {
     /// (the `tch` backend only).
     #[serde(default, rename = "dtype")]
     pub precision: Precision,
+    /// With `dtype = "int8"` on the `ort` backend: a window whose int8 scores have two labels,
+    /// or a label and one of its thresholds, closer than this is scored again in f32, so that
+    /// the decisions near a boundary are f32's (`refine_margin` in `workspace.toml`).
+    #[serde(default)]
+    pub refine_margin: Option<f32>,
 }
 
 fn default_overlap() -> usize {
@@ -54,6 +59,7 @@ impl ModelOptions {
             window_overlap: default_overlap(),
             backend: Backend::default(),
             precision: Precision::default(),
+            refine_margin: None,
         }
     }
 }
@@ -124,6 +130,12 @@ impl ClassifierBuilder {
     /// Chooses the encoder's number format (`bf16` needs the `tch` backend).
     pub fn precision(mut self, precision: Precision) -> Self {
         self.options.precision = precision;
+        self
+    }
+
+    /// Scores windows near a decision again in f32 (see [`ModelOptions::refine_margin`]).
+    pub fn refine_margin(mut self, margin: Option<f32>) -> Self {
+        self.options.refine_margin = margin;
         self
     }
 
@@ -198,6 +210,20 @@ impl ClassifierBuilder {
         } else {
             root.pp(prefix.trim_end_matches('.'))
         };
+        if let Some(m) = self.options.refine_margin {
+            if !(m > 0.0 && m < 1.0) {
+                return Err(Error::Backend {
+                    message: format!("refine_margin {m}: a score difference between 0 and 1"),
+                });
+            }
+            if (self.options.backend, self.options.precision) != (Backend::Ort, Precision::Int8) {
+                return Err(Error::Backend {
+                    message: "refine_margin refines int8 scores in f32: it needs the ort backend \
+                              with dtype int8 (--backend ort --dtype int8)"
+                        .into(),
+                });
+            }
+        }
         let encoder = match (self.options.backend, self.options.precision) {
             (Backend::Candle, Precision::F32) => {
                 AnyEncoder::Candle(Encoder::load(encoder_vb, &config).map_err(weights_err)?)
@@ -234,6 +260,7 @@ impl ClassifierBuilder {
         let mut classifier = Classifier {
             inner: Arc::new(Inner {
                 encoder,
+                refine_margin: self.options.refine_margin,
                 hidden_size,
                 inputs_of,
                 tokenizer,
@@ -253,6 +280,9 @@ impl ClassifierBuilder {
         let inner = Arc::get_mut(&mut classifier.inner).expect("classifier not shared yet");
         inner.scorer = scorer;
         inner.labels = labels;
+        if inner.refine_margin.is_none() {
+            inner.encoder.drop_exact();
+        }
         Ok(classifier)
     }
 
@@ -320,8 +350,13 @@ impl ClassifierBuilder {
                     }
                     owner.extend(std::iter::repeat_n(i, texts.len() - n0));
                 }
-                let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
-                let rows = classifier.embed(&refs)?;
+                // in f32 whatever the encoder's number format: the prototypes are few, and
+                // every text is compared with them
+                let prepared = texts
+                    .iter()
+                    .map(|t| classifier.prepare(t))
+                    .collect::<Result<Vec<_>>>()?;
+                let rows = classifier.embed_prepared_on(&prepared, true)?;
                 let h = classifier.inner.hidden_size;
                 let flat: Vec<f32> = rows.into_iter().flatten().collect();
                 let protos = Tensor::from_vec(flat, (texts.len(), h), &Device::Cpu)?;
@@ -515,6 +550,7 @@ struct LabelInfo {
 
 struct Inner {
     encoder: AnyEncoder,
+    refine_margin: Option<f32>,
     hidden_size: usize,
     inputs_of: InputsOf,
     tokenizer: TextTokenizer,
@@ -668,10 +704,63 @@ impl Classifier {
     /// A window's scores depend only on its tokens (bit for bit), so they can be reused for
     /// another text with the same tokens.
     pub fn window_scores(&self, prepared: &[Prepared]) -> Result<Vec<Vec<Vec<f32>>>> {
-        if self.uses_embeddings() {
-            return self.scores_of_window_embeddings(&self.window_embeddings(prepared)?);
+        let all: Vec<(usize, usize)> = prepared
+            .iter()
+            .enumerate()
+            .flat_map(|(d, p)| (0..p.windows.len()).map(move |w| (d, w)))
+            .collect();
+        let mut rows = self.scores_of(prepared, &all, false)?.into_iter();
+        let mut out: Vec<Vec<Vec<f32>>> = prepared
+            .iter()
+            .map(|p| rows.by_ref().take(p.windows.len()).collect())
+            .collect();
+        if let Some(margin) = self.inner.refine_margin {
+            // decided by the window's own scores, so a window's scores still depend only on
+            // its tokens
+            let near: Vec<(usize, usize)> = all
+                .into_iter()
+                .filter(|&(d, w)| self.near_a_decision(&out[d][w], margin))
+                .collect();
+            tracing::debug!(windows = near.len(), "refined in f32");
+            for ((d, w), row) in near.iter().zip(self.scores_of(prepared, &near, true)?) {
+                out[*d][*w] = row;
+            }
         }
-        self.run_windows(prepared, |this, hidden, _| this.checkpoint_rows(hidden))
+        Ok(out)
+    }
+
+    /// Label scores of the windows `items` (`(text, window)`), on the main encoder or, with
+    /// `exact`, its f32 one.
+    fn scores_of(
+        &self,
+        prepared: &[Prepared],
+        items: &[(usize, usize)],
+        exact: bool,
+    ) -> Result<Vec<Vec<f32>>> {
+        if self.uses_embeddings() {
+            let pooled = self.run_items(prepared, items, exact, |this, hidden, mask| {
+                Ok(this.pool(hidden, mask)?.to_vec2::<f32>()?)
+            })?;
+            return self.score_embeddings(&pooled);
+        }
+        self.run_items(prepared, items, exact, |this, hidden, _| {
+            this.checkpoint_rows(hidden)
+        })
+    }
+
+    /// Whether a window's scores have two labels, or a label and one of its thresholds, closer
+    /// than `margin`.
+    fn near_a_decision(&self, scores: &[f32], margin: f32) -> bool {
+        let mut sorted = scores.to_vec();
+        sorted.sort_by(|a, b| b.total_cmp(a));
+        if sorted.len() > 1 && sorted[0] - sorted[1] < margin {
+            return true;
+        }
+        scores.iter().zip(&self.inner.labels).any(|(&s, info)| {
+            std::iter::once(&info.threshold)
+                .chain(info.by_language.values())
+                .any(|&t| (s - t).abs() < margin)
+        })
     }
 
     /// Labels texts from their window scores (see [`Classifier::window_scores`]).
@@ -691,7 +780,15 @@ impl Classifier {
 
     /// The pooled embedding of every window of every text (`[text][window][hidden]`).
     pub fn window_embeddings(&self, prepared: &[Prepared]) -> Result<Vec<Vec<Vec<f32>>>> {
-        self.run_windows(prepared, |this, hidden, mask| {
+        self.window_embeddings_on(prepared, false)
+    }
+
+    fn window_embeddings_on(
+        &self,
+        prepared: &[Prepared],
+        exact: bool,
+    ) -> Result<Vec<Vec<Vec<f32>>>> {
+        self.run_windows(prepared, exact, |this, hidden, mask| {
             Ok(this.pool(hidden, mask)?.to_vec2::<f32>()?)
         })
     }
@@ -829,7 +926,12 @@ impl Classifier {
 
     /// [`Classifier::embed`] for prepared texts.
     pub fn embed_prepared(&self, prepared: &[Prepared]) -> Result<Vec<Vec<f32>>> {
-        let per_window = self.window_embeddings(prepared)?;
+        self.embed_prepared_on(prepared, false)
+    }
+
+    /// [`Classifier::embed_prepared`] on the main encoder or, with `exact`, its f32 one.
+    fn embed_prepared_on(&self, prepared: &[Prepared], exact: bool) -> Result<Vec<Vec<f32>>> {
+        let per_window = self.window_embeddings_on(prepared, exact)?;
         let h = self.hidden_size();
         Ok(prepared
             .iter()
@@ -873,7 +975,31 @@ impl Classifier {
     /// only windows of one bucket share a batch, so the arithmetic a window goes through, and
     /// with it every bit of its scores, does not depend on which other texts, how many, or how
     /// many threads there are.
-    fn run_windows<F>(&self, prepared: &[Prepared], f: F) -> Result<Vec<Vec<Vec<f32>>>>
+    fn run_windows<F>(&self, prepared: &[Prepared], exact: bool, f: F) -> Result<Vec<Vec<Vec<f32>>>>
+    where
+        F: Fn(&Self, &Tensor, &Tensor) -> Result<Vec<Vec<f32>>> + Sync,
+    {
+        let all: Vec<(usize, usize)> = prepared
+            .iter()
+            .enumerate()
+            .flat_map(|(d, p)| (0..p.windows.len()).map(move |w| (d, w)))
+            .collect();
+        let mut rows = self.run_items(prepared, &all, exact, f)?.into_iter();
+        Ok(prepared
+            .iter()
+            .map(|p| rows.by_ref().take(p.windows.len()).collect())
+            .collect())
+    }
+
+    /// `f` of the encoder's states of the windows `items` (`(text, window)`), in that order; on
+    /// the f32 encoder with `exact` (see [`AnyEncoder::forward_exact`]).
+    fn run_items<F>(
+        &self,
+        prepared: &[Prepared],
+        items: &[(usize, usize)],
+        exact: bool,
+        f: F,
+    ) -> Result<Vec<Vec<f32>>>
     where
         F: Fn(&Self, &Tensor, &Tensor) -> Result<Vec<Vec<f32>>> + Sync,
     {
@@ -884,21 +1010,19 @@ impl Classifier {
         // each row the same bits for any number of rows from BUCKET up (each output element is
         // one dot product over the same K in the same order), which the tests check. The
         // passes run in parallel.
-        let mut groups: std::collections::BTreeMap<usize, Vec<(usize, usize)>> =
+        let mut groups: std::collections::BTreeMap<usize, Vec<usize>> =
             std::collections::BTreeMap::new();
-        for (d, p) in prepared.iter().enumerate() {
-            for (w, win) in p.windows.iter().enumerate() {
-                let padded = win.ids.len().div_ceil(BUCKET).max(1) * BUCKET;
-                groups.entry(padded).or_default().push((d, w));
-            }
+        for (i, &(d, w)) in items.iter().enumerate() {
+            let padded = prepared[d].windows[w].ids.len().div_ceil(BUCKET).max(1) * BUCKET;
+            groups.entry(padded).or_default().push(i);
         }
-        let mut batches: Vec<(usize, Vec<(usize, usize)>)> = Vec::new();
-        for (len, items) in groups {
+        let mut batches: Vec<(usize, Vec<usize>)> = Vec::new();
+        for (len, members) in groups {
             let per = (MAX_BATCH_TOKENS / len).max(1);
             // equal-sized passes, so that the two cores get even work
-            let n = items.len().div_ceil(per);
-            let size = items.len().div_ceil(n);
-            for part in items.chunks(size) {
+            let n = members.len().div_ceil(per);
+            let size = members.len().div_ceil(n);
+            for part in members.chunks(size) {
                 batches.push((len, part.to_vec()));
             }
         }
@@ -906,17 +1030,21 @@ impl Classifier {
         batches.sort_by_key(|b| std::cmp::Reverse(b.0 * b.1.len()));
         let results: Vec<Result<Vec<Vec<f32>>>> = batches
             .par_iter()
-            .map(|(len, items)| {
-                let ids: Vec<&[u32]> = items
+            .map(|(len, members)| {
+                let ids: Vec<&[u32]> = members
                     .iter()
-                    .map(|&(d, w)| prepared[d].windows[w].ids.as_slice())
+                    .map(|&i| prepared[items[i].0].windows[items[i].1].ids.as_slice())
                     .collect();
                 let inputs = self.inner.inputs_of.inputs(&ids, *len)?;
-                let hidden = self.inner.encoder.forward(&inputs)?;
+                let hidden = if exact {
+                    self.inner.encoder.forward_exact(&inputs)?
+                } else {
+                    self.inner.encoder.forward(&inputs)?
+                };
                 // pooling and heads run window by window, as small products of one row give
                 // other bits than the same row among several
-                let mut rows = Vec::with_capacity(items.len());
-                for r in 0..items.len() {
+                let mut rows = Vec::with_capacity(members.len());
+                for r in 0..members.len() {
                     let h = hidden.narrow(0, r, 1)?;
                     let m = inputs.mask.narrow(0, r, 1)?;
                     rows.push(f(self, &h, &m)?.remove(0));
@@ -924,20 +1052,11 @@ impl Classifier {
                 Ok(rows)
             })
             .collect();
-        let mut order = Vec::new();
-        let mut rows = Vec::new();
-        for ((_, items), r) in batches.iter().zip(results) {
-            let r = r?;
-            order.extend_from_slice(items);
-            rows.extend(r.into_iter().map(Ok));
-        }
-        let rows: Vec<Result<Vec<f32>>> = rows;
-        let mut out: Vec<Vec<Vec<f32>>> = prepared
-            .iter()
-            .map(|p| vec![Vec::new(); p.windows.len()])
-            .collect();
-        for (&(d, w), row) in order.iter().zip(rows) {
-            out[d][w] = row?;
+        let mut out: Vec<Vec<f32>> = vec![Vec::new(); items.len()];
+        for ((_, members), r) in batches.iter().zip(results) {
+            for (&i, row) in members.iter().zip(r?) {
+                out[i] = row;
+            }
         }
         Ok(out)
     }

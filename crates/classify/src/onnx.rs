@@ -26,6 +26,7 @@ pub(crate) struct LayerWeights {
 }
 
 /// What the graph computes besides its weights.
+#[derive(Clone, Copy)]
 pub(crate) struct GraphSpec {
     pub hidden: usize,
     pub heads: usize,

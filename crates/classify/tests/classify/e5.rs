@@ -29,7 +29,7 @@ pub fn reference() -> Reference {
     serde_json::from_slice(&std::fs::read(path).unwrap()).unwrap()
 }
 
-fn labels() -> LabelsConfig {
+pub fn labels() -> LabelsConfig {
     let mut labels = LabelsConfig::default();
     for (name, d) in [
         (

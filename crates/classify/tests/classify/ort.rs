@@ -136,3 +136,87 @@ fn int8_states_do_not_depend_on_the_batch() {
         "a window's int8 states changed with its batch"
     );
 }
+
+#[test]
+fn refinement_needs_int8_on_ort_and_a_margin_between_0_and_1() {
+    let build = |backend: Backend, precision: Precision, margin: f32| {
+        ClassifierBuilder::new(root().join("tests/data/models/tiny-bert-cls"))
+            .labels(LabelsConfig {
+                mode: Mode::Checkpoint,
+                ..Default::default()
+            })
+            .backend(backend)
+            .precision(precision)
+            .refine_margin(Some(margin))
+            .build()
+            .err()
+            .expect("refused")
+            .to_string()
+    };
+    let msg = build(Backend::Candle, Precision::F32, 0.02);
+    assert!(msg.contains("--backend ort --dtype int8"), "{msg}");
+    let msg = build(Backend::Ort, Precision::F32, 0.02);
+    assert!(msg.contains("--backend ort --dtype int8"), "{msg}");
+    let msg = build(Backend::Ort, Precision::Int8, 1.5);
+    assert!(msg.contains("between 0 and 1"), "{msg}");
+}
+
+#[cfg(feature = "ort")]
+fn prototypes_on(precision: Precision, refine: Option<f32>) -> triage_classify::Classifier {
+    ClassifierBuilder::new(e5_dir())
+        .prefix("query: ")
+        .labels(crate::e5::labels())
+        .backend(Backend::Ort)
+        .precision(precision)
+        .refine_margin(refine)
+        .build()
+        .unwrap()
+}
+
+#[cfg(feature = "ort")]
+fn score_rows(c: &triage_classify::Classifier, texts: &[&str]) -> Vec<Vec<f32>> {
+    c.classify_batch(texts)
+        .unwrap()
+        .iter()
+        .map(|r| r.labels().iter().map(|l| l.score()).collect())
+        .collect()
+}
+
+#[cfg(feature = "ort")]
+#[test]
+fn int8_windows_near_a_decision_are_scored_again_in_f32() {
+    library();
+    let texts = [
+        "Join the fight, brothers, the hour has come.",
+        "Gagnez 5000 euros par semaine, cliquez ici !",
+        "Der Stadtrat hat gestern den Haushalt beschlossen.",
+        "Погода завтра будет солнечной.",
+        "Hari ini cuaca cerah di Jakarta.",
+    ];
+    let f32 = score_rows(&prototypes_on(Precision::F32, None), &texts);
+    let int8 = score_rows(&prototypes_on(Precision::Int8, None), &texts);
+    // every window is near a decision at a margin of 1: all of them are f32's, bit for bit
+    // (the prototypes are embedded in f32 in both)
+    let all = score_rows(&prototypes_on(Precision::Int8, Some(0.999)), &texts);
+    assert_eq!(all, f32);
+    assert_ne!(int8, f32, "int8 gave f32's scores");
+    // with a small margin, a window is refined exactly when its int8 scores are near a decision
+    let margin = 0.05;
+    let some = score_rows(&prototypes_on(Precision::Int8, Some(margin)), &texts);
+    let mut refined = 0;
+    for ((s, q), f) in some.iter().zip(&int8).zip(&f32) {
+        let mut sorted = q.clone();
+        sorted.sort_by(|a, b| b.total_cmp(a));
+        let near = sorted[0] - sorted[1] < margin || q.iter().any(|&x| (x - 0.5).abs() < margin);
+        if near {
+            refined += 1;
+            assert_eq!(s, f, "a window near a decision kept its int8 scores");
+        } else {
+            assert_eq!(s, q, "a window far from any decision was scored again");
+        }
+    }
+    eprintln!(
+        "{refined} of {} texts refined at margin {margin}",
+        texts.len()
+    );
+}
