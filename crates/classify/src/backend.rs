@@ -338,11 +338,11 @@ pub use ort_backend::OrtLinear;
 
 #[cfg(feature = "ort")]
 mod ort_backend {
-    use std::sync::{Mutex, OnceLock};
+    use std::sync::{Condvar, Mutex, OnceLock};
 
     use candle_core::{Device, Tensor};
     use ort::environment::Environment;
-    use ort::session::builder::GraphOptimizationLevel;
+    use ort::session::builder::{GraphOptimizationLevel, PrepackedWeights};
     use ort::session::Session;
     use ort::value::TensorRef;
 
@@ -398,29 +398,42 @@ mod ort_backend {
         hidden: usize,
     }
 
-    /// A graph and its idle sessions: one per thread that has run it at the same time as others.
+    /// A graph's sessions, one per thread of rayon's pool, made at load time; they share their
+    /// prepacked weights, and the graph's bytes are not kept.
     pub(super) struct Pool {
-        model: Vec<u8>,
         idle: Mutex<Vec<Session>>,
+        returned: Condvar,
+        _weights: PrepackedWeights,
     }
 
     impl Pool {
-        fn new(model: Vec<u8>) -> Result<Self> {
-            let first = session(&model)?;
+        fn new(model: &[u8]) -> Result<Self> {
+            let weights = PrepackedWeights::new();
+            let sessions = (0..rayon::current_num_threads().max(1))
+                .map(|_| session(model, &weights))
+                .collect::<Result<Vec<_>>>()?;
             Ok(Pool {
-                model,
-                idle: Mutex::new(vec![first]),
+                idle: Mutex::new(sessions),
+                returned: Condvar::new(),
+                _weights: weights,
             })
+        }
+
+        fn take(&self) -> Session {
+            let mut idle = self.idle.lock().expect("session pool");
+            loop {
+                if let Some(s) = idle.pop() {
+                    return s;
+                }
+                // more callers than rayon threads (another thread pool): wait for a session
+                idle = self.returned.wait(idle).expect("session pool");
+            }
         }
 
         /// Runs the graph on each row of `emb` (`[rows, t, h]`) up to its length; the states of
         /// padding stay 0.
         fn run(&self, emb: &[f32], lens: &[usize], t: usize, h: usize) -> Result<Vec<f32>> {
-            let idle = self.idle.lock().expect("session pool").pop();
-            let mut session = match idle {
-                Some(s) => s,
-                None => session(&self.model)?,
-            };
+            let mut session = self.take();
             let mut out = vec![0f32; lens.len() * t * h];
             let mut run = || -> Result<()> {
                 for (r, &len) in lens.iter().enumerate() {
@@ -439,14 +452,16 @@ mod ort_backend {
             };
             let result = run();
             self.idle.lock().expect("session pool").push(session);
+            self.returned.notify_one();
             result.map(|()| out)
         }
     }
 
-    fn session(model: &[u8]) -> Result<Session> {
+    fn session(model: &[u8], weights: &PrepackedWeights) -> Result<Session> {
         let env = runtime()?;
         let build = || -> ort::Result<Session> {
             Session::builder(env)?
+                .with_prepacked_weights(weights)?
                 .with_optimization_level(GraphOptimizationLevel::Level3)?
                 // triage runs windows in parallel on rayon's threads, each with a session of
                 // its own: ONNX Runtime's own threads would oversubscribe the cores
@@ -510,17 +525,21 @@ mod ort_backend {
             };
             let eps = config.bert().layer_norm_eps;
             let (layers, spec) = encoder.take_layers(eps, int8);
-            let main = Pool::new(crate::onnx::encoder_model(&layers, &spec)?)?;
+            // peak memory: the graphs are written, the layers' tensors freed, then each graph
+            // becomes sessions and its bytes are freed
+            let main = crate::onnx::encoder_model(&layers, &spec)?;
             let exact = if int8 {
                 let spec = crate::onnx::GraphSpec {
                     int8: false,
                     ..spec
                 };
-                Some(Pool::new(crate::onnx::encoder_model(&layers, &spec)?)?)
+                Some(crate::onnx::encoder_model(&layers, &spec)?)
             } else {
                 None
             };
             drop(layers);
+            let exact = exact.map(|bytes| Pool::new(&bytes)).transpose()?;
+            let main = Pool::new(&main)?;
             Ok(OrtEncoder {
                 embeddings: encoder,
                 main,
