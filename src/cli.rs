@@ -54,6 +54,9 @@ struct ConfigArgs {
     /// refine_margin`.
     #[arg(long, value_name = "SCORE")]
     refine_margin: Option<f32>,
+    /// Set by `bench` for its f32 baseline: no refinement, whatever the configuration says.
+    #[arg(skip)]
+    no_refine: bool,
 }
 
 impl ConfigArgs {
@@ -67,6 +70,9 @@ impl ConfigArgs {
         }
         if let Some(m) = self.refine_margin {
             config.model.refine_margin = Some(m);
+        }
+        if self.no_refine {
+            config.model.refine_margin = None;
         }
         let root = self.models_dir.clone().unwrap_or_else(|| {
             self.config
@@ -1003,6 +1009,7 @@ fn bench(input: &Path, runs: usize, config: &ConfigArgs) -> Result<ExitCode, Fai
         let args = ConfigArgs {
             backend: Some(backend),
             dtype: Some(precision),
+            no_refine: (backend, precision) != asked,
             ..config.clone()
         };
         println!("== backend {backend}, {precision}");
@@ -1011,13 +1018,13 @@ fn bench(input: &Path, runs: usize, config: &ConfigArgs) -> Result<ExitCode, Fai
     }
     if table.len() > 1 {
         println!(
-            "{:<14} {:>9} {:>10} {:>8} {:>10} {:>8}",
+            "{:<20} {:>9} {:>10} {:>8} {:>10} {:>8}",
             "engine", "records/s", "tokens/s", "load s", "peak MiB", "speed-up"
         );
         let base = table[0].1;
         for (name, rps, tps, load, peak) in &table {
             println!(
-                "{name:<14} {rps:>9.1} {tps:>10.0} {load:>8.2} {:>10} {:>7.2}x",
+                "{name:<20} {rps:>9.1} {tps:>10.0} {load:>8.2} {:>10} {:>7.2}x",
                 peak.map_or("-".into(), |m| format!("{m:.0}")),
                 rps / base
             );
@@ -1089,6 +1096,9 @@ fn bench_one(input: &Path, runs: usize, config: &ConfigArgs) -> Result<BenchRow,
     if let Some(m) = peak {
         println!("peak RSS   {m:.0} MiB");
     }
-    let name = format!("{} {}", workspace.model.backend, workspace.model.precision);
+    let mut name = format!("{} {}", workspace.model.backend, workspace.model.precision);
+    if let Some(m) = workspace.model.refine_margin {
+        name.push_str(&format!("+refine{m}"));
+    }
     Ok((name, best, best_tokens, load.as_secs_f64(), peak))
 }

@@ -426,3 +426,38 @@ fn the_ort_backend_without_its_library_is_a_usage_error() {
     );
     assert!(o.stdout.is_empty());
 }
+
+#[cfg(feature = "ort")]
+#[test]
+fn bench_compares_candle_f32_with_ort_int8_refined() {
+    model_installed();
+    let dir = tempfile::tempdir().unwrap();
+    let dump = dir.path().join("dump.jsonl");
+    std::fs::write(&dump, sample_head(6)).unwrap();
+    let o = run(
+        &[
+            "bench",
+            dump.to_str().unwrap(),
+            "--backend",
+            "ort",
+            "--dtype",
+            "int8",
+            "--refine-margin",
+            "0.02",
+        ],
+        None,
+    );
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert_eq!(o.status.code(), Some(0), "{}{}", out, stderr(&o));
+    // the baseline runs without refinement, the asked configuration with it
+    let row = |name: &str| {
+        out.lines()
+            .find(|l| l.starts_with(name))
+            .unwrap_or_else(|| panic!("no row {name:?} in\n{out}"))
+            .to_string()
+    };
+    assert!(row("candle f32 ").trim_end().ends_with("1.00x"), "{out}");
+    let refined = row("ort int8+refine0.02 ");
+    let records_per_s: f64 = refined.split_whitespace().nth(2).unwrap().parse().unwrap();
+    assert!(records_per_s > 0.0, "{refined}");
+}
