@@ -47,4 +47,5 @@ if __name__ == "__main__":
     else:
         print(f"records {r['records']}  top label agreement {100 * r['top_label_agreement']:.2f}%  "
               f"flagged labels agreement {100 * r['flag_agreement']:.2f}%  "
-              f"largest score difference {r['max_score_difference']:.6f} (record {r['worst'][0]}, {r['worst'][1]})")
+              f"largest score difference {r['max_score_difference']:.6f}"
+              + (f" (record {r['worst'][0]}, {r['worst'][1]})" if r["worst"] else " (identical scores)"))

@@ -254,20 +254,27 @@ fn linear(
     let m = g.op(
         "ReduceMax",
         &[&a],
-        &[("axes", Attr::Ints(vec![-1])), ("keepdims", Attr::Int(1))],
+        &[("axes", Attr::Ints(vec![-1])), ("keepdims", Attr::Int(0))],
     );
     let c127 = g.floats("c", &[], &[127.0]);
     let tiny = g.floats("c", &[], &[1e-30]);
     let s = g.op("Div", &[&m, &c127], &[]);
-    let s = g.op("Max", &[&s, &tiny], &[]);
-    let a = g.op("Div", &[x, &s], &[]);
-    let a = g.op("Round", &[&a], &[]);
-    let c128 = g.floats("c", &[], &[128.0]);
-    let a = g.op("Add", &[&a, &c128], &[]);
-    let a = g.op("Cast", &[&a], &[("to", Attr::Int(UINT8))]);
-    let zp = g.init("zp", &[], UINT8, &[128]);
-    let y = g.op("MatMulInteger", &[&a, &w, &zp], &[]);
+    let s = g.op("Max", &[&s, &tiny], &[]); // [1, len]
+                                            // one fused pass: round(x / s) + 128 per token, as uint8
+    let flat = g.int64s("shape", &[-1]);
+    let per_token = g.op("Reshape", &[&s, &flat], &[]);
+    let shape = g.op("Shape", &[&per_token], &[]);
+    let c128 = g.init("zp", &[], UINT8, &[128]);
+    let zp = g.op("Expand", &[&c128, &shape], &[]);
+    let q = g.op(
+        "QuantizeLinear",
+        &[x, &per_token, &zp],
+        &[("axis", Attr::Int(1))],
+    );
+    let y = g.op("MatMulInteger", &[&q, &w, &c128], &[]);
     let y = g.op("Cast", &[&y], &[("to", Attr::Int(FLOAT))]);
+    let column = g.int64s("shape", &[1, -1, 1]);
+    let s = g.op("Reshape", &[&s, &column], &[]);
     let y = g.op("Mul", &[&y, &s], &[]);
     let y = g.op("Mul", &[&y, &ws], &[]);
     Ok(g.op("Add", &[&y, &bias], &[]))
