@@ -121,12 +121,12 @@ impl AnyEncoder {
 pub(crate) fn load_ort(
     mut encoder: Encoder,
     config: &crate::config::ModelConfig,
-    precision: Precision,
+    int8: bool,
 ) -> Result<AnyEncoder> {
     #[cfg(feature = "ort")]
     {
         Ok(AnyEncoder::Ort(Box::new(ort_backend::OrtEncoder::load(
-            encoder, config, precision,
+            encoder, config, int8,
         )?)))
     }
     #[cfg(not(feature = "ort"))]
@@ -264,31 +264,17 @@ mod tch_backend {
         pub fn forward(&self, x: &EncoderInputs) -> Result<Tensor> {
             let _guard = tch::no_grad_guard();
             let (b, t) = x.ids.dims2()?;
-            let long = |v: Vec<i64>| tch::Tensor::from_slice(&v).view([b as i64, t as i64]);
-            let ids = long(
-                x.ids
+            // the inputs as libtorch int64 tensors [b, t]
+            let long = |x: &Tensor| -> Result<tch::Tensor> {
+                let v: Vec<i64> = x
+                    .to_dtype(candle_core::DType::I64)?
                     .flatten_all()?
-                    .to_vec1::<u32>()?
-                    .into_iter()
-                    .map(i64::from)
-                    .collect(),
-            );
-            let pos = long(
-                x.positions
-                    .flatten_all()?
-                    .to_vec1::<u32>()?
-                    .into_iter()
-                    .map(i64::from)
-                    .collect(),
-            );
-            let mask = long(
-                x.mask
-                    .flatten_all()?
-                    .to_vec1::<f32>()?
-                    .into_iter()
-                    .map(|m| m as i64)
-                    .collect(),
-            );
+                    .to_vec1()?;
+                Ok(tch::Tensor::from_slice(&v).view([b as i64, t as i64]))
+            };
+            let ids = long(&x.ids)?;
+            let pos = long(&x.positions)?;
+            let mask = long(&x.mask)?;
             let types = ids.zeros_like();
             let out = match &self.model {
                 Model::Bert(m) => m.forward_t(
@@ -346,7 +332,6 @@ mod ort_backend {
     use ort::session::Session;
     use ort::value::TensorRef;
 
-    use super::Precision;
     use crate::bert::{Encoder, EncoderInputs};
     use crate::config::ModelConfig;
     use crate::error::{Error, Result};
@@ -507,22 +492,8 @@ mod ort_backend {
     }
 
     impl OrtEncoder {
-        pub fn load(
-            mut encoder: Encoder,
-            config: &ModelConfig,
-            precision: Precision,
-        ) -> Result<Self> {
+        pub fn load(mut encoder: Encoder, config: &ModelConfig, int8: bool) -> Result<Self> {
             runtime()?;
-            let int8 = match precision {
-                Precision::F32 => false,
-                Precision::Int8 => true,
-                Precision::Bf16 => {
-                    return Err(Error::Backend {
-                        message: "bf16 is the tch backend's; the ort backend runs f32 or int8"
-                            .into(),
-                    })
-                }
-            };
             let eps = config.bert().layer_norm_eps;
             let (layers, spec) = encoder.take_layers(eps, int8);
             // peak memory: the graphs are written, the layers' tensors freed, then each graph

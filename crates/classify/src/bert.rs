@@ -197,7 +197,6 @@ impl Encoder {
         Ok(hidden)
     }
 
-    #[cfg_attr(not(feature = "ort"), allow(dead_code))]
     /// The embeddings' output (word, position and type embeddings, layer norm):
     /// `[batch, len, hidden]`.
     pub(crate) fn embed(&self, x: &EncoderInputs) -> candle_core::Result<Tensor> {

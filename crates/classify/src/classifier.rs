@@ -31,11 +31,12 @@ pub struct ModelOptions {
     /// Tokens shared by neighbouring windows of a long text.
     #[serde(default = "default_overlap")]
     pub window_overlap: usize,
-    /// The engine that runs the encoder: `candle` (default) or `tch` (libtorch, a cargo feature).
+    /// The engine that runs the encoder: `candle` (default), `tch` (libtorch) or `ort` (ONNX
+    /// Runtime), the last two behind cargo features.
     #[serde(default)]
     pub backend: Backend,
-    /// The encoder's number format, `dtype` in `workspace.toml`: `f32` (default) or `bf16`
-    /// (the `tch` backend only).
+    /// The encoder's number format, `dtype` in `workspace.toml`: `f32` (default), `bf16` (the
+    /// `tch` backend only) or `int8` (the `ort` backend only).
     #[serde(default, rename = "dtype")]
     pub precision: Precision,
     /// With `dtype = "int8"` on the `ort` backend: a window whose int8 scores have two labels,
@@ -127,7 +128,8 @@ impl ClassifierBuilder {
         self
     }
 
-    /// Chooses the encoder's number format (`bf16` needs the `tch` backend).
+    /// Chooses the encoder's number format (`bf16` needs the `tch` backend, `int8` the `ort`
+    /// one).
     pub fn precision(mut self, precision: Precision) -> Self {
         self.options.precision = precision;
         self
@@ -243,10 +245,15 @@ impl ClassifierBuilder {
             (Backend::Tch, precision) => {
                 crate::backend::load_tch(dir, &files, prefix, &config, precision)?
             }
+            (Backend::Ort, Precision::Bf16) => {
+                return Err(Error::Backend {
+                    message: "bf16 is the tch backend's; the ort backend runs f32 or int8".into(),
+                })
+            }
             (Backend::Ort, precision) => crate::backend::load_ort(
                 Encoder::load(encoder_vb, &config).map_err(weights_err)?,
                 &config,
-                precision,
+                precision == Precision::Int8,
             )?,
         };
         let hidden_size = config.bert().hidden_size;
@@ -704,16 +711,8 @@ impl Classifier {
     /// A window's scores depend only on its tokens (bit for bit), so they can be reused for
     /// another text with the same tokens.
     pub fn window_scores(&self, prepared: &[Prepared]) -> Result<Vec<Vec<Vec<f32>>>> {
-        let all: Vec<(usize, usize)> = prepared
-            .iter()
-            .enumerate()
-            .flat_map(|(d, p)| (0..p.windows.len()).map(move |w| (d, w)))
-            .collect();
-        let mut rows = self.scores_of(prepared, &all, false)?.into_iter();
-        let mut out: Vec<Vec<Vec<f32>>> = prepared
-            .iter()
-            .map(|p| rows.by_ref().take(p.windows.len()).collect())
-            .collect();
+        let all = every_window(prepared);
+        let mut out = by_text(prepared, self.scores_of(prepared, &all, false)?);
         if let Some(margin) = self.inner.refine_margin {
             // decided by the window's own scores, so a window's scores still depend only on
             // its tokens
@@ -979,16 +978,8 @@ impl Classifier {
     where
         F: Fn(&Self, &Tensor, &Tensor) -> Result<Vec<Vec<f32>>> + Sync,
     {
-        let all: Vec<(usize, usize)> = prepared
-            .iter()
-            .enumerate()
-            .flat_map(|(d, p)| (0..p.windows.len()).map(move |w| (d, w)))
-            .collect();
-        let mut rows = self.run_items(prepared, &all, exact, f)?.into_iter();
-        Ok(prepared
-            .iter()
-            .map(|p| rows.by_ref().take(p.windows.len()).collect())
-            .collect())
+        let rows = self.run_items(prepared, &every_window(prepared), exact, f)?;
+        Ok(by_text(prepared, rows))
     }
 
     /// `f` of the encoder's states of the windows `items` (`(text, window)`), in that order; on
@@ -1097,4 +1088,22 @@ impl Classifier {
         let hidden = self.inner.encoder.forward(&inputs)?;
         Ok(head.forward(&hidden.i((.., 0))?.contiguous()?)?.to_vec2()?)
     }
+}
+
+/// `(text, window)` of every window of `prepared`, in order.
+fn every_window(prepared: &[Prepared]) -> Vec<(usize, usize)> {
+    prepared
+        .iter()
+        .enumerate()
+        .flat_map(|(d, p)| (0..p.windows.len()).map(move |w| (d, w)))
+        .collect()
+}
+
+/// Rows of every window (in [`every_window`]'s order) grouped by text.
+fn by_text<T>(prepared: &[Prepared], rows: Vec<T>) -> Vec<Vec<T>> {
+    let mut rows = rows.into_iter();
+    prepared
+        .iter()
+        .map(|p| rows.by_ref().take(p.windows.len()).collect())
+        .collect()
 }
