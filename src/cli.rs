@@ -581,7 +581,10 @@ fn install_signal_handler() -> Arc<AtomicBool> {
     let flag = stop.clone();
     let result = ctrlc::set_handler(move || {
         if flag.swap(true, Ordering::SeqCst) {
-            eprintln!("\ntriage: interrupted again: exiting now");
+            // stderr stays locked until the process is gone: a summary the main thread is
+            // about to print must not follow this line
+            let mut err = std::io::stderr().lock();
+            let _ = writeln!(err, "\ntriage: interrupted again: exiting now");
             std::process::exit(130);
         }
         eprintln!("\ntriage: interrupted: finishing what was read, then writing a checkpoint (Ctrl-C again to exit now)");
