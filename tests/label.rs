@@ -461,3 +461,47 @@ fn bench_compares_candle_f32_with_ort_int8_refined() {
     let records_per_s: f64 = refined.split_whitespace().nth(2).unwrap().parse().unwrap();
     assert!(records_per_s > 0.0, "{refined}");
 }
+
+#[test]
+fn an_unknown_device_names_the_file_and_key_and_a_gpu_needs_a_cuda_build() {
+    model_installed();
+    let dir = tempfile::tempdir().unwrap();
+    let bad = dir.path().join("workspace.toml");
+    let good = std::fs::read_to_string(root().join("workspace.toml")).unwrap();
+    std::fs::write(&bad, good.replace("[model]", "[model]\ndevice = \"gpu\"")).unwrap();
+    let o = run(
+        &[
+            "label",
+            "tests/data/sample.jsonl",
+            "-c",
+            bad.to_str().unwrap(),
+            "--models-dir",
+            "models",
+        ],
+        None,
+    );
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    let e = stderr(&o);
+    assert!(
+        e.contains(bad.to_str().unwrap()) && e.contains("device") && e.contains("\"gpu\""),
+        "{e}"
+    );
+
+    let o = run(&["label", "-", "--device", "cuda:x"], Some(b""));
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    assert!(stderr(&o).contains("cuda:N"), "{}", stderr(&o));
+
+    if !cfg!(feature = "cuda") {
+        let o = run(
+            &["label", "tests/data/sample.jsonl", "--device", "cuda"],
+            None,
+        );
+        assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+        let e = stderr(&o);
+        assert!(
+            e.contains("no CUDA") && e.contains("scripts/setup_cuda.sh"),
+            "{e}"
+        );
+        assert!(o.stdout.is_empty());
+    }
+}

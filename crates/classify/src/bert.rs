@@ -36,13 +36,15 @@ struct Layer {
     ffn_norm: LayerNorm,
 }
 
-/// How an architecture pads windows and numbers positions.
-#[derive(Debug, Clone, Copy)]
+/// How an architecture pads windows and numbers positions, and where the encoder runs.
+#[derive(Debug, Clone)]
 pub struct InputsOf {
     /// The architecture.
     pub arch: Architecture,
     /// Its padding token.
     pub pad_token_id: u32,
+    /// The device the inputs are made on (the encoder's).
+    pub device: Device,
 }
 
 impl InputsOf {
@@ -50,7 +52,7 @@ impl InputsOf {
     /// tokens (at least the longest window), with the attention mask and the position ids of the
     /// architecture.
     pub fn inputs(&self, windows: &[&[u32]], len: usize) -> candle_core::Result<EncoderInputs> {
-        let device = Device::Cpu;
+        let device = &self.device;
         let len = windows.iter().map(|w| w.len()).max().unwrap_or(0).max(len);
         let n = windows.len();
         let mut ids = vec![self.pad_token_id; n * len];
@@ -72,9 +74,9 @@ impl InputsOf {
             }
         }
         Ok(EncoderInputs {
-            ids: Tensor::from_vec(ids, (n, len), &device)?,
-            positions: Tensor::from_vec(pos, (n, len), &device)?,
-            mask: Tensor::from_vec(mask, (n, len), &device)?,
+            ids: Tensor::from_vec(ids, (n, len), device)?,
+            positions: Tensor::from_vec(pos, (n, len), device)?,
+            mask: Tensor::from_vec(mask, (n, len), device)?,
         })
     }
 }
@@ -100,8 +102,12 @@ pub fn erf_f32(x: f32) -> f32 {
     p / q
 }
 
-/// GELU with the exact (erf) form, on the contiguous f32 data of `x`.
+/// GELU with the exact (erf) form: on the CPU over the contiguous f32 data of `x`, elsewhere
+/// candle's own kernel.
 fn gelu_erf(x: &Tensor) -> candle_core::Result<Tensor> {
+    if !x.device().is_cpu() {
+        return x.gelu_erf();
+    }
     let shape = x.shape().clone();
     let mut v = x.flatten_all()?.to_vec1::<f32>()?;
     for a in v.iter_mut() {
@@ -183,18 +189,22 @@ impl Encoder {
         self.hidden
     }
 
-    /// Runs the encoder: last hidden states `[batch, len, hidden]`. Padding never changes the
-    /// states of real tokens: the mask removes padded keys from every attention.
+    /// Runs the encoder: last hidden states `[batch, len, hidden]`, in f32 whatever the
+    /// weights' format. Padding never changes the states of real tokens: the mask removes
+    /// padded keys from every attention.
     pub fn forward(&self, x: &EncoderInputs) -> candle_core::Result<Tensor> {
         let _span = tracing::trace_span!("encoder").entered();
         let mut hidden = self.embed(x)?;
         let (b, t) = x.ids.dims2()?;
-        // Additive bias: 0 for real keys, a large negative number for padded ones.
-        let bias = ((x.mask.ones_like()? - &x.mask)? * -1e9f64)?.reshape((b, 1, 1, t))?;
+        // Additive bias: 0 for real keys, a large negative number for padded ones (-1e9 in
+        // f32; in bf16 it rounds to about the same, far below any score).
+        let bias = ((x.mask.ones_like()? - &x.mask)? * -1e9f64)?
+            .reshape((b, 1, 1, t))?
+            .to_dtype(hidden.dtype())?;
         for layer in &self.layers {
             hidden = self.layer(layer, &hidden, &bias)?;
         }
-        Ok(hidden)
+        hidden.to_dtype(candle_core::DType::F32)
     }
 
     /// The embeddings' output (word, position and type embeddings, layer norm):

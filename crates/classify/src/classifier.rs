@@ -8,7 +8,7 @@ use candle_core::{DType, Device, IndexOp, Module, Tensor};
 use candle_nn::{linear, Linear, VarBuilder};
 use serde::{Deserialize, Serialize};
 
-use crate::backend::{AnyEncoder, Backend, Precision};
+use crate::backend::{AnyEncoder, Backend, DeviceSpec, Precision};
 use crate::bert::{l2_normalize, mean_pool, Encoder, InputsOf};
 use crate::checksum::{weight_files, weights_sha256};
 use crate::config::{Architecture, ModelConfig, Pooling, PoolingConfig};
@@ -44,6 +44,10 @@ pub struct ModelOptions {
     /// the decisions near a boundary are f32's (`refine_margin` in `workspace.toml`).
     #[serde(default)]
     pub refine_margin: Option<f32>,
+    /// Where candle runs the encoder: `cpu` (default), `cuda` or `cuda:N` (a build with the
+    /// cargo feature `cuda`). On a GPU, `dtype` may be `f32` or `bf16`.
+    #[serde(default)]
+    pub device: DeviceSpec,
 }
 
 fn default_overlap() -> usize {
@@ -61,14 +65,17 @@ impl ModelOptions {
             backend: Backend::default(),
             precision: Precision::default(),
             refine_margin: None,
+            device: DeviceSpec::default(),
         }
     }
 }
 
 /// Windows are padded to a multiple of this many tokens (see `Classifier::run_windows`).
 pub const BUCKET: usize = 8;
-/// Most tokens (windows x padded length) in one forward pass.
+/// Most tokens (windows x padded length) in one forward pass on the CPU.
 pub const MAX_BATCH_TOKENS: usize = 2048;
+/// Most tokens in one forward pass on a GPU, which needs large products to be busy.
+pub const MAX_GPU_BATCH_TOKENS: usize = 65536;
 
 /// Builds a [`Classifier`] from a model directory.
 ///
@@ -128,10 +135,16 @@ impl ClassifierBuilder {
         self
     }
 
-    /// Chooses the encoder's number format (`bf16` needs the `tch` backend, `int8` the `ort`
-    /// one).
+    /// Chooses the encoder's number format (`bf16` needs the `tch` backend or a GPU, `int8`
+    /// the `ort` backend).
     pub fn precision(mut self, precision: Precision) -> Self {
         self.options.precision = precision;
+        self
+    }
+
+    /// Chooses where candle runs the encoder (a GPU needs a build with the feature `cuda`).
+    pub fn device(mut self, device: DeviceSpec) -> Self {
+        self.options.device = device;
         self
     }
 
@@ -190,14 +203,26 @@ impl ClassifierBuilder {
         )?;
         let pooling = PoolingConfig::from_dir(dir)?;
         let files = weight_files(dir)?;
-        let device = Device::Cpu;
+        if self.options.device.is_cuda() && self.options.backend != Backend::Candle {
+            return Err(Error::Backend {
+                message: format!(
+                    "device {}: only the candle backend runs on a GPU (--backend candle)",
+                    self.options.device
+                ),
+            });
+        }
+        let device = self.options.device.open()?;
+        let dtype = match self.options.precision {
+            Precision::Bf16 if device.is_cuda() => DType::BF16,
+            _ => DType::F32,
+        };
         let weights_err = |e: candle_core::Error| Error::Weights {
             dir: dir.clone(),
             message: e.to_string(),
         };
         // SAFETY: the weight files are memory-mapped read-only; triage never writes to a
         // model directory's weights while a classifier holds them.
-        let root = unsafe { VarBuilder::from_mmaped_safetensors(&files, DType::F32, &device) }
+        let root = unsafe { VarBuilder::from_mmaped_safetensors(&files, dtype, &device) }
             .map_err(weights_err)?;
         let prefix = ["", "bert.", "roberta.", "model."]
             .into_iter()
@@ -230,10 +255,14 @@ impl ClassifierBuilder {
             (Backend::Candle, Precision::F32) => {
                 AnyEncoder::Candle(Encoder::load(encoder_vb, &config).map_err(weights_err)?)
             }
+            (Backend::Candle, Precision::Bf16) if device.is_cuda() => {
+                AnyEncoder::Candle(Encoder::load(encoder_vb, &config).map_err(weights_err)?)
+            }
             (Backend::Candle, Precision::Bf16) => {
                 return Err(Error::Backend {
-                    message: "bf16 needs the tch backend: candle has no bf16 matrix kernel on the \
-                              CPU (it converts to f32 and back, which is slower)"
+                    message: "bf16 needs the tch backend or a GPU (--device cuda): candle has no \
+                              bf16 matrix kernel on the CPU (it converts to f32 and back, which \
+                              is slower)"
                         .into(),
                 })
             }
@@ -260,6 +289,7 @@ impl ClassifierBuilder {
         let inputs_of = InputsOf {
             arch: config.architecture(),
             pad_token_id: config.bert().pad_token_id,
+            device: device.clone(),
         };
         let sha = weights_sha256(dir)?;
         let model_id = format!("{}@sha256:{}", self.options.name, sha);
@@ -502,6 +532,8 @@ enum CheckpointHead {
 
 impl CheckpointHead {
     fn load(root: &VarBuilder, config: &ModelConfig, n: usize) -> candle_core::Result<Self> {
+        // in f32 whatever the encoder's format: it takes the encoder's f32 states
+        let root = &root.clone().set_dtype(DType::F32);
         let h = config.bert().hidden_size;
         Ok(match config.architecture() {
             Architecture::Bert => {
@@ -771,6 +803,11 @@ impl Classifier {
         self.aggregate(prepared, window_scores)
     }
 
+    /// Whether the encoder runs on a GPU.
+    pub fn on_gpu(&self) -> bool {
+        self.inner.inputs_of.device.is_cuda()
+    }
+
     /// Whether labels are scored from pooled window embeddings (`prototypes`, `head`), so that
     /// [`Classifier::window_embeddings`] can be cached and fed to [`Classifier::classify_embedded`].
     pub fn uses_embeddings(&self) -> bool {
@@ -1001,15 +1038,25 @@ impl Classifier {
         // each row the same bits for any number of rows from BUCKET up (each output element is
         // one dot product over the same K in the same order), which the tests check. The
         // passes run in parallel.
+        //
+        // On a GPU the passes are larger (MAX_GPU_BATCH_TOKENS) and run in turn, and that bit
+        // for bit independence does not hold: cuBLAS picks its kernels by the products' shapes,
+        // so a window's scores can move in their last bits with the batch it is in.
         let mut groups: std::collections::BTreeMap<usize, Vec<usize>> =
             std::collections::BTreeMap::new();
         for (i, &(d, w)) in items.iter().enumerate() {
             let padded = prepared[d].windows[w].ids.len().div_ceil(BUCKET).max(1) * BUCKET;
             groups.entry(padded).or_default().push(i);
         }
+        let gpu = self.inner.inputs_of.device.is_cuda();
+        let budget = if gpu {
+            MAX_GPU_BATCH_TOKENS
+        } else {
+            MAX_BATCH_TOKENS
+        };
         let mut batches: Vec<(usize, Vec<usize>)> = Vec::new();
         for (len, members) in groups {
-            let per = (MAX_BATCH_TOKENS / len).max(1);
+            let per = (budget / len).max(1);
             // equal-sized passes, so that the two cores get even work
             let n = members.len().div_ceil(per);
             let size = members.len().div_ceil(n);
@@ -1019,30 +1066,38 @@ impl Classifier {
         }
         // the longest first, so that the last pass to finish is a short one
         batches.sort_by_key(|b| std::cmp::Reverse(b.0 * b.1.len()));
-        let results: Vec<Result<Vec<Vec<f32>>>> = batches
-            .par_iter()
-            .map(|(len, members)| {
-                let ids: Vec<&[u32]> = members
-                    .iter()
-                    .map(|&i| prepared[items[i].0].windows[items[i].1].ids.as_slice())
-                    .collect();
-                let inputs = self.inner.inputs_of.inputs(&ids, *len)?;
-                let hidden = if exact {
-                    self.inner.encoder.forward_exact(&inputs)?
-                } else {
-                    self.inner.encoder.forward(&inputs)?
-                };
-                // pooling and heads run window by window, as small products of one row give
-                // other bits than the same row among several
-                let mut rows = Vec::with_capacity(members.len());
-                for r in 0..members.len() {
-                    let h = hidden.narrow(0, r, 1)?;
-                    let m = inputs.mask.narrow(0, r, 1)?;
-                    rows.push(f(self, &h, &m)?.remove(0));
-                }
-                Ok(rows)
-            })
-            .collect();
+        let run = |(len, members): &(usize, Vec<usize>)| -> Result<Vec<Vec<f32>>> {
+            let ids: Vec<&[u32]> = members
+                .iter()
+                .map(|&i| prepared[items[i].0].windows[items[i].1].ids.as_slice())
+                .collect();
+            let inputs = self.inner.inputs_of.inputs(&ids, *len)?;
+            let hidden = if exact {
+                self.inner.encoder.forward_exact(&inputs)?
+            } else {
+                self.inner.encoder.forward(&inputs)?
+            };
+            if gpu {
+                // the whole batch at once: one copy back to the host instead of one per window
+                return f(self, &hidden, &inputs.mask);
+            }
+            // pooling and heads run window by window, as small products of one row give
+            // other bits than the same row among several
+            let mut rows = Vec::with_capacity(members.len());
+            for r in 0..members.len() {
+                let h = hidden.narrow(0, r, 1)?;
+                let m = inputs.mask.narrow(0, r, 1)?;
+                rows.push(f(self, &h, &m)?.remove(0));
+            }
+            Ok(rows)
+        };
+        // A GPU takes the passes one after another: it is busy with one large pass, and
+        // threads would only queue on its stream.
+        let results: Vec<Result<Vec<Vec<f32>>>> = if gpu {
+            batches.iter().map(run).collect()
+        } else {
+            batches.par_iter().map(run).collect()
+        };
         let mut out: Vec<Vec<f32>> = vec![Vec::new(); items.len()];
         for ((_, members), r) in batches.iter().zip(results) {
             for (&i, row) in members.iter().zip(r?) {

@@ -51,7 +51,7 @@ pub mod train;
 #[cfg(feature = "ort")]
 #[doc(hidden)]
 pub use backend::OrtLinear;
-pub use backend::{Backend, Precision, ORT_BUILT, TCH_BUILT};
+pub use backend::{Backend, DeviceSpec, Precision, CUDA_BUILT, ORT_BUILT, TCH_BUILT};
 pub use classifier::{
     Classification, Classifier, ClassifierBuilder, LabelScore, LinearHead, ModelOptions, Span,
 };

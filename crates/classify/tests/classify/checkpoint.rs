@@ -3,7 +3,7 @@
 
 use serde::Deserialize;
 use triage_classify::{
-    Activation, Backend, ClassifierBuilder, LabelSpec, LabelsConfig, Mode, Precision,
+    Activation, Backend, ClassifierBuilder, DeviceSpec, LabelSpec, LabelsConfig, Mode, Precision,
 };
 
 use crate::root;
@@ -30,6 +30,18 @@ pub fn check_on(
     precision: Precision,
     tol: f32,
 ) {
+    check_on_device(name, activation, backend, precision, DeviceSpec::Cpu, tol)
+}
+
+/// [`check_on`] with the encoder on `device`.
+pub fn check_on_device(
+    name: &str,
+    activation: Activation,
+    backend: Backend,
+    precision: Precision,
+    device: DeviceSpec,
+    tol: f32,
+) {
     let dir = root().join("tests/data/models").join(name);
     let r: Reference =
         serde_json::from_slice(&std::fs::read(dir.join("reference.json")).unwrap()).unwrap();
@@ -42,6 +54,7 @@ pub fn check_on(
         .labels(labels)
         .backend(backend)
         .precision(precision)
+        .device(device)
         .build()
         .unwrap();
     assert_eq!(c.label_names(), r.labels);
@@ -54,7 +67,7 @@ pub fn check_on(
         for (g, w) in got.iter().zip(want) {
             assert!(
                 (g - w).abs() < tol,
-                "{name} {backend} {precision} {t}: {got:?} vs {want:?}"
+                "{name} {backend} {precision} {device} {t}: {got:?} vs {want:?}"
             );
         }
     }
@@ -65,7 +78,7 @@ pub fn check_on(
         for (l, w) in res.labels().iter().zip(&p) {
             assert!(
                 (l.score() - w).abs() < tol,
-                "{name} {backend} {precision}: {} {} vs {w}",
+                "{name} {backend} {precision} {device}: {} {} vs {w}",
                 l.label(),
                 l.score()
             );

@@ -2,14 +2,18 @@
 
 mod backends;
 mod checkpoint;
+mod cuda;
 mod e5;
 mod ort;
 
 use std::path::PathBuf;
 
-/// The workspace root.
+/// The workspace root: `TRIAGE_ROOT`, for a test binary run from another checkout (the GPU
+/// machine's copy), or where it was built.
 pub fn root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..")
+    std::env::var_os("TRIAGE_ROOT")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../.."))
 }
 
 /// The default model directory; the tests that need it fail (never skip) when it is missing.

@@ -3,10 +3,13 @@
 //! model's embeddings in f32, and int8 within its documented error. The library comes from
 //! `ORT_DYLIB_PATH` (scripts/setup_onnxruntime.sh); these tests fail, never skip, without it.
 
-use triage_classify::{Activation, Backend, ClassifierBuilder, LabelsConfig, Mode, Precision};
+use triage_classify::{Backend, ClassifierBuilder, LabelsConfig, Mode, Precision};
 
-use crate::checkpoint::check_on;
-use crate::{cosine, e5_dir, root};
+use crate::root;
+#[cfg(feature = "ort")]
+use crate::{checkpoint::check_on, cosine, e5_dir};
+#[cfg(feature = "ort")]
+use triage_classify::Activation;
 
 #[test]
 fn int8_needs_the_ort_backend() {

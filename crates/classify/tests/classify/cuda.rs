@@ -1,0 +1,129 @@
+//! The GPU device (`--device cuda`, candle's CUDA kernels, a build with the feature `cuda`).
+//!
+//! In every build: asking for a GPU is checked before anything loads. In a CUDA build (made with
+//! scripts/setup_cuda.sh and run on a machine with an NVIDIA GPU: scripts/gpu/), the encoder on
+//! the GPU against the values Python `transformers` computed, as the CPU tests check it: the
+//! tiny checkpoints' logits and the default model's embeddings in f32, and in bf16 within a
+//! documented error. These fail, never skip, on a CUDA build without a GPU.
+
+use triage_classify::{Backend, ClassifierBuilder, DeviceSpec, LabelsConfig, Mode, Precision};
+
+use crate::root;
+
+fn tiny() -> ClassifierBuilder {
+    ClassifierBuilder::new(root().join("tests/data/models/tiny-bert-cls")).labels(LabelsConfig {
+        mode: Mode::Checkpoint,
+        ..Default::default()
+    })
+}
+
+#[test]
+fn device_names_parse_and_print() {
+    assert_eq!("cpu".parse(), Ok(DeviceSpec::Cpu));
+    assert_eq!("cuda".parse(), Ok(DeviceSpec::Cuda(0)));
+    assert_eq!("cuda:3".parse(), Ok(DeviceSpec::Cuda(3)));
+    for bad in ["gpu", "cuda:", "cuda:x", "CUDA", "cuda:-1"] {
+        let err = bad.parse::<DeviceSpec>().unwrap_err();
+        assert!(err.contains(bad) && err.contains("cuda:N"), "{bad}: {err}");
+    }
+    assert_eq!(DeviceSpec::Cuda(0).to_string(), "cuda:0");
+    assert_eq!(DeviceSpec::Cpu.to_string(), "cpu");
+}
+
+#[test]
+fn only_candle_runs_on_a_gpu() {
+    assert!(!tiny().build().unwrap().on_gpu());
+    for backend in [Backend::Tch, Backend::Ort] {
+        let err = tiny()
+            .backend(backend)
+            .device(DeviceSpec::Cuda(0))
+            .build()
+            .err()
+            .expect("no GPU for this backend");
+        let msg = err.to_string();
+        assert!(
+            msg.contains("only the candle backend") && msg.contains("cuda:0"),
+            "{msg}"
+        );
+    }
+}
+
+#[test]
+fn bf16_on_the_cpu_names_the_ways_to_get_it() {
+    let err = tiny()
+        .precision(Precision::Bf16)
+        .build()
+        .err()
+        .expect("candle has no bf16 on the CPU");
+    let msg = err.to_string();
+    assert!(
+        msg.contains("tch") && msg.contains("--device cuda"),
+        "{msg}"
+    );
+}
+
+#[cfg(not(feature = "cuda"))]
+#[test]
+fn a_gpu_without_the_feature_is_a_clear_error() {
+    assert!(!triage_classify::CUDA_BUILT);
+    let err = tiny()
+        .device(DeviceSpec::Cuda(0))
+        .build()
+        .err()
+        .expect("no CUDA in this build");
+    let msg = err.to_string();
+    assert!(
+        msg.contains("--features cuda") && msg.contains("scripts/setup_cuda.sh"),
+        "{msg}"
+    );
+}
+
+#[cfg(feature = "cuda")]
+mod gpu {
+    use triage_classify::{Activation, Backend, ClassifierBuilder, DeviceSpec, Precision};
+
+    use crate::checkpoint::check_on_device;
+    use crate::{cosine, e5_dir};
+
+    const GPU: DeviceSpec = DeviceSpec::Cuda(0);
+
+    #[test]
+    fn checkpoint_logits_match_transformers_on_the_gpu() {
+        for (name, activation) in [
+            ("tiny-bert-cls", Activation::Softmax),
+            ("tiny-xlmr-cls", Activation::Sigmoid),
+        ] {
+            check_on_device(name, activation, Backend::Candle, Precision::F32, GPU, 1e-4);
+        }
+    }
+
+    #[test]
+    fn default_model_embeddings_match_transformers_on_the_gpu() {
+        let r = crate::e5::reference();
+        let texts: Vec<&str> = r.texts.iter().map(|t| t.text.as_str()).collect();
+        let build = |p: Precision| {
+            ClassifierBuilder::new(e5_dir())
+                .prefix(&r.prefix)
+                .device(GPU)
+                .precision(p)
+                .build_embedder()
+                .unwrap()
+        };
+        let on_gpu = build(Precision::F32);
+        assert!(on_gpu.on_gpu());
+        let f32 = on_gpu.embed(&texts).unwrap();
+        let bf16 = build(Precision::Bf16).embed(&texts).unwrap();
+        let mut worst_bf16 = 1f32;
+        for ((t, a), h) in r.texts.iter().zip(&f32).zip(&bf16) {
+            // f32 on the GPU: cuBLAS sums in another order than the CPU, so not bit for bit
+            let c = cosine(a, &t.embedding);
+            assert!(c >= 0.9999, "{} f32 on the GPU: cosine {c}", t.lang);
+            let c = cosine(h, &t.embedding);
+            assert!(c >= 0.99, "{} bf16 on the GPU: cosine {c}", t.lang);
+            worst_bf16 = worst_bf16.min(c);
+        }
+        // bf16 really is bf16: not f32's numbers
+        assert!(worst_bf16 < 0.99999, "bf16 gave f32's embeddings");
+        eprintln!("e5-small on the GPU: lowest bf16 cosine vs transformers {worst_bf16}");
+    }
+}
