@@ -5,6 +5,10 @@ against the matrix-multiply peak, and, for triage's faster configurations, label
 triage candle f32 and the largest score difference.
 
 Usage: report.py <runs.jsonl> <matmul.txt> <config.json> [--md out] [--json out] [--command c]
+       [--base engine] [--peak-note text]
+(--base: the engine the ratios are to, Python sentence-transformers f32 unless given; with
+several, comma-separated, the fastest of them;
+--peak-note: the sentence before the peaks, for a GPU's report.)
 """
 import json
 import os
@@ -31,7 +35,8 @@ def main(argv):
         e = r["engine"]
         if e not in best or r["records_per_s"] > best[e]["records_per_s"]:
             best[e] = dict(r, peak_mib=max(r["peak_mib"], best.get(e, {}).get("peak_mib", 0)))
-    base = best.get("python sentence-transformers", {}).get("records_per_s")
+    bases = (opt("--base") or "python sentence-transformers").split(",")
+    base = max((best[b]["records_per_s"] for b in bases if b in best), default=None)
     ref = best.get("triage candle f32", {}).get("output")
     here = os.path.dirname(__file__)
     rows = []
@@ -54,17 +59,21 @@ def main(argv):
              "triage ort f32", "triage tch bf16", "triage ort int8+refine0.02", "triage ort int8"]
     rows.sort(key=lambda r: order.index(r["engine"]) if r["engine"] in order else 99)
     lines = [f"Command: `{opt('--command') or 'scripts/perf/bench.sh'}`; {len(runs)} runs, best of each engine.",
-             f"Matrix-multiply peak on these cores (best engine and shape of the `matmul_peak` example): "
-             f"f32 {peaks['f32']:.0f} GFLOP/s, bf16 {peaks['bf16']:.0f}, int8 {peaks['int8']:.0f} (ONNX Runtime, "
-             "quantization of the activations included). Each engine's share is of the peak of its number format.", "",
+             (opt("--peak-note") or "Matrix-multiply peak on these cores (best engine and shape of the `matmul_peak` example): ") +
+             f"f32 {peaks['f32']:.0f} GFLOP/s, bf16 {peaks['bf16']:.0f}" +
+             (f", int8 {peaks['int8']:.0f} (ONNX Runtime, quantization of the activations included)" if peaks["int8"] else "") +
+             ". Each engine's share is of the peak of its number format.", "",
              "| engine | records/s | tokens/s | peak MiB | vs Python ST f32 | encoder GFLOP/s | of matmul peak | top label = candle f32 | flagged labels = candle f32 | largest score diff |",
              "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for r in rows:
         agree = f"{100 * r['top_label_agreement']:.2f}%" if "top_label_agreement" in r else "-"
         flags = f"{100 * r['flag_agreement']:.2f}%" if "flag_agreement" in r else "-"
         diff = f"{r['max_score_difference']:.5f}" if "max_score_difference" in r else "-"
-        lines.append(f"| {r['engine']} | {r['records_per_s']:.1f} | {r['tokens_per_s']:,.0f} | {r['peak_mib']:,.0f} | "
-                     f"{r['vs_python_st_f32']:.2f}x | {r['encoder_gflops']:.0f} | {100 * r['share_of_peak']:.0f}% | {agree} | {flags} | {diff} |")
+        ratio = f"{r['vs_python_st_f32']:.2f}x" if r["vs_python_st_f32"] else "-"
+        share = f"{100 * r['share_of_peak']:.0f}%" if r["share_of_peak"] else "-"
+        mib = f"{r['peak_mib']:,.0f}" if r["peak_mib"] else "-"
+        lines.append(f"| {r['engine']} | {r['records_per_s']:.1f} | {r['tokens_per_s']:,.0f} | {mib} | "
+                     f"{ratio} | {r['encoder_gflops']:.0f} | {share} | {agree} | {flags} | {diff} |")
     text = "\n".join(lines) + "\n"
     print(text)
     if opt("--md"):
