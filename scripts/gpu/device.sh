@@ -47,8 +47,10 @@ ls -la .gpu/x
 # CUDA's libraries: from the nvidia-* packages beside PyTorch, or a toolkit folder
 libs="$(python3 - <<'PY'
 import glob, os, sys
-want = ["libcublas.so.13", "libcublasLt.so.13", "libcurand.so.10", "libnvrtc.so.13", "libcudart.so.13"]
-roots = [p for p in sys.path if os.path.isdir(p)] + glob.glob("/usr/local/cuda*/")
+want = ["libcublas.so.13", "libcublasLt.so.13", "libcurand.so.10", "libnvrtc.so.13", "libcudart.so.13",
+        "libcuda.so.1"]
+roots = ([p for p in sys.path if os.path.isdir(p)] + glob.glob("/usr/local/cuda*/")
+         + ["/usr/local/nvidia", "/usr/lib/x86_64-linux-gnu", "/usr/lib64"])
 dirs = []
 for name in want:
     for root in roots:
@@ -64,6 +66,10 @@ PY
 export LD_LIBRARY_PATH="$libs${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
 echo "LD_LIBRARY_PATH=$LD_LIBRARY_PATH"
 ldd .gpu/x/triage | grep -E "cuda|cublas|curand|nvrtc|not found" || true
+if ldd .gpu/x/triage | grep -q "not found"; then
+  echo "device: a library of the CUDA build is missing (above); find it with" \
+    "'find / -name libcublas.so.13' and add its folder to LD_LIBRARY_PATH"
+fi
 bin=.gpu/x/triage
 "$bin" --version || exit 1
 

@@ -516,13 +516,30 @@ pub fn import_file(file: &Path, out: &Path) -> Result<()> {
             file.display()
         );
     }
-    let m = parse(&bytes)?;
+    let m = parse(&bytes).with_context(|| format!("importing {}", file.display()))?;
     write_model_dir(&m, out)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn importing_a_missing_or_foreign_file_names_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let out = dir.path().join("model");
+        let missing = dir.path().join("missing.bin");
+        let err = format!("{:#}", import_file(&missing, &out).unwrap_err());
+        assert!(err.contains("missing.bin"), "{err}");
+        let foreign = dir.path().join("foreign.bin");
+        std::fs::write(&foreign, b"GGUF and then some").unwrap();
+        let err = format!("{:#}", import_file(&foreign, &out).unwrap_err());
+        assert!(
+            err.contains("foreign.bin") && err.contains("not an E5S1 file"),
+            "{err}"
+        );
+        assert!(!out.exists());
+    }
 
     #[test]
     fn q4_0_block_dequantizes_by_hand() {
