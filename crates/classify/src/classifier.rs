@@ -100,6 +100,7 @@ pub struct ClassifierBuilder {
     dir: PathBuf,
     options: ModelOptions,
     labels: LabelsConfig,
+    gpu_passes: bool,
 }
 
 impl ClassifierBuilder {
@@ -114,6 +115,7 @@ impl ClassifierBuilder {
             dir,
             options: ModelOptions::new(name),
             labels: LabelsConfig::default(),
+            gpu_passes: false,
         }
     }
 
@@ -145,6 +147,14 @@ impl ClassifierBuilder {
     /// Chooses where candle runs the encoder (a GPU needs a build with the feature `cuda`).
     pub fn device(mut self, device: DeviceSpec) -> Self {
         self.options.device = device;
+        self
+    }
+
+    /// Batches windows as on a GPU (large passes in turn, each pooled at once) whatever the
+    /// device, so that the CPU tests cover that code.
+    #[doc(hidden)]
+    pub fn gpu_passes(mut self, on: bool) -> Self {
+        self.gpu_passes = on;
         self
     }
 
@@ -297,6 +307,7 @@ impl ClassifierBuilder {
         let mut classifier = Classifier {
             inner: Arc::new(Inner {
                 encoder,
+                gpu_passes: self.gpu_passes || device.is_cuda(),
                 refine_margin: self.options.refine_margin,
                 hidden_size,
                 inputs_of,
@@ -589,6 +600,8 @@ struct LabelInfo {
 
 struct Inner {
     encoder: AnyEncoder,
+    /// Large passes in turn, pooled at once (a GPU's way; see `run_items`).
+    gpu_passes: bool,
     refine_margin: Option<f32>,
     hidden_size: usize,
     inputs_of: InputsOf,
@@ -1048,7 +1061,7 @@ impl Classifier {
             let padded = prepared[d].windows[w].ids.len().div_ceil(BUCKET).max(1) * BUCKET;
             groups.entry(padded).or_default().push(i);
         }
-        let gpu = self.inner.inputs_of.device.is_cuda();
+        let gpu = self.inner.gpu_passes;
         let budget = if gpu {
             MAX_GPU_BATCH_TOKENS
         } else {

@@ -62,6 +62,66 @@ fn bf16_on_the_cpu_names_the_ways_to_get_it() {
     );
 }
 
+/// The GPU's way of batching (passes of up to 65,536 tokens in turn, each pooled and scored at
+/// once), run on the CPU: the same scores as the CPU's way, for both scorers and long texts.
+#[test]
+fn gpu_style_passes_give_the_cpu_passes_scores() {
+    let r = crate::e5::reference();
+    let mut texts: Vec<String> = r.texts.iter().map(|t| t.text.clone()).collect();
+    // long texts: several windows each, of other lengths than the short ones
+    texts.push(texts.join(" ").repeat(6));
+    texts.push(texts[..5].join(" ").repeat(4));
+    let texts: Vec<&str> = texts.iter().map(String::as_str).collect();
+    let e5 = |gpu: bool| {
+        ClassifierBuilder::new(crate::e5_dir())
+            .prefix(&r.prefix)
+            .labels(crate::e5::labels())
+            .gpu_passes(gpu)
+            .build()
+            .unwrap()
+    };
+    let tiny_xlmr = |gpu: bool| {
+        ClassifierBuilder::new(root().join("tests/data/models/tiny-xlmr-cls"))
+            .labels(LabelsConfig {
+                mode: Mode::Checkpoint,
+                ..Default::default()
+            })
+            .gpu_passes(gpu)
+            .build()
+            .unwrap()
+    };
+    for (name, cpu, gpu) in [
+        ("e5 prototypes", e5(false), e5(true)),
+        ("tiny-xlmr checkpoint", tiny_xlmr(false), tiny_xlmr(true)),
+    ] {
+        let prepared: Vec<_> = texts.iter().map(|t| cpu.prepare(t).unwrap()).collect();
+        assert!(
+            prepared.iter().any(|p| p.windows.len() > 2),
+            "{name}: no long text"
+        );
+        let a = cpu.window_scores(&prepared).unwrap();
+        let b = gpu.window_scores(&prepared).unwrap();
+        assert_eq!(a.len(), b.len());
+        let mut worst = 0f32;
+        for (ta, tb) in a.iter().zip(&b) {
+            assert_eq!(ta.len(), tb.len(), "{name}: windows");
+            for (wa, wb) in ta.iter().zip(tb) {
+                assert_eq!(wa.len(), wb.len());
+                for (x, y) in wa.iter().zip(wb) {
+                    worst = worst.max((x - y).abs());
+                }
+            }
+        }
+        assert!(worst < 1e-5, "{name}: largest score difference {worst}");
+        let embeddings = |c: &triage_classify::Classifier| c.embed(&texts).unwrap();
+        if name.starts_with("e5") {
+            for (x, y) in embeddings(&cpu).iter().zip(&embeddings(&gpu)) {
+                assert!(crate::cosine(x, y) > 0.99999, "{name}: embeddings");
+            }
+        }
+    }
+}
+
 #[cfg(not(feature = "cuda"))]
 #[test]
 fn a_gpu_without_the_feature_is_a_clear_error() {
