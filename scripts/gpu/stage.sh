@@ -37,7 +37,7 @@ cargo build --locked --release "${features[@]}"
 # the whole workspace's tests, so that the features match the build above and candle's kernels
 # are not compiled a second time
 tests="$(cargo test --locked --release "${features[@]}" --workspace \
-  --no-run --message-format=json 2>/dev/null |
+  --no-run --message-format=json |
   python3 -c 'import json, sys
 for l in sys.stdin:
     m = json.loads(l)
