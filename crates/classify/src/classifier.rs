@@ -36,7 +36,7 @@ pub struct ModelOptions {
     #[serde(default)]
     pub backend: Backend,
     /// The encoder's number format, `dtype` in `workspace.toml`: `f32` (default), `bf16` (the
-    /// `tch` backend only) or `int8` (the `ort` backend only).
+    /// `tch` backend, or candle on a GPU) or `int8` (the `ort` backend only).
     #[serde(default, rename = "dtype")]
     pub precision: Precision,
     /// With `dtype = "int8"` on the `ort` backend: a window whose int8 scores have two labels,
@@ -262,19 +262,17 @@ impl ClassifierBuilder {
             }
         }
         let encoder = match (self.options.backend, self.options.precision) {
-            (Backend::Candle, Precision::F32) => {
-                AnyEncoder::Candle(Encoder::load(encoder_vb, &config).map_err(weights_err)?)
-            }
-            (Backend::Candle, Precision::Bf16) if device.is_cuda() => {
-                AnyEncoder::Candle(Encoder::load(encoder_vb, &config).map_err(weights_err)?)
-            }
-            (Backend::Candle, Precision::Bf16) => {
+            (Backend::Candle, Precision::Bf16) if !device.is_cuda() => {
                 return Err(Error::Backend {
                     message: "bf16 needs the tch backend or a GPU (--device cuda): candle has no \
                               bf16 matrix kernel on the CPU (it converts to f32 and back, which \
                               is slower)"
                         .into(),
                 })
+            }
+            // the weights were read in `dtype`: f32, or bf16 on a GPU
+            (Backend::Candle, Precision::F32 | Precision::Bf16) => {
+                AnyEncoder::Candle(Encoder::load(encoder_vb, &config).map_err(weights_err)?)
             }
             (Backend::Candle | Backend::Tch, Precision::Int8) => {
                 return Err(Error::Backend {

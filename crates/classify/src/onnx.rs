@@ -259,8 +259,9 @@ fn linear(
     let c127 = g.floats("c", &[], &[127.0]);
     let tiny = g.floats("c", &[], &[1e-30]);
     let s = g.op("Div", &[&m, &c127], &[]);
-    let s = g.op("Max", &[&s, &tiny], &[]); // [1, len]
-                                            // one fused pass: round(x / s) + 128 per token, as uint8
+    // the scale of each token, [1, len]
+    let s = g.op("Max", &[&s, &tiny], &[]);
+    // one fused pass: round(x / s) + 128 per token, as uint8
     let flat = g.int64s("shape", &[-1]);
     let per_token = g.op("Reshape", &[&s, &flat], &[]);
     let shape = g.op("Shape", &[&per_token], &[]);

@@ -29,11 +29,7 @@ fn the_tch_backend_without_the_feature_is_a_clear_error() {
 
 #[test]
 fn bf16_on_candle_is_refused() {
-    let err = ClassifierBuilder::new(root().join("tests/data/models/tiny-bert-cls"))
-        .labels(LabelsConfig {
-            mode: Mode::Checkpoint,
-            ..Default::default()
-        })
+    let err = crate::tiny_checkpoint("tiny-bert-cls")
         .backend(Backend::Candle)
         .precision(triage_classify::Precision::Bf16)
         .build()
@@ -43,6 +39,8 @@ fn bf16_on_candle_is_refused() {
         err.to_string().contains("bf16 needs the tch backend"),
         "{err}"
     );
+    // and it names the other way to get bf16
+    assert!(err.to_string().contains("--device cuda"), "{err}");
 }
 
 #[cfg(feature = "tch")]

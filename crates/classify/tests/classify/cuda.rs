@@ -6,15 +6,10 @@
 //! tiny checkpoints' logits and the default model's embeddings in f32, and in bf16 within a
 //! documented error. These fail, never skip, on a CUDA build without a GPU.
 
-use triage_classify::{Backend, ClassifierBuilder, DeviceSpec, LabelsConfig, Mode, Precision};
-
-use crate::root;
+use triage_classify::{Backend, ClassifierBuilder, DeviceSpec};
 
 fn tiny() -> ClassifierBuilder {
-    ClassifierBuilder::new(root().join("tests/data/models/tiny-bert-cls")).labels(LabelsConfig {
-        mode: Mode::Checkpoint,
-        ..Default::default()
-    })
+    crate::tiny_checkpoint("tiny-bert-cls")
 }
 
 #[test]
@@ -48,20 +43,6 @@ fn only_candle_runs_on_a_gpu() {
     }
 }
 
-#[test]
-fn bf16_on_the_cpu_names_the_ways_to_get_it() {
-    let err = tiny()
-        .precision(Precision::Bf16)
-        .build()
-        .err()
-        .expect("candle has no bf16 on the CPU");
-    let msg = err.to_string();
-    assert!(
-        msg.contains("tch") && msg.contains("--device cuda"),
-        "{msg}"
-    );
-}
-
 /// The GPU's way of batching (passes of up to 65,536 tokens in turn, each pooled and scored at
 /// once), run on the CPU: the same scores as the CPU's way, for both scorers and long texts.
 #[test]
@@ -81,11 +62,7 @@ fn gpu_style_passes_give_the_cpu_passes_scores() {
             .unwrap()
     };
     let tiny_xlmr = |gpu: bool| {
-        ClassifierBuilder::new(root().join("tests/data/models/tiny-xlmr-cls"))
-            .labels(LabelsConfig {
-                mode: Mode::Checkpoint,
-                ..Default::default()
-            })
+        crate::tiny_checkpoint("tiny-xlmr-cls")
             .gpu_passes(gpu)
             .build()
             .unwrap()

@@ -16,6 +16,16 @@ pub fn root() -> PathBuf {
         .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../.."))
 }
 
+/// A builder for the tiny test checkpoint `name` (`tests/data/models/<name>`) in checkpoint mode.
+pub fn tiny_checkpoint(name: &str) -> triage_classify::ClassifierBuilder {
+    triage_classify::ClassifierBuilder::new(root().join("tests/data/models").join(name)).labels(
+        triage_classify::LabelsConfig {
+            mode: triage_classify::Mode::Checkpoint,
+            ..Default::default()
+        },
+    )
+}
+
 /// The default model directory; the tests that need it fail (never skip) when it is missing.
 pub fn e5_dir() -> PathBuf {
     let dir = std::env::var_os("TRIAGE_E5_DIR")
