@@ -204,11 +204,15 @@ pub(crate) fn load_ort(
     mut encoder: Encoder,
     config: &crate::config::ModelConfig,
     int8: bool,
+    calibration: &[EncoderInputs],
 ) -> Result<AnyEncoder> {
     #[cfg(feature = "ort")]
     {
         Ok(AnyEncoder::Ort(Box::new(ort_backend::OrtEncoder::load(
-            encoder, config, int8,
+            encoder,
+            config,
+            int8,
+            calibration,
         )?)))
     }
     #[cfg(not(feature = "ort"))]
@@ -497,6 +501,27 @@ mod ort_backend {
             }
         }
 
+        /// The second output of the graph on one window `emb` (`[1, len, h]`).
+        fn second_output(&self, emb: &[f32], len: usize) -> Result<Vec<f32>> {
+            let mut session = self.take();
+            let mut run = || -> Result<Vec<f32>> {
+                let h = emb.len() / len.max(1);
+                let input = TensorRef::from_array_view(([1usize, len, h], emb))
+                    .map_err(|e| err("input", e))?;
+                let outputs = session
+                    .run(ort::inputs![input])
+                    .map_err(|e| err("calibration run", e))?;
+                let (_, v) = outputs[1]
+                    .try_extract_tensor::<f32>()
+                    .map_err(|e| err("output", e))?;
+                Ok(v.to_vec())
+            };
+            let result = run();
+            self.idle.lock().expect("session pool").push(session);
+            self.returned.notify_one();
+            result
+        }
+
         /// Runs the graph on each row of `emb` (`[rows, t, h]`) up to its length; the states of
         /// padding stay 0.
         fn run(&self, emb: &[f32], lens: &[usize], t: usize, h: usize) -> Result<Vec<f32>> {
@@ -522,6 +547,27 @@ mod ort_backend {
             self.returned.notify_one();
             result.map(|()| out)
         }
+    }
+
+    /// The element-wise largest of the probe graph's second output over the calibration
+    /// windows (one window each), which run in parallel on the pool's sessions.
+    fn calibrate(
+        embeddings: &Encoder,
+        probe: &Pool,
+        windows: &[EncoderInputs],
+    ) -> Result<Vec<f32>> {
+        use rayon::prelude::*;
+        let ranges = windows
+            .par_iter()
+            .map(|x| -> Result<Vec<f32>> {
+                let emb = embeddings.embed(x)?.flatten_all()?.to_vec1::<f32>()?;
+                probe.second_output(&emb, x.ids.dims2()?.1)
+            })
+            .collect::<Result<Vec<_>>>()?;
+        Ok(ranges
+            .into_iter()
+            .reduce(|a, b| a.iter().zip(&b).map(|(x, y)| x.max(*y)).collect())
+            .unwrap_or_default())
     }
 
     fn session(model: &[u8], weights: &PrepackedWeights) -> Result<Session> {
@@ -552,7 +598,7 @@ mod ort_backend {
             let env = runtime()?;
             let w = Tensor::randn(0f32, 0.05, (n, k), &Device::Cpu)?;
             let b = Tensor::zeros(n, candle_core::DType::F32, &Device::Cpu)?;
-            let model = crate::onnx::linear_model(&w, &b, int8)?;
+            let model = crate::onnx::linear_model(&w, &b, int8, None)?;
             let build = || -> ort::Result<Session> {
                 Session::builder(env)?
                     .with_intra_threads(threads)?
@@ -574,24 +620,42 @@ mod ort_backend {
     }
 
     impl OrtEncoder {
-        pub fn load(mut encoder: Encoder, config: &ModelConfig, int8: bool) -> Result<Self> {
+        /// With `int8`, the products' inputs are smoothed with the ranges measured in f32 on
+        /// the `calibration` windows (one window each); with none, they are not smoothed.
+        pub fn load(
+            mut encoder: Encoder,
+            config: &ModelConfig,
+            int8: bool,
+            calibration: &[EncoderInputs],
+        ) -> Result<Self> {
             runtime()?;
             let eps = config.bert().layer_norm_eps;
             let (layers, spec) = encoder.take_layers(eps, int8);
-            // peak memory: the graphs are written, the layers' tensors freed, then each graph
-            // becomes sessions and its bytes are freed
-            let main = crate::onnx::encoder_model(&layers, &spec)?;
-            let exact = if int8 {
-                let spec = crate::onnx::GraphSpec {
-                    int8: false,
-                    ..spec
-                };
-                Some(crate::onnx::encoder_model(&layers, &spec)?)
-            } else {
-                None
+            // peak memory: each graph is written, becomes sessions and its bytes are freed; the
+            // layers' tensors are freed before the last graph's sessions are made
+            let f32_spec = crate::onnx::GraphSpec {
+                int8: false,
+                ..spec
             };
+            let exact = if !int8 {
+                None
+            } else if calibration.is_empty() {
+                Some(Pool::new(&crate::onnx::encoder_model(
+                    &layers, &f32_spec, None,
+                )?)?)
+            } else {
+                // the f32 graph that also measures its products' inputs
+                Some(Pool::new(&crate::onnx::probe_model(&layers, &spec)?)?)
+            };
+            let ranges = match &exact {
+                Some(exact) if !calibration.is_empty() => {
+                    let ranges = calibrate(&encoder, exact, calibration)?;
+                    Some(crate::onnx::InputRanges::from_probe(&ranges, &layers)?)
+                }
+                _ => None,
+            };
+            let main = crate::onnx::encoder_model(&layers, &spec, ranges.as_deref())?;
             drop(layers);
-            let exact = exact.map(|bytes| Pool::new(&bytes)).transpose()?;
             let main = Pool::new(&main)?;
             Ok(OrtEncoder {
                 embeddings: encoder,
@@ -621,6 +685,157 @@ mod ort_backend {
                 .collect();
             let out = pool.run(&emb, &lens, t, h)?;
             Ok(Tensor::from_vec(out, (b, t, h), &Device::Cpu)?)
+        }
+    }
+
+    #[cfg(test)]
+    mod tests {
+        use super::*;
+        use crate::config::HiddenAct;
+        use crate::onnx::{GraphSpec, InputRanges, LayerWeights};
+
+        /// Deterministic values in [-1, 1) (a linear congruential generator).
+        fn values(n: usize, seed: u64) -> Vec<f32> {
+            let mut state = seed
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            (0..n)
+                .map(|_| {
+                    state = state
+                        .wrapping_mul(6364136223846793005)
+                        .wrapping_add(1442695040888963407);
+                    ((state >> 40) as f32 / (1u64 << 24) as f32) * 2.0 - 1.0
+                })
+                .collect()
+        }
+
+        fn tensor(shape: &[usize], seed: u64, scale: f32) -> Tensor {
+            let n = shape.iter().product();
+            let v: Vec<f32> = values(n, seed).iter().map(|x| x * scale).collect();
+            Tensor::from_vec(v, shape, &Device::Cpu).unwrap()
+        }
+
+        /// Runs a graph with input `[1, len, width]` and returns its output `i`.
+        fn run_output(model: &[u8], x: &[f32], len: usize, i: usize) -> Vec<f32> {
+            let mut session = session(model, &PrepackedWeights::new()).unwrap();
+            let width = x.len() / len;
+            let input = TensorRef::from_array_view(([1usize, len, width], x)).unwrap();
+            let outputs = session.run(ort::inputs![input]).unwrap();
+            outputs[i].try_extract_tensor::<f32>().unwrap().1.to_vec()
+        }
+
+        fn run(model: &[u8], x: &[f32], len: usize) -> Vec<f32> {
+            run_output(model, x, len, 0)
+        }
+
+        fn rms(a: &[f32], b: &[f32]) -> f32 {
+            let s: f32 = a.iter().zip(b).map(|(x, y)| (x - y) * (x - y)).sum();
+            (s / a.len() as f32).sqrt()
+        }
+
+        #[test]
+        fn smoothing_cuts_the_int8_error_of_outlier_channels() {
+            crate::backend::ort_backend::runtime()
+                .expect("ORT_DYLIB_PATH: run `eval \"$(scripts/setup_onnxruntime.sh)\"` first");
+            let (len, k, n) = (64, 256, 128);
+            let w = tensor(&[n, k], 1, 0.05);
+            let b = tensor(&[n], 2, 0.1);
+            // four channels 50 times the others, as transformers' outlier channels are
+            let mut x = values(len * k, 3);
+            for row in x.chunks_mut(k) {
+                for c in [7, 60, 130, 201] {
+                    row[c] *= 50.0;
+                }
+            }
+            let mut range = vec![0f32; k];
+            for row in x.chunks(k) {
+                for (r, v) in range.iter_mut().zip(row) {
+                    *r = r.max(v.abs());
+                }
+            }
+            let model = |int8, range| crate::onnx::linear_model(&w, &b, int8, range).unwrap();
+            let exact = run(&model(false, None), &x, len);
+            let plain = rms(&run(&model(true, None), &x, len), &exact);
+            let smoothed = rms(&run(&model(true, Some(&range)), &x, len), &exact);
+            assert!(plain > 0.0 && smoothed > 0.0, "{plain} {smoothed}");
+            assert!(
+                smoothed < plain / 2.0,
+                "smoothed int8 error {smoothed}, without smoothing {plain}"
+            );
+        }
+
+        fn layer(h: usize, inter: usize, seed: u64) -> LayerWeights {
+            let norm = |s| {
+                (
+                    tensor(&[h], s, 0.2).affine(1.0, 1.0).unwrap(),
+                    tensor(&[h], s + 1, 0.1),
+                )
+            };
+            LayerWeights {
+                qkv: (
+                    tensor(&[3 * h, h], seed, 0.3),
+                    tensor(&[3 * h], seed + 1, 0.1),
+                ),
+                attn_out: (tensor(&[h, h], seed + 2, 0.3), tensor(&[h], seed + 3, 0.1)),
+                attn_norm: norm(seed + 4),
+                ffn_in: (
+                    tensor(&[inter, h], seed + 6, 0.3),
+                    tensor(&[inter], seed + 7, 0.1),
+                ),
+                ffn_out: (
+                    tensor(&[h, inter], seed + 8, 0.3),
+                    tensor(&[h], seed + 9, 0.1),
+                ),
+                ffn_norm: norm(seed + 10),
+            }
+        }
+
+        #[test]
+        fn the_probe_measures_each_products_input() {
+            runtime()
+                .expect("ORT_DYLIB_PATH: run `eval \"$(scripts/setup_onnxruntime.sh)\"` first");
+            let (h, inter, len) = (8, 16, 5);
+            let layers = vec![layer(h, inter, 10), layer(h, inter, 30)];
+            let spec = GraphSpec {
+                hidden: h,
+                heads: 2,
+                eps: 1e-12,
+                act: HiddenAct::Gelu,
+                int8: false,
+            };
+            let x = values(len * h, 4);
+            let probe = crate::onnx::probe_model(&layers, &spec).unwrap();
+            let out = run_output(&probe, &x, len, 1);
+            assert_eq!(out.len(), 2 * (3 * h + inter));
+            assert_eq!(crate::onnx::probe_width(&layers).unwrap(), out.len());
+            let ranges = InputRanges::from_probe(&out, &layers).unwrap();
+            assert_eq!(ranges.len(), 2);
+            let column_max = |v: &[f32], width: usize| {
+                let mut m = vec![0f32; width];
+                for row in v.chunks(width) {
+                    for (m, x) in m.iter_mut().zip(row) {
+                        *m = m.max(x.abs());
+                    }
+                }
+                m
+            };
+            // the first product's input is the graph's input
+            assert_eq!(ranges[0].qkv, column_max(&x, h));
+            // the second layer's is the first layer's output
+            let first = crate::onnx::encoder_model(&layers[..1], &spec, None).unwrap();
+            let states = run(&first, &x, len);
+            for (a, b) in ranges[1].qkv.iter().zip(column_max(&states, h)) {
+                assert!((a - b).abs() < 1e-5, "{a} vs {b}");
+            }
+            // its first output is the f32 graph's
+            let all = crate::onnx::encoder_model(&layers, &spec, None).unwrap();
+            assert_eq!(run(&probe, &x, len), run(&all, &x, len));
+            for r in &ranges {
+                assert_eq!(r.ffn_out.len(), inter);
+                // GELU's outputs, at least -0.17, reach above 0 somewhere
+                assert!(r.ffn_out.iter().all(|v| v.is_finite() && *v >= 0.0));
+                assert!(r.attn_out.iter().chain(&r.ffn_in).all(|v| *v > 0.0));
+            }
         }
     }
 }

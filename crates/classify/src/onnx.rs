@@ -7,9 +7,12 @@
 //! gives the last hidden states.
 //!
 //! With `int8`, every matrix product with a weight matrix runs in int8 ([`linear`]): weights
-//! with one scale per output column, activations quantized in the graph with one scale per
-//! token, so a token's states never depend on other tokens' magnitudes nor on other windows.
-//! The products inside attention (scores, context) stay f32.
+//! with one scale per output column, activations quantized at run time with one scale per
+//! window (the inputs a layer norm has just evened out: QKV and FFN in, and the attention
+//! output) or per token (the GELU outputs), so a window's states never depend on other
+//! windows. Before that, SmoothQuant moves each input channel's range partly into the weights
+//! ([`smoothing`]), with ranges measured in f32 on built-in calibration texts
+//! ([`probe_model`]). The products inside attention (scores, context) stay f32.
 
 use candle_core::Tensor;
 
@@ -68,9 +71,11 @@ fn f32_field(out: &mut Vec<u8>, field: u32, v: f32) {
 
 // onnx.proto's TensorProto.DataType
 const FLOAT: i64 = 1;
-const UINT8: i64 = 2;
 const INT8: i64 = 3;
 const INT64: i64 = 7;
+
+/// ONNX Runtime's operator domain.
+const MS: &str = "com.microsoft";
 
 /// An attribute of a node.
 enum Attr {
@@ -84,6 +89,8 @@ struct Graph {
     nodes: Vec<u8>,
     inits: Vec<u8>,
     n: usize,
+    /// The probed input ranges, `[k]` each, in the order of the products.
+    probes: Vec<String>,
 }
 
 impl Graph {
@@ -92,6 +99,7 @@ impl Graph {
             nodes: Vec::new(),
             inits: Vec::new(),
             n: 0,
+            probes: Vec::new(),
         }
     }
 
@@ -175,12 +183,8 @@ impl Graph {
         self.init(stem, &[v.len()], INT64, &raw)
     }
 
-    /// The whole model: the graph with one input and one output, f32 `[1, len, width]` each.
-    fn model(
-        self,
-        (input, in_width): (&str, usize),
-        (output, out_width): (&str, usize),
-    ) -> Vec<u8> {
+    /// The whole model: the graph with one input and its outputs, f32 `[1, len, width]` each.
+    fn model(self, (input, in_width): (&str, usize), outputs: &[(&str, usize)]) -> Vec<u8> {
         let value_info = |name: &str, width: usize| {
             let mut dims = Vec::new();
             for value in [Some(1i64), None, Some(width as i64)] {
@@ -205,10 +209,12 @@ impl Graph {
         bytes(&mut g, 2, b"encoder");
         g.extend_from_slice(&self.inits);
         bytes(&mut g, 11, &value_info(input, in_width));
-        bytes(&mut g, 12, &value_info(output, out_width));
+        for (output, width) in outputs {
+            bytes(&mut g, 12, &value_info(output, *width));
+        }
         let mut m = Vec::new();
         int(&mut m, 1, 8); // IR version 8 (ONNX 1.10+)
-        for (domain, version) in [("", 17i64), ("com.microsoft", 1)] {
+        for (domain, version) in [("", 17i64), (MS, 1)] {
             let mut o = Vec::new();
             bytes(&mut o, 1, domain.as_bytes());
             int(&mut o, 2, version);
@@ -226,79 +232,265 @@ fn values(t: &Tensor) -> candle_core::Result<Vec<f32>> {
     t.flatten_all()?.to_vec1::<f32>()
 }
 
+/// How [`linear`] computes a product.
+#[derive(Clone, Copy)]
+enum Product<'a> {
+    F32,
+    /// f32, and the largest |x| of each input channel over the window becomes an output of
+    /// the graph (calibration).
+    Probe,
+    /// int8 (see [`Int8`]).
+    Int8(Int8<'a>),
+}
+
+/// How an int8 product quantizes its input.
+#[derive(Clone, Copy)]
+struct Int8<'a> {
+    /// The input channels' calibrated largest |x|, to smooth them ([`smoothing`]); none: no
+    /// smoothing.
+    range: Option<&'a [f32]>,
+    /// SmoothQuant's migration strength for this product.
+    alpha: f32,
+    activations: Activations,
+}
+
+/// The scales of an int8 product's input.
+#[derive(Clone, Copy)]
+enum Activations {
+    /// One scale for the whole window: for inputs that a layer norm has just brought to one
+    /// scale per token (the QKV and FFN-in products), and the attention output's.
+    PerWindow,
+    /// One scale per token. `lower`: the inputs are known to be at least `-lower` (GELU's
+    /// outputs, at least -0.17): they are shifted up by it, so that the 8 bits cover only the
+    /// values that occur, and the bias takes the shift back.
+    PerToken { lower: Option<f32> },
+}
+
+/// The int8 scheme of each of a layer's four products (QKV, attention output, FFN in, FFN
+/// out), chosen by measuring each one alone against f32 on the benchmark's dump
+/// (BENCHMARKS.md): one scale per window where it cost little accuracy, one per token for
+/// the GELU outputs, where it cost much; smoothing strengths as measured best for each.
+fn int8_products<'a>(ranges: Option<&'a InputRanges>, act: HiddenAct) -> [Product<'a>; 4] {
+    let lower = match act {
+        HiddenAct::Gelu | HiddenAct::GeluNew => Some(GELU_LOWER),
+        HiddenAct::Relu => Some(0.0),
+    };
+    let range = |f: fn(&'a InputRanges) -> &'a [f32]| ranges.map(f);
+    [
+        (range(|r| &r.qkv), 0.8, Activations::PerWindow),
+        // its smoothing is folded into the values' weights ([`fold_into_values`])
+        (range(|r| &r.attn_out), 0.5, Activations::PerWindow),
+        (range(|r| &r.ffn_in), 0.5, Activations::PerWindow),
+        (range(|r| &r.ffn_out), 0.5, Activations::PerToken { lower }),
+    ]
+    .map(|(range, alpha, activations)| {
+        Product::Int8(Int8 {
+            range,
+            alpha,
+            activations,
+        })
+    })
+}
+
+/// The attention output's smoothing without a pass over its input: the context is the
+/// attention's average of the values, so dividing the values' weights and bias (the last third
+/// of the QKV product's outputs) by `s` divides the context's channels by `s`, and the
+/// attention output's weights take `s` on their input rows. Returns the new QKV and attention
+/// output weights.
+#[allow(clippy::type_complexity)]
+fn fold_into_values(
+    (qkv_w, qkv_b): &(Tensor, Tensor),
+    (out_w, out_b): &(Tensor, Tensor),
+    range: &[f32],
+    alpha: f32,
+) -> candle_core::Result<((Tensor, Tensor), (Tensor, Tensor))> {
+    let (n, k) = out_w.dims2()?;
+    let s = smoothing(&values(&out_w.t()?.contiguous()?)?, n, range, alpha);
+    let device = out_w.device();
+    let rows = qkv_w.dims2()?.0;
+    let mut per_output = vec![1f32; rows - k];
+    per_output.extend(s.iter().map(|s| 1.0 / s));
+    let per_output = Tensor::from_vec(per_output, rows, device)?;
+    let qkv = (
+        qkv_w.broadcast_mul(&per_output.unsqueeze(1)?)?,
+        qkv_b.mul(&per_output)?,
+    );
+    let s = Tensor::from_vec(s, (1, k), device)?;
+    Ok((qkv, (out_w.broadcast_mul(&s)?, out_b.clone())))
+}
+
+/// A bound below GELU's minimum (-0.16997, at x = -0.7518), for both its erf and tanh forms.
+const GELU_LOWER: f32 = 0.17;
+
+/// Per-channel largest |x| over the calibration windows of the input of each product of one
+/// layer (what the probe graph measures), for smoothing the int8 products.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct InputRanges {
+    pub qkv: Vec<f32>,
+    pub attn_out: Vec<f32>,
+    pub ffn_in: Vec<f32>,
+    pub ffn_out: Vec<f32>,
+}
+
+/// SmoothQuant's per-input-channel factors `s`: the product `x @ w` becomes
+/// `(x / s) @ (s * w)`, the same in exact arithmetic, with the activations' outlier channels
+/// divided down and the weights' rows scaled up, so that one int8 scale fits the activations
+/// better. `s_j = x_j^alpha / w_j^(1 - alpha)`, with `x_j` the largest |x| of input channel `j`
+/// (`range`) and `w_j` the largest |w| of its row of `wt` (`[k, n]`).
+pub(crate) fn smoothing(wt: &[f32], n: usize, range: &[f32], alpha: f32) -> Vec<f32> {
+    range
+        .iter()
+        .zip(wt.chunks(n))
+        .map(|(&x, row)| {
+            let w = row.iter().fold(0f32, |m, v| m.max(v.abs()));
+            if x > 0.0 && w > 0.0 {
+                x.powf(alpha) / w.powf(1.0 - alpha)
+            } else {
+                1.0
+            }
+        })
+        .collect()
+}
+
 /// `x @ w.T + b` for a candle `Linear` weight `w` (`[out, in]`), in f32 or int8.
 ///
-/// int8: the weights are quantized symmetrically with one scale per output column; the
-/// activations symmetrically with one scale per token (row), stored as uint8 around the zero
-/// point 128 so that ONNX Runtime's u8 x s8 `MatMulInteger` kernel (VNNI) takes them. The
-/// product is scaled back per row and column.
+/// int8: the weights are quantized symmetrically with one scale per output column
+/// ([`quantize_columns`]). The activations are quantized at run time by ONNX Runtime's
+/// `DynamicQuantizeMatMul` (u8 x s8 products on VNNI, scaled back in the same kernel), which
+/// takes one scale for its whole input; for one scale per token, each token is first divided by
+/// its largest |x| and the product multiplied back by it. With calibrated input ranges, the
+/// input channels are smoothed first ([`smoothing`]).
 fn linear(
     g: &mut Graph,
     x: &str,
     (w, b): &(Tensor, Tensor),
-    int8: bool,
+    product: Product,
 ) -> candle_core::Result<String> {
     let (n, k) = w.dims2()?;
-    let wt = values(&w.t()?.contiguous()?)?; // [k, n]
-    let bias = g.floats("b", &[n], &values(b)?);
-    if !int8 {
-        let w = g.floats("w", &[k, n], &wt);
-        let y = g.op("MatMul", &[x, &w], &[]);
-        return Ok(g.op("Add", &[&y, &bias], &[]));
+    let mut wt = values(&w.t()?.contiguous()?)?; // [k, n]
+    let mut bias = values(b)?;
+    let int8 = match product {
+        Product::F32 | Product::Probe => {
+            if let Product::Probe = product {
+                let a = g.op("Abs", &[x], &[]);
+                let m = g.op(
+                    "ReduceMax",
+                    &[&a],
+                    &[("axes", Attr::Ints(vec![0, 1])), ("keepdims", Attr::Int(0))],
+                );
+                g.probes.push(m);
+            }
+            let w = g.floats("w", &[k, n], &wt);
+            let bias = g.floats("b", &[n], &bias);
+            let y = g.op("MatMul", &[x, &w], &[]);
+            return Ok(g.op("Add", &[&y, &bias], &[]));
+        }
+        Product::Int8(int8) => int8,
+    };
+    let mut x = x.to_string();
+    let mut inverse = vec![1f32; k];
+    if let Some(range) = int8.range {
+        let s = smoothing(&wt, n, range, int8.alpha);
+        for (row, s) in wt.chunks_mut(n).zip(&s) {
+            row.iter_mut().for_each(|v| *v *= s);
+        }
+        inverse = s.iter().map(|s| 1.0 / s).collect();
+        let i = g.floats("smooth", &[k], &inverse);
+        x = g.op("Mul", &[&x, &i], &[]);
     }
     let (q, scale) = quantize_columns(&wt, n);
     let w = g.init("wq", &[k, n], INT8, &q);
     let ws = g.floats("ws", &[n], &scale);
-    // per-token scale: max |x| / 127 over the row
-    let a = g.op("Abs", &[x], &[]);
+    let wz = g.init("wz", &[n], INT8, &vec![0u8; n]);
+    let lower = match int8.activations {
+        Activations::PerWindow => {
+            let bias = g.floats("b", &[n], &bias);
+            let inputs = [x.as_str(), &w, &ws, &wz, &bias];
+            return Ok(g
+                .node("DynamicQuantizeMatMul", MS, &inputs, 1, &[])
+                .remove(0));
+        }
+        Activations::PerToken { lower } => lower,
+    };
+    // x >= 0 after the shift: its largest value is its largest |x|
+    let a = match lower {
+        Some(lower) => {
+            if lower > 0.0 {
+                // x + c with c_j = lower / s_j >= -x_j: (x + c) @ w' = x @ w' + c @ w', so the
+                // bias gives back c @ w' (with the int8 weights, as the product computes it)
+                let c: Vec<f32> = inverse.iter().map(|i| lower * i).collect();
+                for (cj, row) in c.iter().zip(q.chunks(n)) {
+                    for ((b, &qv), s) in bias.iter_mut().zip(row).zip(&scale) {
+                        *b -= cj * f32::from(qv as i8) * s;
+                    }
+                }
+                let c = g.floats("shift", &[k], &c);
+                x = g.op("Add", &[&x, &c], &[]);
+            }
+            x.clone()
+        }
+        None => g.op("Abs", &[&x], &[]),
+    };
+    let bias = g.floats("b", &[n], &bias);
+    // each token over its largest |x|, so that the window's one scale is each token's own
     let m = g.op(
         "ReduceMax",
         &[&a],
-        &[("axes", Attr::Ints(vec![-1])), ("keepdims", Attr::Int(0))],
+        &[("axes", Attr::Ints(vec![-1])), ("keepdims", Attr::Int(1))],
     );
-    let c127 = g.floats("c", &[], &[127.0]);
     let tiny = g.floats("c", &[], &[1e-30]);
-    let s = g.op("Div", &[&m, &c127], &[]);
-    // the scale of each token, [1, len]
-    let s = g.op("Max", &[&s, &tiny], &[]);
-    // one fused pass: round(x / s) + 128 per token, as uint8
-    let flat = g.int64s("shape", &[-1]);
-    let per_token = g.op("Reshape", &[&s, &flat], &[]);
-    let shape = g.op("Shape", &[&per_token], &[]);
-    let c128 = g.init("zp", &[], UINT8, &[128]);
-    let zp = g.op("Expand", &[&c128, &shape], &[]);
-    let q = g.op(
-        "QuantizeLinear",
-        &[x, &per_token, &zp],
-        &[("axis", Attr::Int(1))],
-    );
-    let y = g.op("MatMulInteger", &[&q, &w, &c128], &[]);
-    let y = g.op("Cast", &[&y], &[("to", Attr::Int(FLOAT))]);
-    let column = g.int64s("shape", &[1, -1, 1]);
-    let s = g.op("Reshape", &[&s, &column], &[]);
-    let y = g.op("Mul", &[&y, &s], &[]);
-    let y = g.op("Mul", &[&y, &ws], &[]);
+    let r = g.op("Max", &[&m, &tiny], &[]);
+    let x = g.op("Div", &[&x, &r], &[]);
+    let y = g
+        .node("DynamicQuantizeMatMul", MS, &[&x, &w, &ws, &wz], 1, &[])
+        .remove(0);
+    let y = g.op("Mul", &[&y, &r], &[]);
     Ok(g.op("Add", &[&y, &bias], &[]))
 }
 
 /// Symmetric int8 quantization of `w` (`[k, n]`, row-major) with one scale per column `n`:
-/// the int8 values (as bytes) and the scales.
+/// the int8 values (as bytes) and the scales. Each column's scale is the one, from its largest
+/// |w| / 127 down to 60% of that, whose rounding (and clipping) error has the least sum of
+/// squares.
 pub(crate) fn quantize_columns(w: &[f32], n: usize) -> (Vec<u8>, Vec<f32>) {
-    let mut scale = vec![0f32; n];
-    for row in w.chunks(n) {
-        for (s, v) in scale.iter_mut().zip(row) {
-            *s = s.max(v.abs());
-        }
-    }
-    for s in scale.iter_mut() {
-        *s = if *s > 0.0 { *s / 127.0 } else { 1.0 };
-    }
+    use rayon::prelude::*;
+    // round half to even by the float trick (|v / s| < 2^22), which vectorises where `round`
+    // is a call to libm
+    const MAGIC: f32 = 12_582_912.0; // 1.5 x 2^23
+    let quantize = |v: f32, s: f32| ((v / s + MAGIC) - MAGIC).clamp(-127.0, 127.0);
+    let scale: Vec<f32> = (0..n)
+        .into_par_iter()
+        .map(|c| {
+            let column: Vec<f32> = w.chunks(n).map(|row| row[c]).collect();
+            let top = column.iter().fold(0f32, |m, v| m.max(v.abs()));
+            if top == 0.0 {
+                return 1.0;
+            }
+            let error = |s: f32| -> f32 {
+                column
+                    .iter()
+                    .map(|&v| {
+                        let d = v - quantize(v, s) * s;
+                        d * d
+                    })
+                    .sum()
+            };
+            (0..=20)
+                .map(|i| top / 127.0 * (1.0 - 0.02 * i as f32))
+                .map(|s| (error(s), s))
+                .fold(
+                    (f32::INFINITY, 1.0),
+                    |best, e| if e.0 < best.0 { e } else { best },
+                )
+                .1
+        })
+        .collect();
     let q = w
         .chunks(n)
         .flat_map(|row| {
             row.iter()
                 .zip(&scale)
-                .map(|(v, s)| (v / s).round().clamp(-127.0, 127.0) as i8 as u8)
+                .map(|(&v, &s)| quantize(v, s) as i8 as u8)
         })
         .collect();
     (q, scale)
@@ -321,11 +513,105 @@ fn layer_norm(
 }
 
 /// The ONNX model of `layers`: input `hidden` (the embeddings' output), one output (the last
-/// hidden states).
+/// hidden states). An int8 model smooths its products' inputs when given their calibrated
+/// ranges (one per layer, from [`probe_model`]).
 pub(crate) fn encoder_model(
     layers: &[LayerWeights],
     spec: &GraphSpec,
+    ranges: Option<&[InputRanges]>,
 ) -> candle_core::Result<Vec<u8>> {
+    let products = |i: usize| {
+        if spec.int8 {
+            int8_products(ranges.map(|r| &r[i]), spec.act)
+        } else {
+            [Product::F32; 4]
+        }
+    };
+    let (g, x) = layers_graph(layers, spec, products)?;
+    Ok(g.model(("hidden", spec.hidden), &[(&x, spec.hidden)]))
+}
+
+/// The f32 model of `layers` (its first output, the last hidden states, as [`encoder_model`]
+/// computes them in f32) whose second output, `[1, 1, `[`probe_width`]`]` per window, is the
+/// largest |x| of each input channel of each product, layer by layer (for
+/// [`InputRanges::from_probe`]).
+pub(crate) fn probe_model(
+    layers: &[LayerWeights],
+    spec: &GraphSpec,
+) -> candle_core::Result<Vec<u8>> {
+    let spec = GraphSpec {
+        int8: false,
+        ..*spec
+    };
+    let (mut g, x) = layers_graph(layers, &spec, |_| [Product::Probe; 4])?;
+    let probes = std::mem::take(&mut g.probes);
+    let refs: Vec<&str> = probes.iter().map(String::as_str).collect();
+    let all = g.op("Concat", &refs, &[("axis", Attr::Int(0))]);
+    let shape = g.int64s("shape", &[1, 1, -1]);
+    let ranges = g.op("Reshape", &[&all, &shape], &[]);
+    let width = probe_width(layers)?;
+    Ok(g.model(
+        ("hidden", spec.hidden),
+        &[(&x, spec.hidden), (&ranges, width)],
+    ))
+}
+
+/// The input widths of a layer's four products (QKV, attention output, FFN in, FFN out).
+fn input_widths(l: &LayerWeights) -> candle_core::Result<[usize; 4]> {
+    Ok([
+        l.qkv.0.dims2()?.1,
+        l.attn_out.0.dims2()?.1,
+        l.ffn_in.0.dims2()?.1,
+        l.ffn_out.0.dims2()?.1,
+    ])
+}
+
+/// The width of [`probe_model`]'s second output: every product's input width, layer by layer.
+pub(crate) fn probe_width(layers: &[LayerWeights]) -> candle_core::Result<usize> {
+    let mut width = 0;
+    for l in layers {
+        width += input_widths(l)?.iter().sum::<usize>();
+    }
+    Ok(width)
+}
+
+impl InputRanges {
+    /// Splits [`probe_model`]'s second output (or the element-wise largest of several) into
+    /// the layers' products.
+    pub(crate) fn from_probe(
+        v: &[f32],
+        layers: &[LayerWeights],
+    ) -> candle_core::Result<Vec<InputRanges>> {
+        let mut rest = v;
+        let mut take = |n: usize| -> candle_core::Result<Vec<f32>> {
+            if rest.len() < n {
+                candle_core::bail!("probe output of {} values is too short", v.len());
+            }
+            let (a, b) = rest.split_at(n);
+            rest = b;
+            Ok(a.to_vec())
+        };
+        let mut out = Vec::new();
+        for l in layers {
+            let [qkv, attn_out, ffn_in, ffn_out] = input_widths(l)?;
+            out.push(InputRanges {
+                qkv: take(qkv)?,
+                attn_out: take(attn_out)?,
+                ffn_in: take(ffn_in)?,
+                ffn_out: take(ffn_out)?,
+            });
+        }
+        Ok(out)
+    }
+}
+
+/// The layers' nodes; `products(i)` says how layer `i` computes its four products (QKV,
+/// attention output, FFN in, FFN out). Returns the graph and its last hidden states.
+fn layers_graph<'a>(
+    layers: &[LayerWeights],
+    spec: &GraphSpec,
+    products: impl Fn(usize) -> [Product<'a>; 4],
+) -> candle_core::Result<(Graph, String)> {
     let mut g = Graph::new();
     let (h, nh) = (spec.hidden, spec.heads);
     let hd = h / nh;
@@ -336,8 +622,22 @@ pub(crate) fn encoder_model(
         .map(|i| g.init("index", &[], INT64, &(i as i64).to_le_bytes()))
         .collect();
     let mut x = "hidden".to_string();
-    for l in layers {
-        let qkv = linear(&mut g, &x, &l.qkv, spec.int8)?;
+    for (i, l) in layers.iter().enumerate() {
+        let [p_qkv, mut p_attn_out, p_ffn_in, p_ffn_out] = products(i);
+        let folded;
+        let (qkv_weights, attn_out_weights) = match &mut p_attn_out {
+            Product::Int8(Int8 {
+                range: range @ Some(_),
+                alpha,
+                ..
+            }) => {
+                folded =
+                    fold_into_values(&l.qkv, &l.attn_out, range.take().unwrap_or(&[]), *alpha)?;
+                (&folded.0, &folded.1)
+            }
+            _ => (&l.qkv, &l.attn_out),
+        };
+        let qkv = linear(&mut g, &x, qkv_weights, p_qkv)?;
         // [1, len, 3, heads, hd] -> [3, 1, heads, len, hd]
         let qkv = g.op("Reshape", &[&qkv, &split_shape], &[]);
         let qkv = g.op(
@@ -363,29 +663,45 @@ pub(crate) fn encoder_model(
             &[("perm", Attr::Ints(vec![0, 2, 1, 3]))],
         );
         let ctx = g.op("Reshape", &[&ctx, &merge_shape], &[]);
-        let a = linear(&mut g, &ctx, &l.attn_out, spec.int8)?;
+        let a = linear(&mut g, &ctx, attn_out_weights, p_attn_out)?;
         let a = g.op("Add", &[&a, &x], &[]);
         let x1 = layer_norm(&mut g, &a, &l.attn_norm, spec.eps)?;
-        let f = linear(&mut g, &x1, &l.ffn_in, spec.int8)?;
+        let f = linear(&mut g, &x1, &l.ffn_in, p_ffn_in)?;
         let f = match spec.act {
-            HiddenAct::Gelu => g.node("Gelu", "com.microsoft", &[&f], 1, &[]).remove(0),
-            HiddenAct::GeluNew => g.node("FastGelu", "com.microsoft", &[&f], 1, &[]).remove(0),
+            HiddenAct::Gelu => g.node("Gelu", MS, &[&f], 1, &[]).remove(0),
+            HiddenAct::GeluNew => g.node("FastGelu", MS, &[&f], 1, &[]).remove(0),
             HiddenAct::Relu => g.op("Relu", &[&f], &[]),
         };
-        let f = linear(&mut g, &f, &l.ffn_out, spec.int8)?;
+        let f = linear(&mut g, &f, &l.ffn_out, p_ffn_out)?;
         let f = g.op("Add", &[&f, &x1], &[]);
         x = layer_norm(&mut g, &f, &l.ffn_norm, spec.eps)?;
     }
-    Ok(g.model(("hidden", h), (&x, h)))
+    Ok((g, x))
 }
 
 /// A model of one product with a weight, `x @ w.T + b` as [`encoder_model`] writes each of
 /// its products (for the matrix-multiply micro-benchmark).
-pub(crate) fn linear_model(w: &Tensor, b: &Tensor, int8: bool) -> candle_core::Result<Vec<u8>> {
+/// An int8 product takes one scale per token, and with `range` (its input channels' largest
+/// |x|) smooths them.
+pub(crate) fn linear_model(
+    w: &Tensor,
+    b: &Tensor,
+    int8: bool,
+    range: Option<&[f32]>,
+) -> candle_core::Result<Vec<u8>> {
     let (n, k) = w.dims2()?;
     let mut g = Graph::new();
-    let y = linear(&mut g, "x", &(w.clone(), b.clone()), int8)?;
-    Ok(g.model(("x", k), (&y, n)))
+    let product = if int8 {
+        Product::Int8(Int8 {
+            range,
+            alpha: 0.5,
+            activations: Activations::PerToken { lower: None },
+        })
+    } else {
+        Product::F32
+    };
+    let y = linear(&mut g, "x", &(w.clone(), b.clone()), product)?;
+    Ok(g.model(("x", k), &[(&y, n)]))
 }
 
 #[cfg(test)]
@@ -412,22 +728,129 @@ mod tests {
         assert_eq!(out[0], 3 << 3);
     }
 
+    /// Deterministic values in [-1, 1).
+    fn values_of(n: usize, seed: u64) -> Vec<f32> {
+        let mut state = seed;
+        (0..n)
+            .map(|_| {
+                state = state
+                    .wrapping_mul(6364136223846793005)
+                    .wrapping_add(1442695040888963407);
+                ((state >> 40) as f32 / (1u64 << 24) as f32) * 2.0 - 1.0
+            })
+            .collect()
+    }
+
     #[test]
-    fn column_quantization_is_within_half_a_step() {
-        let (k, n) = (7, 5);
-        let w: Vec<f32> = (0..k * n)
-            .map(|i| ((i * 37 % 23) as f32 - 11.0) * 0.013 * (1 + i % n) as f32)
+    fn column_quantization_has_the_least_squared_error_of_its_candidates() {
+        let (k, n) = (300, 4);
+        // column c: multiples of a step g_c (as a block-quantized model's weights are), and one
+        // value off that grid, 129.6 steps out: the largest-|w| scale misses the grid, the
+        // scale g_c hits it and clips the one value
+        let step = |c: usize| 0.001 * (c + 1) as f32;
+        let mut w: Vec<f32> = values_of(k * n, 9)
+            .iter()
+            .enumerate()
+            .map(|(i, v)| (v * 100.0).round() * step(i % n))
             .collect();
-        let (q, scale) = quantize_columns(&w, n);
-        for (i, (&v, &b)) in w.iter().zip(&q).enumerate() {
-            let s = scale[i % n];
-            let back = (b as i8) as f32 * s;
-            assert!((back - v).abs() <= s / 2.0 + 1e-7, "{i}: {v} -> {back}");
-        }
-        // the largest magnitude of each column maps to +-127
         for c in 0..n {
-            let top = (0..k).map(|r| (q[r * n + c] as i8).unsigned_abs()).max();
-            assert_eq!(top, Some(127), "column {c}");
+            w[(17 + 31 * c) * n + c] = 127.0 / 0.98 * step(c);
         }
+        let (q, scale) = quantize_columns(&w, n);
+        let error = |c: usize, s: f32| -> f32 {
+            (0..k)
+                .map(|r| {
+                    let v = w[r * n + c];
+                    let d = v - (v / s).round().clamp(-127.0, 127.0) * s;
+                    d * d
+                })
+                .sum()
+        };
+        for c in 0..n {
+            let top = (0..k).map(|r| w[r * n + c].abs()).fold(0f32, f32::max);
+            let s = scale[c];
+            assert!((s - step(c)).abs() < 1e-6 * step(c), "column {c}: {s}");
+            assert!(error(c, s) < error(c, top / 127.0) / 2.0, "column {c}");
+            for r in 0..k {
+                let v = w[r * n + c];
+                let back = f32::from(q[r * n + c] as i8) * s;
+                if v.abs() <= 127.0 * s {
+                    assert!((back - v).abs() <= s / 2.0 + 1e-7, "{r},{c}: {v} -> {back}");
+                } else {
+                    assert_eq!(back, 127.0 * s * v.signum(), "{r},{c}: clipped");
+                }
+            }
+        }
+        // a column of evenly spread values keeps the largest |w| / 127
+        let even: Vec<f32> = values_of(k, 5);
+        let (q, scale) = quantize_columns(&even, 1);
+        let top = even.iter().fold(0f32, |m, v| m.max(v.abs()));
+        assert_eq!(scale[0], top / 127.0);
+        assert!(q.iter().any(|&b| (b as i8).unsigned_abs() == 127));
+    }
+
+    #[test]
+    fn smoothing_balances_activations_and_weights() {
+        let (k, n) = (5, 3);
+        let wt = values_of(k * n, 3);
+        let range = [0.5, 40.0, 1.0, 3.0, 0.0];
+        let s = smoothing(&wt, n, &range, 0.5);
+        for j in 0..k {
+            let w = wt[j * n..(j + 1) * n]
+                .iter()
+                .fold(0f32, |m, v| m.max(v.abs()));
+            if range[j] == 0.0 {
+                assert_eq!(s[j], 1.0);
+                continue;
+            }
+            // at alpha 0.5 the channel's activations and weights end with the same range
+            let (x, w) = (range[j] / s[j], w * s[j]);
+            assert!((x - w).abs() < 1e-5 * x.max(w), "channel {j}: {x} vs {w}");
+        }
+        // alpha 1: the activations all end at 1, the weights take their whole range
+        let s = smoothing(&wt, n, &range, 1.0);
+        for j in 0..4 {
+            assert!((range[j] / s[j] - 1.0).abs() < 1e-6, "channel {j}");
+        }
+    }
+
+    #[test]
+    fn folding_into_the_values_keeps_the_attention_output() {
+        use candle_core::{Device, D};
+        let (h, len) = (8, 4);
+        let t = |shape: &[usize], seed| {
+            Tensor::from_vec(values_of(shape.iter().product(), seed), shape, &Device::Cpu).unwrap()
+        };
+        let qkv = (t(&[3 * h, h], 1), t(&[3 * h], 2));
+        let out = (t(&[h, h], 3), t(&[h], 4));
+        let range: Vec<f32> = (0..h).map(|j| 0.5 + j as f32 * 3.0).collect();
+        let (qkv2, out2) = fold_into_values(&qkv, &out, &range, 0.5).unwrap();
+        let x = t(&[len, h], 5);
+        // any attention weights: rows that sum to 1
+        let p = candle_nn::ops::softmax(&t(&[len, len], 6), D::Minus1).unwrap();
+        let output = |(w, b): &(Tensor, Tensor), (ow, ob): &(Tensor, Tensor)| {
+            let v = x
+                .matmul(&w.t().unwrap())
+                .unwrap()
+                .broadcast_add(b)
+                .unwrap()
+                .narrow(1, 2 * h, h)
+                .unwrap();
+            let ctx = p.matmul(&v).unwrap();
+            let y = ctx
+                .matmul(&ow.t().unwrap())
+                .unwrap()
+                .broadcast_add(ob)
+                .unwrap();
+            y.flatten_all().unwrap().to_vec1::<f32>().unwrap()
+        };
+        let (a, b) = (output(&qkv, &out), output(&qkv2, &out2));
+        for (a, b) in a.iter().zip(&b) {
+            assert!((a - b).abs() < 1e-5, "{a} vs {b}");
+        }
+        // the queries and keys are untouched; the values are not
+        let (w, w2) = (values(&qkv.0).unwrap(), values(&qkv2.0).unwrap());
+        assert_eq!(w[..2 * h * h], w2[..2 * h * h]);
+        assert_ne!(w[2 * h * h..], w2[2 * h * h..]);
     }
 }
