@@ -618,9 +618,6 @@ fn layers_graph<'a>(
     let split_shape = g.int64s("shape", &[1, -1, 3, nh as i64, hd as i64]);
     let merge_shape = g.int64s("shape", &[1, -1, h as i64]);
     let scale = g.floats("scale", &[], &[1.0 / (hd as f32).sqrt()]);
-    let pick: Vec<String> = (0..3)
-        .map(|i| g.init("index", &[], INT64, &(i as i64).to_le_bytes()))
-        .collect();
     let mut x = "hidden".to_string();
     for (i, l) in layers.iter().enumerate() {
         let [p_qkv, mut p_attn_out, p_ffn_in, p_ffn_out] = products(i);
@@ -638,21 +635,19 @@ fn layers_graph<'a>(
             _ => (&l.qkv, &l.attn_out),
         };
         let qkv = linear(&mut g, &x, qkv_weights, p_qkv)?;
-        // [1, len, 3, heads, hd] -> [3, 1, heads, len, hd]
+        // [1, len, 3, heads, hd] -> q, k, v [1, len, 1, heads, hd] -> [1, 1, heads, len, hd]
+        // (k: [1, 1, heads, hd, len], ready for the scores)
         let qkv = g.op("Reshape", &[&qkv, &split_shape], &[]);
-        let qkv = g.op(
-            "Transpose",
-            &[&qkv],
-            &[("perm", Attr::Ints(vec![2, 0, 3, 1, 4]))],
-        );
-        let q = g.op("Gather", &[&qkv, &pick[0]], &[("axis", Attr::Int(0))]);
-        let k = g.op("Gather", &[&qkv, &pick[1]], &[("axis", Attr::Int(0))]);
-        let v = g.op("Gather", &[&qkv, &pick[2]], &[("axis", Attr::Int(0))]);
-        let kt = g.op(
-            "Transpose",
-            &[&k],
-            &[("perm", Attr::Ints(vec![0, 1, 3, 2]))],
-        );
+        let [q, k, v]: [String; 3] = g
+            .node("Split", "", &[&qkv], 3, &[("axis", Attr::Int(2))])
+            .try_into()
+            .expect("three outputs");
+        let heads_first = |g: &mut Graph, t: &str, perm: Vec<i64>| {
+            g.op("Transpose", &[t], &[("perm", Attr::Ints(perm))])
+        };
+        let q = heads_first(&mut g, &q, vec![0, 2, 3, 1, 4]);
+        let kt = heads_first(&mut g, &k, vec![0, 2, 3, 4, 1]);
+        let v = heads_first(&mut g, &v, vec![0, 2, 3, 1, 4]);
         let scores = g.op("MatMul", &[&q, &kt], &[]);
         let scores = g.op("Mul", &[&scores, &scale], &[]);
         let probs = g.op("Softmax", &[&scores], &[("axis", Attr::Int(-1))]);
@@ -660,7 +655,7 @@ fn layers_graph<'a>(
         let ctx = g.op(
             "Transpose",
             &[&ctx],
-            &[("perm", Attr::Ints(vec![0, 2, 1, 3]))],
+            &[("perm", Attr::Ints(vec![0, 1, 3, 2, 4]))],
         );
         let ctx = g.op("Reshape", &[&ctx, &merge_shape], &[]);
         let a = linear(&mut g, &ctx, attn_out_weights, p_attn_out)?;
