@@ -1,6 +1,7 @@
 #!/usr/bin/env python3
 """Compares two `triage label` outputs of the same dump: how many records get the same top
-label and the same flagged labels, and the largest score difference.
+label and the same flagged labels, the largest score difference and the root mean square of the
+score differences over all labels of all records.
 
 Usage: compare_outputs.py <reference.jsonl> <other.jsonl> [--json]
 """
@@ -22,6 +23,7 @@ def compare(a_path, b_path):
     keys = sorted(set(a) & set(b), key=str)
     same_top = same_flags = 0
     max_diff, worst = 0.0, None
+    squares, count = 0.0, 0
     for k in keys:
         ra, rb = a[k], b[k]
         same_top += ra["top"] == rb["top"]
@@ -31,13 +33,16 @@ def compare(a_path, b_path):
         sb = {l["label"]: l["score"] for l in rb["labels"]}
         for l in ra["labels"]:
             d = abs(l["score"] - sb[l["label"]])
+            squares += d * d
+            count += 1
             if d > max_diff:
                 max_diff, worst = d, (k, l["label"])
     n = len(keys)
     return {"records": n, "only_in_one": len(set(a) ^ set(b)),
             "top_label_agreement": same_top / n if n else None,
             "flag_agreement": same_flags / n if n else None,
-            "max_score_difference": max_diff, "worst": worst}
+            "max_score_difference": max_diff, "worst": worst,
+            "rms_score_difference": (squares / count) ** 0.5 if count else None}
 
 
 if __name__ == "__main__":
@@ -48,4 +53,5 @@ if __name__ == "__main__":
         print(f"records {r['records']}  top label agreement {100 * r['top_label_agreement']:.2f}%  "
               f"flagged labels agreement {100 * r['flag_agreement']:.2f}%  "
               f"largest score difference {r['max_score_difference']:.6f}"
-              + (f" (record {r['worst'][0]}, {r['worst'][1]})" if r["worst"] else " (identical scores)"))
+              + (f" (record {r['worst'][0]}, {r['worst'][1]})" if r["worst"] else " (identical scores)")
+              + (f"  RMS {r['rms_score_difference']:.5f}" if r["rms_score_difference"] is not None else ""))

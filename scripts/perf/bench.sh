@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The speed benchmark (issue 7): triage in each backend and precision (candle f32, tch f32 and
-# bf16, ort f32, int8 and int8 refined in f32 near decisions) against Python
+# bf16, ort f32, int8 and int8 refined in f32 near decisions at two margins) against Python
 # sentence-transformers and transformers, on one generated dump and the same model directory,
 # alternating the runs so that machine drift hits all alike. Writes reports/perf/bench.md/.json.
 #
@@ -76,7 +76,8 @@ for rep in $(seq 1 "$reps"); do
   run_triage tch bf16 "$rep"
   run_triage ort f32 "$rep"
   run_triage ort int8 "$rep"
-  run_triage ort int8 "$rep" 0.02
+  run_triage ort int8 "$rep" 0.01
+  run_triage ort int8 "$rep" 0.005
   run_python transformers "$rep"
 done
 mkdir -p reports/perf

@@ -2,7 +2,7 @@
 """Tabulates scripts/perf/bench.sh's runs: best records/s and tokens/s of each engine over the
 repetitions, peak memory, the ratio to Python sentence-transformers f32, the encoder's FLOP/s
 against the matrix-multiply peak, and, for triage's faster configurations, label agreement with
-triage candle f32 and the largest score difference.
+triage candle f32, the largest score difference and the root mean square of all of them.
 
 Usage: report.py <runs.jsonl> <matmul.txt> <config.json> [--md out] [--json out] [--command c]
        [--base engine] [--peak-note text]
@@ -54,26 +54,34 @@ def main(argv):
             row["top_label_agreement"] = c["top_label_agreement"]
             row["flag_agreement"] = c["flag_agreement"]
             row["max_score_difference"] = c["max_score_difference"]
+            row["rms_score_difference"] = c["rms_score_difference"]
         rows.append(row)
     order = ["python sentence-transformers", "python transformers", "triage candle f32", "triage tch f32",
-             "triage ort f32", "triage tch bf16", "triage ort int8+refine0.02", "triage ort int8"]
-    rows.sort(key=lambda r: order.index(r["engine"]) if r["engine"] in order else 99)
+             "triage ort f32", "triage tch bf16", "triage ort int8+refine", "triage ort int8"]
+
+    def place(engine):
+        # refined rows by margin, widest first, before int8 alone
+        if engine.startswith("triage ort int8+refine"):
+            return (order.index("triage ort int8+refine"), -float(engine.split("refine")[1]))
+        return (order.index(engine) if engine in order else 99, 0.0)
+    rows.sort(key=lambda r: place(r["engine"]))
     lines = [f"Command: `{opt('--command') or 'scripts/perf/bench.sh'}`; {len(runs)} runs, best of each engine.",
              (opt("--peak-note") or "Matrix-multiply peak on these cores (best engine and shape of the `matmul_peak` example): ") +
              f"f32 {peaks['f32']:.0f} GFLOP/s, bf16 {peaks['bf16']:.0f}" +
              (f", int8 {peaks['int8']:.0f} (ONNX Runtime, quantization of the activations included)" if peaks["int8"] else "") +
              ". Each engine's share is of the peak of its number format.", "",
-             "| engine | records/s | tokens/s | peak MiB | vs Python ST f32 | encoder GFLOP/s | of matmul peak | top label = candle f32 | flagged labels = candle f32 | largest score diff |",
-             "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+             "| engine | records/s | tokens/s | peak MiB | vs Python ST f32 | encoder GFLOP/s | of matmul peak | top label = candle f32 | flagged labels = candle f32 | largest score diff | RMS score diff |",
+             "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for r in rows:
         agree = f"{100 * r['top_label_agreement']:.2f}%" if "top_label_agreement" in r else "-"
         flags = f"{100 * r['flag_agreement']:.2f}%" if "flag_agreement" in r else "-"
         diff = f"{r['max_score_difference']:.5f}" if "max_score_difference" in r else "-"
+        rms = f"{r['rms_score_difference']:.5f}" if "rms_score_difference" in r else "-"
         ratio = f"{r['vs_python_st_f32']:.2f}x" if r["vs_python_st_f32"] else "-"
         share = f"{100 * r['share_of_peak']:.0f}%" if r["share_of_peak"] else "-"
         mib = f"{r['peak_mib']:,.0f}" if r["peak_mib"] else "-"
         lines.append(f"| {r['engine']} | {r['records_per_s']:.1f} | {r['tokens_per_s']:,.0f} | {mib} | "
-                     f"{ratio} | {r['encoder_gflops']:.0f} | {share} | {agree} | {flags} | {diff} |")
+                     f"{ratio} | {r['encoder_gflops']:.0f} | {share} | {agree} | {flags} | {diff} | {rms} |")
     text = "\n".join(lines) + "\n"
     print(text)
     if opt("--md"):
