@@ -1,10 +1,10 @@
 #!/usr/bin/env bash
 # The speed benchmark (issue 7): triage in each backend and precision (candle f32, tch f32 and
-# bf16, ort f32, int8 and int8 refined in f32 near decisions at two margins) against Python
+# bf16, ort f32, int8 and int8 refined in f32 near decisions at three margins) against Python
 # sentence-transformers and transformers, on one generated dump and the same model directory,
 # alternating the runs so that machine drift hits all alike. Writes reports/perf/bench.md/.json.
 #
-#   scripts/perf/bench.sh [--records N] [--reps R]      (defaults: 600 records, 2 repetitions)
+#   scripts/perf/bench.sh [--records N] [--reps R]      (defaults: 600 records, 3 repetitions)
 #
 # Installs what it needs, pinned and cached under $TRIAGE_CACHE: libtorch (for the tch build),
 # ONNX Runtime's library (for the ort backend),
@@ -14,7 +14,7 @@ set -euo pipefail
 cd "$(dirname "$0")/../.."
 cache="${TRIAGE_CACHE:-$PWD/.cache}"
 records=600
-reps=2
+reps=3
 while [ $# -gt 0 ]; do
   case "$1" in
     --records) records="$2"; shift 2 ;;
@@ -76,6 +76,7 @@ for rep in $(seq 1 "$reps"); do
   run_triage tch bf16 "$rep"
   run_triage ort f32 "$rep"
   run_triage ort int8 "$rep"
+  run_triage ort int8 "$rep" 0.015
   run_triage ort int8 "$rep" 0.01
   run_triage ort int8 "$rep" 0.005
   run_python transformers "$rep"
