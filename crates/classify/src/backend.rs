@@ -501,10 +501,18 @@ mod ort_backend {
             }
         }
 
+        /// Runs `f` with one of the pool's sessions, which goes back to the pool afterwards.
+        fn with_session<T>(&self, f: impl FnOnce(&mut Session) -> Result<T>) -> Result<T> {
+            let mut session = self.take();
+            let result = f(&mut session);
+            self.idle.lock().expect("session pool").push(session);
+            self.returned.notify_one();
+            result
+        }
+
         /// The second output of the graph on one window `emb` (`[1, len, h]`).
         fn second_output(&self, emb: &[f32], len: usize) -> Result<Vec<f32>> {
-            let mut session = self.take();
-            let mut run = || -> Result<Vec<f32>> {
+            self.with_session(|session| {
                 let h = emb.len() / len.max(1);
                 let input = TensorRef::from_array_view(([1usize, len, h], emb))
                     .map_err(|e| err("input", e))?;
@@ -515,19 +523,14 @@ mod ort_backend {
                     .try_extract_tensor::<f32>()
                     .map_err(|e| err("output", e))?;
                 Ok(v.to_vec())
-            };
-            let result = run();
-            self.idle.lock().expect("session pool").push(session);
-            self.returned.notify_one();
-            result
+            })
         }
 
         /// Runs the graph on each row of `emb` (`[rows, t, h]`) up to its length; the states of
         /// padding stay 0.
         fn run(&self, emb: &[f32], lens: &[usize], t: usize, h: usize) -> Result<Vec<f32>> {
-            let mut session = self.take();
-            let mut out = vec![0f32; lens.len() * t * h];
-            let mut run = || -> Result<()> {
+            self.with_session(|session| {
+                let mut out = vec![0f32; lens.len() * t * h];
                 for (r, &len) in lens.iter().enumerate() {
                     let span = r * t * h..r * t * h + len * h;
                     let input = TensorRef::from_array_view(([1usize, len, h], &emb[span.clone()]))
@@ -540,12 +543,8 @@ mod ort_backend {
                         .map_err(|e| err("output", e))?;
                     out[span].copy_from_slice(states);
                 }
-                Ok(())
-            };
-            let result = run();
-            self.idle.lock().expect("session pool").push(session);
-            self.returned.notify_one();
-            result.map(|()| out)
+                Ok(out)
+            })
         }
     }
 
@@ -694,20 +693,7 @@ mod ort_backend {
         use crate::config::HiddenAct;
         use crate::onnx::{GraphSpec, InputRanges, LayerWeights};
 
-        /// Deterministic values in [-1, 1) (a linear congruential generator).
-        fn values(n: usize, seed: u64) -> Vec<f32> {
-            let mut state = seed
-                .wrapping_mul(6364136223846793005)
-                .wrapping_add(1442695040888963407);
-            (0..n)
-                .map(|_| {
-                    state = state
-                        .wrapping_mul(6364136223846793005)
-                        .wrapping_add(1442695040888963407);
-                    ((state >> 40) as f32 / (1u64 << 24) as f32) * 2.0 - 1.0
-                })
-                .collect()
-        }
+        use crate::onnx::tests::values_of as values;
 
         fn tensor(shape: &[usize], seed: u64, scale: f32) -> Tensor {
             let n = shape.iter().product();

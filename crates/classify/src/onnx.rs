@@ -700,7 +700,7 @@ pub(crate) fn linear_model(
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
     #[test]
@@ -723,8 +723,8 @@ mod tests {
         assert_eq!(out[0], 3 << 3);
     }
 
-    /// Deterministic values in [-1, 1).
-    fn values_of(n: usize, seed: u64) -> Vec<f32> {
+    /// Deterministic values in [-1, 1) (a linear congruential generator), for tests.
+    pub(crate) fn values_of(n: usize, seed: u64) -> Vec<f32> {
         let mut state = seed;
         (0..n)
             .map(|_| {
