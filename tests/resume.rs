@@ -368,22 +368,53 @@ fn a_full_disk_is_a_clear_error_with_a_consistent_checkpoint() {
 #[test]
 fn a_second_ctrl_c_exits_at_once() {
     let dir = tempfile::tempdir().unwrap();
-    let input = dump(dir.path(), 200_000);
+    // long records (several windows each), so that the orderly stop after the first Ctrl-C,
+    // which finishes the chunks already read, takes far longer than it takes to send the
+    // second (with one-line records it could finish first and print the summary)
+    let input = dir.path().join("long.jsonl");
+    let text = "the council approved the budget and the weather is sunny today ".repeat(40);
+    let lines: String = (0..20_000)
+        .map(|i| format!("{{\"id\": \"r{i}\", \"text\": \"{i} {text}\"}}\n"))
+        .collect();
+    std::fs::write(&input, lines).unwrap();
     let cfg = config(dir.path());
     let out = dir.path().join("out.jsonl");
-    let child = label(&input, &out, &cfg, &[]).spawn().unwrap();
+    let mut child = label(&input, &out, &cfg, &[]).spawn().unwrap();
     wait_for_checkpoint(&out);
-    for _ in 0..2 {
+    // stderr line by line, so that the second Ctrl-C goes only once the first has been taken
+    // (two signals pending at once would count as one)
+    let stderr = child.stderr.take().unwrap();
+    let (lines, seen) = std::sync::mpsc::channel();
+    let reader = std::thread::spawn(move || {
+        let mut all = String::new();
+        for line in std::io::BufRead::lines(std::io::BufReader::new(stderr)) {
+            let line = line.unwrap();
+            let _ = lines.send(line.clone());
+            all.push_str(&line);
+            all.push('\n');
+        }
+        all
+    });
+    let interrupt = || {
         Command::new("kill")
             .args(["-INT", &child.id().to_string()])
             .status()
-            .unwrap();
-        // short: the orderly stop of this small model can finish within tens of milliseconds
-        std::thread::sleep(Duration::from_millis(2));
+            .unwrap()
+    };
+    interrupt();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        match seen.recv_timeout(left) {
+            Ok(line) if line.contains("Ctrl-C again") => break,
+            Ok(_) => {}
+            Err(e) => panic!("no message after the first Ctrl-C: {e}"),
+        }
     }
-    let o = child.wait_with_output().unwrap();
-    let err = String::from_utf8_lossy(&o.stderr);
-    assert_eq!(o.status.code(), Some(130), "{err}");
+    interrupt();
+    let status = child.wait().unwrap();
+    let err = reader.join().unwrap();
+    assert_eq!(status.code(), Some(130), "{err}");
     // the immediate exit, not the orderly stop that finishes the chunks and prints the summary
     assert!(
         err.contains("interrupted again") && !err.contains("records:"),
