@@ -2,25 +2,17 @@
 //! give the same logits and pooled embeddings within 1e-4 in f32. Without the feature, asking
 //! for it is a clear error.
 
-use triage_classify::{Backend, ClassifierBuilder, LabelsConfig, Mode};
+use triage_classify::Backend;
 #[cfg(feature = "tch")]
-use triage_classify::{Classifier, Precision};
-
-use crate::root;
+use triage_classify::{Classifier, ClassifierBuilder, Precision};
 
 #[cfg(not(feature = "tch"))]
 #[test]
 fn the_tch_backend_without_the_feature_is_a_clear_error() {
-    let err = ClassifierBuilder::new(root().join("tests/data/models/tiny-bert-cls"))
-        .labels(LabelsConfig {
-            mode: Mode::Checkpoint,
-            ..Default::default()
-        })
-        .backend(Backend::Tch)
-        .build()
-        .err()
-        .expect("no tch backend in this build");
-    let msg = err.to_string();
+    let msg = crate::refusal(
+        crate::tiny_checkpoint("tiny-bert-cls").backend(Backend::Tch),
+        "no tch backend in this build",
+    );
     assert!(
         msg.contains("--features tch") && msg.contains("setup_libtorch"),
         "{msg}"
@@ -29,12 +21,12 @@ fn the_tch_backend_without_the_feature_is_a_clear_error() {
 
 #[test]
 fn bf16_on_candle_is_refused() {
-    let err = crate::tiny_checkpoint("tiny-bert-cls")
-        .backend(Backend::Candle)
-        .precision(triage_classify::Precision::Bf16)
-        .build()
-        .err()
-        .expect("bf16 is refused on candle");
+    let err = crate::refusal(
+        crate::tiny_checkpoint("tiny-bert-cls")
+            .backend(Backend::Candle)
+            .precision(triage_classify::Precision::Bf16),
+        "bf16 is refused on candle",
+    );
     assert!(
         err.to_string().contains("bf16 needs the tch backend"),
         "{err}"
@@ -53,11 +45,7 @@ fn max_diff(a: &[Vec<f32>], b: &[Vec<f32>]) -> f32 {
 
 #[cfg(feature = "tch")]
 fn checkpoint(name: &str, backend: Backend) -> Classifier {
-    ClassifierBuilder::new(root().join("tests/data/models").join(name))
-        .labels(LabelsConfig {
-            mode: Mode::Checkpoint,
-            ..Default::default()
-        })
+    crate::tiny_checkpoint(name)
         .backend(backend)
         .build()
         .unwrap()

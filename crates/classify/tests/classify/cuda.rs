@@ -29,13 +29,10 @@ fn device_names_parse_and_print() {
 fn only_candle_runs_on_a_gpu() {
     assert!(!tiny().build().unwrap().on_gpu());
     for backend in [Backend::Tch, Backend::Ort] {
-        let err = tiny()
-            .backend(backend)
-            .device(DeviceSpec::Cuda(0))
-            .build()
-            .err()
-            .expect("no GPU for this backend");
-        let msg = err.to_string();
+        let msg = crate::refusal(
+            tiny().backend(backend).device(DeviceSpec::Cuda(0)),
+            "no GPU for this backend",
+        );
         assert!(
             msg.contains("only the candle backend") && msg.contains("cuda:0"),
             "{msg}"
@@ -102,13 +99,8 @@ fn gpu_style_passes_give_the_cpu_passes_scores() {
 #[cfg(not(feature = "cuda"))]
 #[test]
 fn a_gpu_without_the_feature_is_a_clear_error() {
-    assert!(!triage_classify::CUDA_BUILT);
-    let err = tiny()
-        .device(DeviceSpec::Cuda(0))
-        .build()
-        .err()
-        .expect("no CUDA in this build");
-    let msg = err.to_string();
+    assert_eq!(triage_classify::CUDA_BUILT, cfg!(feature = "cuda"));
+    let msg = crate::refusal(tiny().device(DeviceSpec::Cuda(0)), "no CUDA in this build");
     assert!(
         msg.contains("--features cuda") && msg.contains("scripts/setup_cuda.sh"),
         "{msg}"

@@ -26,6 +26,14 @@ pub fn tiny_checkpoint(name: &str) -> triage_classify::ClassifierBuilder {
     )
 }
 
+/// The message of the error that building `builder` must give (`what`: the refusal expected).
+pub fn refusal(builder: triage_classify::ClassifierBuilder, what: &str) -> String {
+    match builder.build() {
+        Ok(_) => panic!("built, where {what} was expected"),
+        Err(e) => e.to_string(),
+    }
+}
+
 /// The default model directory; the tests that need it fail (never skip) when it is missing.
 pub fn e5_dir() -> PathBuf {
     let dir = std::env::var_os("TRIAGE_E5_DIR")

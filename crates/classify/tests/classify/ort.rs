@@ -3,27 +3,22 @@
 //! model's embeddings in f32, and int8 within its documented error. The library comes from
 //! `ORT_DYLIB_PATH` (scripts/setup_onnxruntime.sh); these tests fail, never skip, without it.
 
-use triage_classify::{Backend, ClassifierBuilder, LabelsConfig, Mode, Precision};
+use triage_classify::{Backend, Precision};
 
-use crate::root;
 #[cfg(feature = "ort")]
 use crate::{checkpoint::check_on, cosine, e5_dir};
 #[cfg(feature = "ort")]
-use triage_classify::Activation;
+use triage_classify::{Activation, ClassifierBuilder};
 
 #[test]
 fn int8_needs_the_ort_backend() {
     for backend in [Backend::Candle, Backend::Tch] {
-        let err = ClassifierBuilder::new(root().join("tests/data/models/tiny-bert-cls"))
-            .labels(LabelsConfig {
-                mode: Mode::Checkpoint,
-                ..Default::default()
-            })
-            .backend(backend)
-            .precision(Precision::Int8)
-            .build()
-            .err()
-            .expect("int8 is the ort backend's");
+        let err = crate::refusal(
+            crate::tiny_checkpoint("tiny-bert-cls")
+                .backend(backend)
+                .precision(Precision::Int8),
+            "int8 is the ort backend's",
+        );
         assert!(err.to_string().contains("--backend ort"), "{err}");
     }
 }
@@ -31,15 +26,10 @@ fn int8_needs_the_ort_backend() {
 #[cfg(not(feature = "ort"))]
 #[test]
 fn the_ort_backend_without_the_feature_is_a_clear_error() {
-    let err = ClassifierBuilder::new(root().join("tests/data/models/tiny-bert-cls"))
-        .labels(LabelsConfig {
-            mode: Mode::Checkpoint,
-            ..Default::default()
-        })
-        .backend(Backend::Ort)
-        .build()
-        .err()
-        .expect("no ort backend in this build");
+    let err = crate::refusal(
+        crate::tiny_checkpoint("tiny-bert-cls").backend(Backend::Ort),
+        "no ort backend in this build",
+    );
     assert!(err.to_string().contains("--features ort"), "{err}");
 }
 
@@ -144,18 +134,13 @@ fn int8_states_do_not_depend_on_the_batch() {
 #[test]
 fn refinement_needs_int8_on_ort_and_a_margin_between_0_and_1() {
     let build = |backend: Backend, precision: Precision, margin: f32| {
-        ClassifierBuilder::new(root().join("tests/data/models/tiny-bert-cls"))
-            .labels(LabelsConfig {
-                mode: Mode::Checkpoint,
-                ..Default::default()
-            })
-            .backend(backend)
-            .precision(precision)
-            .refine_margin(Some(margin))
-            .build()
-            .err()
-            .expect("refused")
-            .to_string()
+        crate::refusal(
+            crate::tiny_checkpoint("tiny-bert-cls")
+                .backend(backend)
+                .precision(precision)
+                .refine_margin(Some(margin)),
+            "refused",
+        )
     };
     let msg = build(Backend::Candle, Precision::F32, 0.02);
     assert!(msg.contains("--backend ort --dtype int8"), "{msg}");
