@@ -76,9 +76,9 @@ for rep in $(seq 1 "$reps"); do
   run_triage tch bf16 "$rep"
   run_triage ort f32 "$rep"
   run_triage ort int8 "$rep"
-  run_triage ort int8 "$rep" 0.015
   run_triage ort int8 "$rep" 0.01
   run_triage ort int8 "$rep" 0.005
+  run_triage ort int8 "$rep" 0.004
   run_python transformers "$rep"
 done
 mkdir -p reports/perf

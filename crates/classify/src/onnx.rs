@@ -252,6 +252,9 @@ struct Int8<'a> {
     /// SmoothQuant's migration strength for this product.
     alpha: f32,
     activations: Activations,
+    /// How many input channels, those of largest smoothed range, are left out of the int8
+    /// product and computed in f32 beside it (with calibrated ranges only).
+    exact_channels: usize,
 }
 
 /// The scales of an int8 product's input.
@@ -277,17 +280,23 @@ fn int8_products<'a>(ranges: Option<&'a InputRanges>, act: HiddenAct) -> [Produc
     };
     let range = |f: fn(&'a InputRanges) -> &'a [f32]| ranges.map(f);
     [
-        (range(|r| &r.qkv), 0.8, Activations::PerWindow),
+        (range(|r| &r.qkv), 0.8, Activations::PerWindow, 0),
         // its smoothing is folded into the values' weights ([`fold_into_values`])
-        (range(|r| &r.attn_out), 0.5, Activations::PerWindow),
-        (range(|r| &r.ffn_in), 0.5, Activations::PerWindow),
-        (range(|r| &r.ffn_out), 0.5, Activations::PerToken { lower }),
+        (range(|r| &r.attn_out), 0.5, Activations::PerWindow, 0),
+        (range(|r| &r.ffn_in), 0.5, Activations::PerWindow, 8),
+        (
+            range(|r| &r.ffn_out),
+            0.3,
+            Activations::PerToken { lower },
+            4,
+        ),
     ]
-    .map(|(range, alpha, activations)| {
+    .map(|(range, alpha, activations, exact_channels)| {
         Product::Int8(Int8 {
             range,
             alpha,
             activations,
+            exact_channels,
         })
     })
 }
@@ -365,7 +374,12 @@ fn linear(
     x: &str,
     (w, b): &(Tensor, Tensor),
     product: Product,
+    residual: Option<&str>,
 ) -> candle_core::Result<String> {
+    let with_residual = |g: &mut Graph, y: String| match residual {
+        Some(r) => g.op("Add", &[&y, r], &[]),
+        None => y,
+    };
     let (n, k) = w.dims2()?;
     let mut wt = values(&w.t()?.contiguous()?)?; // [k, n]
     let mut bias = values(b)?;
@@ -383,21 +397,55 @@ fn linear(
             let w = g.floats("w", &[k, n], &wt);
             let bias = g.floats("b", &[n], &bias);
             let y = g.op("MatMul", &[x, &w], &[]);
-            return Ok(g.op("Add", &[&y, &bias], &[]));
+            let y = g.op("Add", &[&y, &bias], &[]);
+            return Ok(with_residual(g, y));
         }
         Product::Int8(int8) => int8,
     };
+    let input = x;
     let mut x = x.to_string();
     let mut inverse = vec![1f32; k];
+    // the input channels computed in f32 beside the int8 product, with their weight rows
+    let mut exact: Option<(Vec<i64>, Vec<f32>)> = None;
     if let Some(range) = int8.range {
         let s = smoothing(&wt, n, range, int8.alpha);
+        let mut channels: Vec<usize> = (0..k).collect();
+        channels.sort_by(|&a, &b| (range[b] / s[b]).total_cmp(&(range[a] / s[a])));
+        // at least one channel stays in the int8 product
+        channels.truncate(int8.exact_channels.min(k - 1));
+        channels.sort_unstable();
+        if !channels.is_empty() {
+            let rows = channels
+                .iter()
+                .flat_map(|&j| wt[j * n..(j + 1) * n].to_vec())
+                .collect();
+            exact = Some((channels.iter().map(|&j| j as i64).collect(), rows));
+        }
         for (row, s) in wt.chunks_mut(n).zip(&s) {
             row.iter_mut().for_each(|v| *v *= s);
         }
         inverse = s.iter().map(|s| 1.0 / s).collect();
+        // left out of the int8 product: zero input (by the same Mul) and zero weights, so that
+        // neither sets a scale
+        for &j in &channels {
+            inverse[j] = 0.0;
+            wt[j * n..(j + 1) * n].iter_mut().for_each(|v| *v = 0.0);
+        }
         let i = g.floats("smooth", &[k], &inverse);
         x = g.op("Mul", &[&x, &i], &[]);
     }
+    let add_exact = |g: &mut Graph, y: String| -> String {
+        match &exact {
+            None => y,
+            Some((channels, rows)) => {
+                let idx = g.int64s("channels", channels);
+                let picked = g.op("Gather", &[input, &idx], &[("axis", Attr::Int(-1))]);
+                let w = g.floats("w_exact", &[channels.len(), n], rows);
+                let e = g.op("MatMul", &[&picked, &w], &[]);
+                g.op("Add", &[&y, &e], &[])
+            }
+        }
+    };
     let (q, scale) = quantize_columns(&wt, n);
     let w = g.init("wq", &[k, n], INT8, &q);
     let ws = g.floats("ws", &[n], &scale);
@@ -406,16 +454,20 @@ fn linear(
         Activations::PerWindow => {
             let bias = g.floats("b", &[n], &bias);
             let inputs = [x.as_str(), &w, &ws, &wz, &bias];
-            return Ok(g
+            let y = g
                 .node("DynamicQuantizeMatMul", MS, &inputs, 1, &[])
-                .remove(0));
+                .remove(0);
+            let y = add_exact(g, y);
+            return Ok(with_residual(g, y));
         }
         Activations::PerToken { lower } => lower,
     };
     // x >= 0 after the shift: its largest value is its largest |x|
+    let mut shifted = false;
     let a = match lower {
         Some(lower) => {
             if lower > 0.0 {
+                shifted = true;
                 // x + c with c_j = lower / s_j >= -x_j: (x + c) @ w' = x @ w' + c @ w', so the
                 // bias gives back c @ w' (with the int8 weights, as the product computes it)
                 let c: Vec<f32> = inverse.iter().map(|i| lower * i).collect();
@@ -438,14 +490,32 @@ fn linear(
         &[&a],
         &[("axes", Attr::Ints(vec![-1])), ("keepdims", Attr::Int(1))],
     );
-    let tiny = g.floats("c", &[], &[1e-30]);
-    let r = g.op("Max", &[&m, &tiny], &[]);
+    // shifted past the activation's minimum (GELU's -0.16997 by 0.17), every channel that is
+    // not left out is above zero, so the largest is too; otherwise guard against all zeros
+    let r = if shifted {
+        m
+    } else {
+        let tiny = g.floats("c", &[], &[1e-30]);
+        g.op("Max", &[&m, &tiny], &[])
+    };
     let x = g.op("Div", &[&x, &r], &[]);
     let y = g
         .node("DynamicQuantizeMatMul", MS, &[&x, &w, &ws, &wz], 1, &[])
         .remove(0);
     let y = g.op("Mul", &[&y, &r], &[]);
-    Ok(g.op("Add", &[&y, &bias], &[]))
+    // the bias, the exact channels' part and the residual in one node
+    let mut terms = vec![y, bias];
+    if let Some((channels, rows)) = &exact {
+        let idx = g.int64s("channels", channels);
+        let picked = g.op("Gather", &[input, &idx], &[("axis", Attr::Int(-1))]);
+        let w = g.floats("w_exact", &[channels.len(), n], rows);
+        terms.push(g.op("MatMul", &[&picked, &w], &[]));
+    }
+    if let Some(r) = residual {
+        terms.push(r.to_string());
+    }
+    let refs: Vec<&str> = terms.iter().map(String::as_str).collect();
+    Ok(g.op("Sum", &refs, &[]))
 }
 
 /// Symmetric int8 quantization of `w` (`[k, n]`, row-major) with one scale per column `n`:
@@ -617,7 +687,7 @@ fn layers_graph<'a>(
     let hd = h / nh;
     let split_shape = g.int64s("shape", &[1, -1, 3, nh as i64, hd as i64]);
     let merge_shape = g.int64s("shape", &[1, -1, h as i64]);
-    let scale = g.floats("scale", &[], &[1.0 / (hd as f32).sqrt()]);
+    let scale = 1.0 / (hd as f32).sqrt();
     let mut x = "hidden".to_string();
     for (i, l) in layers.iter().enumerate() {
         let [p_qkv, mut p_attn_out, p_ffn_in, p_ffn_out] = products(i);
@@ -634,22 +704,28 @@ fn layers_graph<'a>(
             }
             _ => (&l.qkv, &l.attn_out),
         };
-        let qkv = linear(&mut g, &x, qkv_weights, p_qkv)?;
-        // [1, len, 3, heads, hd] -> q, k, v [1, len, 1, heads, hd] -> [1, 1, heads, len, hd]
-        // (k: [1, 1, heads, hd, len], ready for the scores)
+        let qkv = linear(&mut g, &x, qkv_weights, p_qkv, None)?;
+        // [1, len, 3, heads, hd] -> [3, 1, heads, len, hd] -> q, k, v [1, 1, heads, len, hd];
+        // the scores take k transposed and the scale in the same node
         let qkv = g.op("Reshape", &[&qkv, &split_shape], &[]);
+        let qkv = g.op(
+            "Transpose",
+            &[&qkv],
+            &[("perm", Attr::Ints(vec![2, 0, 3, 1, 4]))],
+        );
         let [q, k, v]: [String; 3] = g
-            .node("Split", "", &[&qkv], 3, &[("axis", Attr::Int(2))])
+            .node("Split", "", &[&qkv], 3, &[("axis", Attr::Int(0))])
             .try_into()
             .expect("three outputs");
-        let heads_first = |g: &mut Graph, t: &str, perm: Vec<i64>| {
-            g.op("Transpose", &[t], &[("perm", Attr::Ints(perm))])
-        };
-        let q = heads_first(&mut g, &q, vec![0, 2, 3, 1, 4]);
-        let kt = heads_first(&mut g, &k, vec![0, 2, 3, 4, 1]);
-        let v = heads_first(&mut g, &v, vec![0, 2, 3, 1, 4]);
-        let scores = g.op("MatMul", &[&q, &kt], &[]);
-        let scores = g.op("Mul", &[&scores, &scale], &[]);
+        let scores = g
+            .node(
+                "FusedMatMul",
+                MS,
+                &[&q, &k],
+                1,
+                &[("transB", Attr::Int(1)), ("alpha", Attr::Float(scale))],
+            )
+            .remove(0);
         let probs = g.op("Softmax", &[&scores], &[("axis", Attr::Int(-1))]);
         let ctx = g.op("MatMul", &[&probs, &v], &[]);
         let ctx = g.op(
@@ -658,17 +734,16 @@ fn layers_graph<'a>(
             &[("perm", Attr::Ints(vec![0, 1, 3, 2, 4]))],
         );
         let ctx = g.op("Reshape", &[&ctx, &merge_shape], &[]);
-        let a = linear(&mut g, &ctx, attn_out_weights, p_attn_out)?;
+        let a = linear(&mut g, &ctx, attn_out_weights, p_attn_out, None)?;
         let a = g.op("Add", &[&a, &x], &[]);
         let x1 = layer_norm(&mut g, &a, &l.attn_norm, spec.eps)?;
-        let f = linear(&mut g, &x1, &l.ffn_in, p_ffn_in)?;
+        let f = linear(&mut g, &x1, &l.ffn_in, p_ffn_in, None)?;
         let f = match spec.act {
             HiddenAct::Gelu => g.node("Gelu", MS, &[&f], 1, &[]).remove(0),
             HiddenAct::GeluNew => g.node("FastGelu", MS, &[&f], 1, &[]).remove(0),
             HiddenAct::Relu => g.op("Relu", &[&f], &[]),
         };
-        let f = linear(&mut g, &f, &l.ffn_out, p_ffn_out)?;
-        let f = g.op("Add", &[&f, &x1], &[]);
+        let f = linear(&mut g, &f, &l.ffn_out, p_ffn_out, Some(&x1))?;
         x = layer_norm(&mut g, &f, &l.ffn_norm, spec.eps)?;
     }
     Ok((g, x))
@@ -677,12 +752,13 @@ fn layers_graph<'a>(
 /// A model of one product with a weight, `x @ w.T + b` as [`encoder_model`] writes each of
 /// its products (for the matrix-multiply micro-benchmark).
 /// An int8 product takes one scale per token, and with `range` (its input channels' largest
-/// |x|) smooths them.
+/// |x|) smooths them and computes `exact_channels` of them in f32.
 pub(crate) fn linear_model(
     w: &Tensor,
     b: &Tensor,
     int8: bool,
     range: Option<&[f32]>,
+    exact_channels: usize,
 ) -> candle_core::Result<Vec<u8>> {
     let (n, k) = w.dims2()?;
     let mut g = Graph::new();
@@ -691,11 +767,12 @@ pub(crate) fn linear_model(
             range,
             alpha: 0.5,
             activations: Activations::PerToken { lower: None },
+            exact_channels,
         })
     } else {
         Product::F32
     };
-    let y = linear(&mut g, "x", &(w.clone(), b.clone()), product)?;
+    let y = linear(&mut g, "x", &(w.clone(), b.clone()), product, None)?;
     Ok(g.model(("x", k), &[(&y, n)]))
 }
 
