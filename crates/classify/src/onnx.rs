@@ -390,7 +390,7 @@ fn linear(
                 let m = g.op(
                     "ReduceMax",
                     &[&a],
-                    &[("axes", Attr::Ints(vec![0, 1])), ("keepdims", Attr::Int(0))],
+                    &[("axes", Attr::Ints(vec![0])), ("keepdims", Attr::Int(0))],
                 );
                 g.probes.push(m);
             }
@@ -434,15 +434,15 @@ fn linear(
         let i = g.floats("smooth", &[k], &inverse);
         x = g.op("Mul", &[&x, &i], &[]);
     }
-    let add_exact = |g: &mut Graph, y: String| -> String {
+    // `c` + the exact channels' product (`[len, n]`, one `Gemm`); `c` alone without them
+    let add_exact = |g: &mut Graph, c: &str| -> String {
         match &exact {
-            None => y,
+            None => c.to_string(),
             Some((channels, rows)) => {
                 let idx = g.int64s("channels", channels);
                 let picked = g.op("Gather", &[input, &idx], &[("axis", Attr::Int(-1))]);
                 let w = g.floats("w_exact", &[channels.len(), n], rows);
-                let e = g.op("MatMul", &[&picked, &w], &[]);
-                g.op("Add", &[&y, &e], &[])
+                g.op("Gemm", &[&picked, &w, c], &[])
             }
         }
     };
@@ -457,7 +457,7 @@ fn linear(
             let y = g
                 .node("DynamicQuantizeMatMul", MS, &inputs, 1, &[])
                 .remove(0);
-            let y = add_exact(g, y);
+            let y = add_exact(g, &y);
             return Ok(with_residual(g, y));
         }
         Activations::PerToken { lower } => lower,
@@ -503,14 +503,8 @@ fn linear(
         .node("DynamicQuantizeMatMul", MS, &[&x, &w, &ws, &wz], 1, &[])
         .remove(0);
     let y = g.op("Mul", &[&y, &r], &[]);
-    // the bias, the exact channels' part and the residual in one node
-    let mut terms = vec![y, bias];
-    if let Some((channels, rows)) = &exact {
-        let idx = g.int64s("channels", channels);
-        let picked = g.op("Gather", &[input, &idx], &[("axis", Attr::Int(-1))]);
-        let w = g.floats("w_exact", &[channels.len(), n], rows);
-        terms.push(g.op("MatMul", &[&picked, &w], &[]));
-    }
+    // the bias (with the exact channels' part) and the residual in one node
+    let mut terms = vec![y, add_exact(g, &bias)];
     if let Some(r) = residual {
         terms.push(r.to_string());
     }
@@ -685,10 +679,12 @@ fn layers_graph<'a>(
     let mut g = Graph::new();
     let (h, nh) = (spec.hidden, spec.heads);
     let hd = h / nh;
-    let split_shape = g.int64s("shape", &[1, -1, 3, nh as i64, hd as i64]);
-    let merge_shape = g.int64s("shape", &[1, -1, h as i64]);
+    // the layers work on `[len, h]`: the exact channels' products are then one `Gemm`
+    let split_shape = g.int64s("shape", &[-1, 3, nh as i64, hd as i64]);
+    let merge_shape = g.int64s("shape", &[-1, h as i64]);
+    let out_shape = g.int64s("shape", &[1, -1, h as i64]);
     let scale = 1.0 / (hd as f32).sqrt();
-    let mut x = "hidden".to_string();
+    let mut x = g.op("Reshape", &["hidden", &merge_shape], &[]);
     for (i, l) in layers.iter().enumerate() {
         let [p_qkv, mut p_attn_out, p_ffn_in, p_ffn_out] = products(i);
         let folded;
@@ -705,13 +701,13 @@ fn layers_graph<'a>(
             _ => (&l.qkv, &l.attn_out),
         };
         let qkv = linear(&mut g, &x, qkv_weights, p_qkv, None)?;
-        // [1, len, 3, heads, hd] -> [3, 1, heads, len, hd] -> q, k, v [1, 1, heads, len, hd];
-        // the scores take k transposed and the scale in the same node
+        // [len, 3, heads, hd] -> [3, heads, len, hd] -> q, k, v [1, heads, len, hd]; the
+        // scores take k transposed and the scale in the same node
         let qkv = g.op("Reshape", &[&qkv, &split_shape], &[]);
         let qkv = g.op(
             "Transpose",
             &[&qkv],
-            &[("perm", Attr::Ints(vec![2, 0, 3, 1, 4]))],
+            &[("perm", Attr::Ints(vec![1, 2, 0, 3]))],
         );
         let [q, k, v]: [String; 3] = g
             .node("Split", "", &[&qkv], 3, &[("axis", Attr::Int(0))])
@@ -731,7 +727,7 @@ fn layers_graph<'a>(
         let ctx = g.op(
             "Transpose",
             &[&ctx],
-            &[("perm", Attr::Ints(vec![0, 1, 3, 2, 4]))],
+            &[("perm", Attr::Ints(vec![0, 2, 1, 3]))],
         );
         let ctx = g.op("Reshape", &[&ctx, &merge_shape], &[]);
         let a = linear(&mut g, &ctx, attn_out_weights, p_attn_out, None)?;
@@ -746,6 +742,7 @@ fn layers_graph<'a>(
         let f = linear(&mut g, &f, &l.ffn_out, p_ffn_out, Some(&x1))?;
         x = layer_norm(&mut g, &f, &l.ffn_norm, spec.eps)?;
     }
+    let x = g.op("Reshape", &[&x, &out_shape], &[]);
     Ok((g, x))
 }
 
@@ -772,7 +769,11 @@ pub(crate) fn linear_model(
     } else {
         Product::F32
     };
-    let y = linear(&mut g, "x", &(w.clone(), b.clone()), product, None)?;
+    let flat = g.int64s("shape", &[-1, k as i64]);
+    let x = g.op("Reshape", &["x", &flat], &[]);
+    let y = linear(&mut g, &x, &(w.clone(), b.clone()), product, None)?;
+    let shape = g.int64s("shape", &[1, -1, n as i64]);
+    let y = g.op("Reshape", &[&y, &shape], &[]);
     Ok(g.model(("x", k), &[(&y, n)]))
 }
 
