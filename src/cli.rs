@@ -50,7 +50,7 @@ struct ConfigArgs {
     #[arg(long, value_name = "f32|bf16|int8")]
     dtype: Option<triage_classify::Precision>,
     /// With `--backend ort --dtype int8`: score again in f32 every window whose int8 scores put
-    /// two labels, or a label and a threshold, closer than this (e.g. 0.01). Overrides `[model]
+    /// two labels, or a label and a threshold, closer than this (e.g. 0.005). Overrides `[model]
     /// refine_margin`.
     #[arg(long, value_name = "SCORE")]
     refine_margin: Option<f32>,
