@@ -1,6 +1,6 @@
 //! Engines that run the encoder: candle (pure Rust, the default); behind the cargo feature
 //! `tch`, libtorch through rust-bert's model code; behind the feature `ort`, ONNX Runtime (f32 or
-//! int8 weights) on a graph written from the same weights ([`crate::onnx`]). All take triage's
+//! int8 weights) on a graph written from the same weights (`onnx.rs`). All take triage's
 //! padded windows ([`EncoderInputs`]) and give the last hidden states as a candle tensor, so
 //! tokenization, windows, masking, pooling and heads are the same code whatever the engine.
 

@@ -9,7 +9,7 @@ use candle_nn::{
 
 use crate::config::{Architecture, BertConfig, HiddenAct, ModelConfig};
 
-/// Padded token windows ready for the encoder, built by [`Encoder::inputs`].
+/// Padded token windows ready for the encoder, built by [`InputsOf::inputs`].
 #[derive(Debug)]
 pub struct EncoderInputs {
     /// Token ids, `[batch, len]`, u32.
