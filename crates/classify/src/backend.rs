@@ -512,18 +512,7 @@ mod ort_backend {
 
         /// The second output of the graph on one window `emb` (`[1, len, h]`).
         fn second_output(&self, emb: &[f32], len: usize) -> Result<Vec<f32>> {
-            self.with_session(|session| {
-                let h = emb.len() / len.max(1);
-                let input = TensorRef::from_array_view(([1usize, len, h], emb))
-                    .map_err(|e| err("input", e))?;
-                let outputs = session
-                    .run(ort::inputs![input])
-                    .map_err(|e| err("calibration run", e))?;
-                let (_, v) = outputs[1]
-                    .try_extract_tensor::<f32>()
-                    .map_err(|e| err("output", e))?;
-                Ok(v.to_vec())
-            })
+            self.with_session(|session| run_window(session, emb, len, 1, <[f32]>::to_vec))
         }
 
         /// Runs the graph on each row of `emb` (`[rows, t, h]`) up to its length; the states of
@@ -533,19 +522,35 @@ mod ort_backend {
                 let mut out = vec![0f32; lens.len() * t * h];
                 for (r, &len) in lens.iter().enumerate() {
                     let span = r * t * h..r * t * h + len * h;
-                    let input = TensorRef::from_array_view(([1usize, len, h], &emb[span.clone()]))
-                        .map_err(|e| err("input", e))?;
-                    let outputs = session
-                        .run(ort::inputs![input])
-                        .map_err(|e| err("run", e))?;
-                    let (_, states) = outputs[0]
-                        .try_extract_tensor::<f32>()
-                        .map_err(|e| err("output", e))?;
-                    out[span].copy_from_slice(states);
+                    let into = &mut out[span.clone()];
+                    run_window(session, &emb[span], len, 0, |states| {
+                        into.copy_from_slice(states)
+                    })?;
                 }
                 Ok(out)
             })
         }
+    }
+
+    /// Runs `session` on one window `emb` (`[1, len, h]`) and gives its output `i` to `f`
+    /// (without a copy).
+    fn run_window<T>(
+        session: &mut Session,
+        emb: &[f32],
+        len: usize,
+        i: usize,
+        f: impl FnOnce(&[f32]) -> T,
+    ) -> Result<T> {
+        let h = emb.len() / len.max(1);
+        let input =
+            TensorRef::from_array_view(([1usize, len, h], emb)).map_err(|e| err("input", e))?;
+        let outputs = session
+            .run(ort::inputs![input])
+            .map_err(|e| err("run", e))?;
+        let (_, v) = outputs[i]
+            .try_extract_tensor::<f32>()
+            .map_err(|e| err("output", e))?;
+        Ok(f(v))
     }
 
     /// The element-wise largest of the probe graph's second output over the calibration
