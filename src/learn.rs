@@ -274,7 +274,7 @@ fn write_head(
             TensorView::new(Dtype::F32, vec![labels], &b)?,
         ),
     ];
-    safetensors::serialize_to_file(views, &None, &dir.join("head.safetensors"))?;
+    safetensors::serialize_to_file(views, None, &dir.join("head.safetensors"))?;
     std::fs::write(dir.join("head.json"), serde_json::to_vec_pretty(meta)?)?;
     Ok(())
 }

@@ -338,7 +338,7 @@ pub fn write_model_dir(m: &E5s1, out: &Path) -> Result<()> {
         ));
     }
     let meta = HashMap::from([("format".to_string(), "pt".to_string())]);
-    safetensors::serialize_to_file(views, &Some(meta), &dir.join("model.safetensors"))?;
+    safetensors::serialize_to_file(views, Some(meta), &dir.join("model.safetensors"))?;
 
     let [bos, eos, pad, unk] = m.specials;
     write_json(

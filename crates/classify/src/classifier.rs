@@ -230,10 +230,14 @@ impl ClassifierBuilder {
             dir: dir.clone(),
             message: e.to_string(),
         };
-        // SAFETY: the weight files are memory-mapped read-only; triage never writes to a
-        // model directory's weights while a classifier holds them.
-        let root = unsafe { VarBuilder::from_mmaped_safetensors(&files, dtype, &device) }
-            .map_err(weights_err)?;
+        // read tensor by tensor, not memory-mapped: the builder lives through the whole load,
+        // and a map's touched pages would stay resident beside their copies (`weights.rs`)
+        let weights =
+            crate::weights::SafetensorsFiles::open(&files).map_err(|message| Error::Weights {
+                dir: dir.clone(),
+                message,
+            })?;
+        let root = VarBuilder::from_backend(Box::new(weights), dtype, device.clone());
         let prefix = ["", "bert.", "roberta.", "model."]
             .into_iter()
             .find(|p| root.contains_tensor(&format!("{p}embeddings.word_embeddings.weight")))

@@ -47,6 +47,7 @@ pub mod metrics;
 mod onnx;
 pub mod tokenize;
 pub mod train;
+mod weights;
 
 #[cfg(feature = "ort")]
 #[doc(hidden)]

@@ -238,3 +238,33 @@ fn head_mode_scores_pooled_embeddings_with_the_head_file() {
         .to_string();
     assert!(err.contains("do not fit 2 labels"), "{err}");
 }
+
+#[test]
+fn a_damaged_weights_file_is_an_error_naming_it() {
+    let src = root().join("tests/data/models/tiny-bert-cls");
+    let dir = tempfile::tempdir().unwrap();
+    for entry in std::fs::read_dir(&src).unwrap() {
+        let path = entry.unwrap().path();
+        if path.is_file() {
+            std::fs::copy(&path, dir.path().join(path.file_name().unwrap())).unwrap();
+        }
+    }
+    let weights = dir.path().join("model.safetensors");
+    let bytes = std::fs::read(&weights).unwrap();
+    let builder = |d: &std::path::Path| {
+        ClassifierBuilder::new(d).labels(LabelsConfig {
+            mode: Mode::Checkpoint,
+            ..Default::default()
+        })
+    };
+    // the copy loads
+    builder(dir.path()).build().unwrap();
+    // cut short: the tensor whose bytes are past the end is named
+    std::fs::write(&weights, &bytes[..bytes.len() - 100]).unwrap();
+    let err = crate::refusal(builder(dir.path()), "a truncated weights file");
+    assert!(
+        err.contains("weights of") && err.contains("model.safetensors: tensor "),
+        "{err}"
+    );
+    assert!(err.contains("of the data, which has"), "{err}");
+}
