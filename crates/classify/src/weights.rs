@@ -75,6 +75,36 @@ impl SafetensorsFiles {
         })
     }
 
+    /// Tensor `name`'s element type, shape and number of bytes.
+    #[cfg(feature = "tch")]
+    pub(crate) fn describe(&self, name: &str) -> Option<(safetensors::Dtype, &[usize], usize)> {
+        self.index.get(name).map(|(_, _, info)| {
+            let (start, end) = info.data_offsets;
+            (info.dtype, &info.shape[..], end - start)
+        })
+    }
+
+    /// Fills `buf` with tensor `name`'s data from its byte `start`. The error names the file.
+    #[cfg(feature = "tch")]
+    pub(crate) fn read_into(
+        &self,
+        name: &str,
+        start: usize,
+        buf: &mut [u8],
+    ) -> std::result::Result<(), String> {
+        let (i, offset, _) = self
+            .index
+            .get(name)
+            .ok_or_else(|| format!("no tensor {name}"))?;
+        let path = &self.files[*i];
+        let mut read = || -> std::io::Result<()> {
+            let mut f = File::open(path)?;
+            f.seek(SeekFrom::Start(offset + start as u64))?;
+            f.read_exact(buf)
+        };
+        read().map_err(|e| format!("reading {name} from {}: {e}", path.display()))
+    }
+
     fn load(&self, name: &str, device: &Device) -> candle_core::Result<Tensor> {
         let (i, offset, info) = self
             .index

@@ -111,3 +111,84 @@ fn pooled_embeddings_of_the_default_model_agree() {
     );
     eprintln!("e5-small: largest embedding difference f32 vs bf16 {d:e}");
 }
+
+/// A copy of the tiny BERT checkpoint whose weights `edit` changed.
+#[cfg(feature = "tch")]
+fn edited_copy(
+    edit: impl Fn(&mut std::collections::HashMap<String, candle_core::Tensor>),
+) -> tempfile::TempDir {
+    let src = crate::root().join("tests/data/models/tiny-bert-cls");
+    let dir = tempfile::tempdir().unwrap();
+    for entry in std::fs::read_dir(&src).unwrap() {
+        let path = entry.unwrap().path();
+        if path.is_file() && path.extension().is_none_or(|e| e != "safetensors") {
+            std::fs::copy(&path, dir.path().join(path.file_name().unwrap())).unwrap();
+        }
+    }
+    let mut tensors =
+        candle_core::safetensors::load(src.join("model.safetensors"), &candle_core::Device::Cpu)
+            .unwrap();
+    edit(&mut tensors);
+    candle_core::safetensors::save(&tensors, dir.path().join("model.safetensors")).unwrap();
+    dir
+}
+
+#[cfg(feature = "tch")]
+#[test]
+fn tch_reads_f16_weights_and_names_a_missing_or_misshapen_tensor() {
+    let builder = |dir: &std::path::Path| {
+        ClassifierBuilder::new(dir).labels(triage_classify::LabelsConfig {
+            mode: triage_classify::Mode::Checkpoint,
+            ..Default::default()
+        })
+    };
+    // every tensor stored as f16: both engines widen the same values to f32
+    let half = edited_copy(|t| {
+        for v in t.values_mut() {
+            *v = v.to_dtype(candle_core::DType::F16).unwrap();
+        }
+    });
+    let logits = |b: Backend| {
+        builder(half.path())
+            .backend(b)
+            .build()
+            .unwrap()
+            .checkpoint_logits(TEXTS)
+            .unwrap()
+    };
+    let (candle, tch) = (logits(Backend::Candle), logits(Backend::Tch));
+    let d = max_diff(&candle, &tch);
+    assert!(d < 1e-4, "f16 weights: largest logit difference {d}");
+    // and they are not the f32 checkpoint's logits (the f16 rounding shows)
+    let f32 = checkpoint("tiny-bert-cls", Backend::Candle)
+        .checkpoint_logits(TEXTS)
+        .unwrap();
+    assert!(max_diff(&candle, &f32) > 0.0);
+
+    let name = "bert.encoder.layer.0.output.dense.bias";
+    let missing = edited_copy(|t| {
+        assert!(t.remove(name).is_some(), "the tiny model has {name}");
+    });
+    let err = crate::refusal(
+        builder(missing.path()).backend(Backend::Tch),
+        "a missing tensor",
+    );
+    assert!(
+        err.contains("tensors missing from the weights") && err.contains(name),
+        "{err}"
+    );
+
+    let misshapen = edited_copy(|t| {
+        let b = t.get(name).unwrap();
+        let n = b.dims1().unwrap();
+        t.insert(name.into(), b.narrow(0, 0, n - 1).unwrap());
+    });
+    let err = crate::refusal(
+        builder(misshapen.path()).backend(Backend::Tch),
+        "a wrong shape",
+    );
+    assert!(
+        err.contains(name) && err.contains("in the weights"),
+        "{err}"
+    );
+}
