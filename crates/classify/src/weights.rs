@@ -85,7 +85,6 @@ impl SafetensorsFiles {
     }
 
     /// Fills `buf` with tensor `name`'s data from its byte `start`. The error names the file.
-    #[cfg(feature = "tch")]
     pub(crate) fn read_into(
         &self,
         name: &str,
@@ -106,19 +105,15 @@ impl SafetensorsFiles {
     }
 
     fn load(&self, name: &str, device: &Device) -> candle_core::Result<Tensor> {
-        let (i, offset, info) = self
+        let (i, _, info) = self
             .index
             .get(name)
             .ok_or_else(|| candle_core::Error::CannotFindTensor { path: name.into() }.bt())?;
         let path: &Path = &self.files[*i];
-        let io = |e: std::io::Error| {
-            candle_core::Error::Msg(format!("reading {name} from {}: {e}", path.display()))
-        };
         let (start, end) = info.data_offsets;
         let mut bytes = vec![0u8; end - start];
-        let mut f = File::open(path).map_err(io)?;
-        f.seek(SeekFrom::Start(*offset)).map_err(io)?;
-        f.read_exact(&mut bytes).map_err(io)?;
+        self.read_into(name, 0, &mut bytes)
+            .map_err(candle_core::Error::Msg)?;
         let view = TensorView::new(info.dtype, info.shape.clone(), &bytes).map_err(|e| {
             candle_core::Error::Msg(format!("tensor {name} in {}: {e}", path.display()))
         })?;
