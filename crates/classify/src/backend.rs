@@ -287,17 +287,18 @@ mod tch_backend {
         }
     }
 
-    /// Copies tensor `name` of the weights into `var`, a slice of rows at a time: libtorch's
+    /// Copies tensor `name` of the weights (its element type, shape and byte length as
+    /// [`crate::weights::SafetensorsFiles::describe`] gives them) into `var`, a slice of rows at a time: libtorch's
     /// own loader reads a whole file and then copies each tensor out of it, which held the
     /// weights three times over at the load's peak (1,752 MiB for the default model, above
     /// Python's); here, at most a slice of about 16 MiB is held beside the variables.
     fn fill(
         weights: &crate::weights::SafetensorsFiles,
         name: &str,
+        (dtype, shape, bytes): (safetensors::Dtype, &[usize], usize),
         var: tch::Tensor,
     ) -> std::result::Result<(), String> {
         use safetensors::Dtype;
-        let (dtype, shape, bytes) = weights.describe(name).ok_or("no such tensor")?;
         let want: Vec<i64> = var.size();
         let have: Vec<i64> = shape.iter().map(|&d| d as i64).collect();
         if have != want {
@@ -383,11 +384,10 @@ mod tch_backend {
             let weights = crate::weights::SafetensorsFiles::open(files).map_err(|m| err(dir, m))?;
             let _no_grad = tch::no_grad_guard();
             for (name, var) in vs.variables() {
-                if weights.describe(&name).is_none() {
-                    missing.push(name);
-                    continue;
+                match weights.describe(&name) {
+                    Some(tensor) => fill(&weights, &name, tensor, var).map_err(|m| err(dir, m))?,
+                    None => missing.push(name),
                 }
-                fill(&weights, &name, var).map_err(|m| err(dir, m))?;
             }
             if !missing.is_empty() {
                 missing.sort();

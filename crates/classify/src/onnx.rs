@@ -422,7 +422,7 @@ fn linear(
         if !channels.is_empty() {
             let rows = channels
                 .iter()
-                .flat_map(|&j| wt[j * n..(j + 1) * n].to_vec())
+                .flat_map(|&j| wt[j * n..(j + 1) * n].iter().copied())
                 .collect();
             exact = Some((channels.iter().map(|&j| j as i64).collect(), rows));
         }
