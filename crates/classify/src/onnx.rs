@@ -503,7 +503,10 @@ fn linear(
         let tiny = g.floats("c", &[], &[1e-30]);
         g.op("Max", &[&m, &tiny], &[])
     };
-    let x = g.op("Div", &[&x, &r], &[]);
+    // times the reciprocal: one division per token instead of one per value (about 1% faster
+    // end to end on the benchmark's dump, the same error)
+    let inverse_r = g.op("Reciprocal", &[&r], &[]);
+    let x = g.op("Mul", &[&x, &inverse_r], &[]);
     let y = g
         .node("DynamicQuantizeMatMul", MS, &[&x, &w, &ws, &wz], 1, &[])
         .remove(0);
