@@ -14,8 +14,7 @@ use std::path::{Path, PathBuf};
 
 use candle_core::safetensors::Load;
 use candle_core::{DType, Device, Shape, Tensor};
-use safetensors::tensor::{TensorInfo, TensorView};
-use serde::Deserialize;
+use safetensors::tensor::{Metadata, TensorInfo, TensorView};
 
 /// The larger headers of real checkpoints are a few hundred KiB; safetensors' own limit.
 const MAX_HEADER: u64 = 100_000_000;
@@ -25,14 +24,6 @@ pub(crate) struct SafetensorsFiles {
     files: Vec<PathBuf>,
     /// name -> (file index, absolute offset of the data, its description)
     index: HashMap<String, (usize, u64, TensorInfo)>,
-}
-
-#[derive(Deserialize)]
-struct Header {
-    #[serde(rename = "__metadata__")]
-    _metadata: Option<serde_json::Value>,
-    #[serde(flatten)]
-    tensors: HashMap<String, TensorInfo>,
 }
 
 impl SafetensorsFiles {
@@ -55,10 +46,12 @@ impl SafetensorsFiles {
             }
             let mut header = vec![0u8; n as usize];
             f.read_exact(&mut header).map_err(|e| bad(e.to_string()))?;
-            let header: Header = serde_json::from_slice(&header)
+            // safetensors' own header type, which also checks that the tensors' byte ranges
+            // follow each other and fit their element types and shapes
+            let header: Metadata = serde_json::from_slice(&header)
                 .map_err(|e| bad(format!("safetensors header: {e}")))?;
             let data = 8 + n;
-            for (name, info) in header.tensors {
+            for (name, info) in header.tensors() {
                 let (start, end) = info.data_offsets;
                 if start > end || data + end as u64 > len {
                     return Err(bad(format!(
@@ -66,7 +59,7 @@ impl SafetensorsFiles {
                         len - data
                     )));
                 }
-                index.insert(name, (i, data + start as u64, info));
+                index.insert(name, (i, data + start as u64, info.clone()));
             }
         }
         Ok(SafetensorsFiles {
@@ -255,5 +248,15 @@ mod tests {
         std::fs::write(&json, &broken).unwrap();
         let e = SafetensorsFiles::open(&[json]).err().unwrap();
         assert!(e.contains("json.safetensors: safetensors header"), "{e}");
+
+        // a byte range that does not fit the tensor's shape (12 bytes for 4 f32s)
+        let header = br#"{"t":{"dtype":"F32","shape":[4],"data_offsets":[0,12]}}"#;
+        let mut misfit = (header.len() as u64).to_le_bytes().to_vec();
+        misfit.extend_from_slice(header);
+        misfit.extend_from_slice(&[0u8; 12]);
+        let path = dir.path().join("misfit.safetensors");
+        std::fs::write(&path, &misfit).unwrap();
+        let e = SafetensorsFiles::open(&[path]).err().unwrap();
+        assert!(e.contains("misfit.safetensors: safetensors header"), "{e}");
     }
 }
