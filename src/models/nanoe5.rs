@@ -237,7 +237,10 @@ pub fn parse(bytes: &[u8]) -> Result<E5s1> {
 
 /// GGML Q4_0: blocks of 32 values, an f16 scale then 16 bytes of nibbles.
 pub fn dequantize_q4_0(raw: &[u8], elems: usize) -> Result<Vec<f32>> {
-    ensure!(elems % 32 == 0, "{elems} values are not whole blocks of 32");
+    ensure!(
+        elems.is_multiple_of(32),
+        "{elems} values are not whole blocks of 32"
+    );
     ensure!(
         raw.len() == elems / 32 * 18,
         "{} bytes for {elems} Q4_0 values",

@@ -637,6 +637,7 @@ mod ort_backend {
         let env = runtime()?;
         let build = || -> ort::Result<Session> {
             Session::builder(env)?
+                .with_operators(crate::attention::domain()?)?
                 .with_prepacked_weights(weights)?
                 .with_optimization_level(GraphOptimizationLevel::Level3)?
                 // triage runs windows in parallel on rayon's threads, each with a session of
@@ -693,11 +694,16 @@ mod ort_backend {
         ) -> Result<Self> {
             runtime()?;
             let eps = config.bert().layer_norm_eps;
-            let (layers, spec) = encoder.take_layers(eps, int8);
+            let (layers, mut spec) = encoder.take_layers(eps, int8);
+            let all = std::env::var("TRIAGE_TMP_ATTENTION").as_deref() == Ok("all");
+            spec.bf16_attention = (int8 || all)
+                && crate::attention::available()
+                && std::env::var("TRIAGE_TMP_ATTENTION").as_deref() != Ok("f32");
             // peak memory: each graph is written, becomes sessions and its bytes are freed; the
             // layers' tensors are freed before the last graph's sessions are made
             let f32_spec = crate::onnx::GraphSpec {
                 int8: false,
+                bf16_attention: all,
                 ..spec
             };
             let exact = if !int8 {
@@ -853,6 +859,70 @@ mod ort_backend {
             }
         }
 
+        /// The encoder's graph with triage's bf16 attention against the same graph with ONNX
+        /// Runtime's f32 attention, in f32 and in int8: close (within bf16's rounding of the
+        /// attention's inputs), not equal (the operator ran), and far from the f32 graph on
+        /// other inputs.
+        #[test]
+        fn bf16_attention_is_the_f32_attention_within_bf16_rounding() {
+            runtime()
+                .expect("ORT_DYLIB_PATH: run `eval \"$(scripts/setup_onnxruntime.sh)\"` first");
+            if !crate::attention::available() {
+                eprintln!("skipped: this CPU has no AVX-512 BF16");
+                return;
+            }
+            let (h, inter, len) = (64, 128, 37);
+            let layers = vec![layer(h, inter, 10), layer(h, inter, 30)];
+            let x = values(len * h, 4);
+            let graph = |int8, bf16_attention| {
+                let spec = GraphSpec {
+                    hidden: h,
+                    heads: 2,
+                    eps: 1e-12,
+                    act: HiddenAct::Gelu,
+                    int8,
+                    bf16_attention,
+                };
+                run(
+                    &crate::onnx::encoder_model(&layers, &spec, None).unwrap(),
+                    &x,
+                    len,
+                )
+            };
+            let exact = graph(false, false);
+            let other = rms(&run_f32_on(&layers, h, len, 5), &exact);
+            // f32 products: the states have unit variance (a layer norm ends each layer), and
+            // bf16 keeps 8 bits of each input of the attention's products
+            let bf16 = rms(&graph(false, true), &exact);
+            // int8 products: bf16 attention adds little to int8's own error (a small change
+            // flips some of the activations' roundings, so int8 with and without it differ
+            // about as much as int8 and f32 do)
+            let int8 = rms(&graph(true, false), &exact);
+            let int8_bf16 = rms(&graph(true, true), &exact);
+            eprintln!(
+                "RMS differences from f32: bf16 attention {bf16}; int8 {int8}, int8 with bf16 \
+                 attention {int8_bf16}; other inputs {other}"
+            );
+            assert!(bf16 > 0.0, "the bf16 operator ran");
+            assert!(bf16 < 0.01, "{bf16}");
+            assert!(int8_bf16 < int8 * 1.25, "{int8_bf16} against int8's {int8}");
+            assert!(other > 0.5, "{other}");
+        }
+
+        /// The f32 graph of `layers` on the test input of `seed`.
+        fn run_f32_on(layers: &[LayerWeights], h: usize, len: usize, seed: u64) -> Vec<f32> {
+            let spec = GraphSpec {
+                hidden: h,
+                heads: 2,
+                eps: 1e-12,
+                act: HiddenAct::Gelu,
+                int8: false,
+                bf16_attention: false,
+            };
+            let model = crate::onnx::encoder_model(layers, &spec, None).unwrap();
+            run(&model, &values(len * h, seed), len)
+        }
+
         #[test]
         fn the_probe_measures_each_products_input() {
             runtime()
@@ -865,6 +935,7 @@ mod ort_backend {
                 eps: 1e-12,
                 act: HiddenAct::Gelu,
                 int8: false,
+                bf16_attention: false,
             };
             let x = values(len * h, 4);
             let probe = crate::onnx::probe_model(&layers, &spec).unwrap();

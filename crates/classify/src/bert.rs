@@ -257,6 +257,7 @@ impl Encoder {
             eps: eps as f32,
             act: self.act,
             int8,
+            bf16_attention: false,
         };
         (layers, spec)
     }

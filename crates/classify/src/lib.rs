@@ -35,6 +35,8 @@
 //! engine ([`Backend`]), with `bf16` ([`Precision`]).
 #![deny(missing_docs)]
 
+#[cfg(feature = "ort")]
+mod attention;
 mod backend;
 pub mod bert;
 pub mod checksum;

@@ -12,7 +12,9 @@
 //! output) or per token (the GELU outputs), so a window's states never depend on other
 //! windows. Before that, SmoothQuant moves each input channel's range partly into the weights
 //! ([`smoothing`]), with ranges measured in f32 on built-in calibration texts
-//! ([`probe_model`]). The products inside attention (scores, context) stay f32.
+//! ([`probe_model`]). The products inside attention (scores, context) run in bf16 in triage's
+//! own operator ([`crate::attention`]) where the CPU has AVX-512 BF16, in f32 elsewhere; the
+//! f32 graph keeps ONNX Runtime's f32 attention.
 
 use candle_core::Tensor;
 
@@ -37,6 +39,9 @@ pub(crate) struct GraphSpec {
     pub act: HiddenAct,
     /// Weights of the products as int8, activations quantized at run time.
     pub int8: bool,
+    /// Self-attention in triage's bf16 operator ([`crate::attention`]) instead of ONNX
+    /// Runtime's f32 nodes (sessions need [`crate::attention::domain`]).
+    pub bf16_attention: bool,
 }
 
 // ---- protobuf wire format ------------------------------------------------------------------
@@ -214,7 +219,7 @@ impl Graph {
         }
         let mut m = Vec::new();
         int(&mut m, 1, 8); // IR version 8 (ONNX 1.10+)
-        for (domain, version) in [("", 17i64), (MS, 1)] {
+        for (domain, version) in [("", 17i64), (MS, 1), (crate::attention::DOMAIN, 1)] {
             let mut o = Vec::new();
             bytes(&mut o, 1, domain.as_bytes());
             int(&mut o, 2, version);
@@ -613,6 +618,7 @@ pub(crate) fn probe_model(
 ) -> candle_core::Result<Vec<u8>> {
     let spec = GraphSpec {
         int8: false,
+        bf16_attention: false,
         ..*spec
     };
     let (mut g, x) = layers_graph(layers, &spec, |_| [Product::Probe; 4])?;
@@ -709,35 +715,47 @@ fn layers_graph<'a>(
             _ => (&l.qkv, &l.attn_out),
         };
         let qkv = linear(&mut g, &x, qkv_weights, p_qkv, None)?;
-        // [len, 3, heads, hd] -> [3, heads, len, hd] -> q, k, v [1, heads, len, hd]; the
-        // scores take k transposed and the scale in the same node
-        let qkv = g.op("Reshape", &[&qkv, &split_shape], &[]);
-        let qkv = g.op(
-            "Transpose",
-            &[&qkv],
-            &[("perm", Attr::Ints(vec![1, 2, 0, 3]))],
-        );
-        let [q, k, v]: [String; 3] = g
-            .node("Split", "", &[&qkv], 3, &[("axis", Attr::Int(0))])
-            .try_into()
-            .expect("three outputs");
-        let scores = g
-            .node(
-                "FusedMatMul",
-                MS,
-                &[&q, &k],
+        let ctx = if spec.bf16_attention {
+            let heads = Attr::Int(nh as i64);
+            g.node(
+                "Attention",
+                crate::attention::DOMAIN,
+                &[&qkv],
                 1,
-                &[("transB", Attr::Int(1)), ("alpha", Attr::Float(scale))],
+                &[("heads", heads)],
             )
-            .remove(0);
-        let probs = g.op("Softmax", &[&scores], &[("axis", Attr::Int(-1))]);
-        let ctx = g.op("MatMul", &[&probs, &v], &[]);
-        let ctx = g.op(
-            "Transpose",
-            &[&ctx],
-            &[("perm", Attr::Ints(vec![0, 2, 1, 3]))],
-        );
-        let ctx = g.op("Reshape", &[&ctx, &merge_shape], &[]);
+            .remove(0)
+        } else {
+            // [len, 3, heads, hd] -> [3, heads, len, hd] -> q, k, v [1, heads, len, hd]; the
+            // scores take k transposed and the scale in the same node
+            let qkv = g.op("Reshape", &[&qkv, &split_shape], &[]);
+            let qkv = g.op(
+                "Transpose",
+                &[&qkv],
+                &[("perm", Attr::Ints(vec![1, 2, 0, 3]))],
+            );
+            let [q, k, v]: [String; 3] = g
+                .node("Split", "", &[&qkv], 3, &[("axis", Attr::Int(0))])
+                .try_into()
+                .expect("three outputs");
+            let scores = g
+                .node(
+                    "FusedMatMul",
+                    MS,
+                    &[&q, &k],
+                    1,
+                    &[("transB", Attr::Int(1)), ("alpha", Attr::Float(scale))],
+                )
+                .remove(0);
+            let probs = g.op("Softmax", &[&scores], &[("axis", Attr::Int(-1))]);
+            let ctx = g.op("MatMul", &[&probs, &v], &[]);
+            let ctx = g.op(
+                "Transpose",
+                &[&ctx],
+                &[("perm", Attr::Ints(vec![0, 2, 1, 3]))],
+            );
+            g.op("Reshape", &[&ctx, &merge_shape], &[])
+        };
         let a = linear(&mut g, &ctx, attn_out_weights, p_attn_out, None)?;
         let a = g.op("Add", &[&a, &x], &[]);
         let x1 = layer_norm(&mut g, &a, &l.attn_norm, spec.eps)?;
