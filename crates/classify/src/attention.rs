@@ -450,7 +450,10 @@ impl Operator for AttentionOp {
 
 /// The domain with triage's operators, for a session's builder.
 pub(crate) fn domain() -> ort::Result<OperatorDomain> {
-    OperatorDomain::new(DOMAIN)?.add(AttentionOp)
+    OperatorDomain::new(DOMAIN)?
+        .add(AttentionOp)?
+        .add(crate::ffn::FfnActivation)?
+        .add(crate::ffn::FfnOutput)
 }
 
 #[cfg(test)]

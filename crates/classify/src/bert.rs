@@ -258,6 +258,7 @@ impl Encoder {
             act: self.act,
             int8,
             bf16_attention: false,
+            fused_ffn: false,
         };
         (layers, spec)
     }

@@ -43,6 +43,8 @@ pub mod checksum;
 mod classifier;
 pub mod config;
 mod error;
+#[cfg(feature = "ort")]
+mod ffn;
 pub mod labels;
 pub mod metrics;
 #[cfg(feature = "ort")]

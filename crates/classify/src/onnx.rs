@@ -42,6 +42,9 @@ pub(crate) struct GraphSpec {
     /// Self-attention in triage's bf16 operator ([`crate::attention`]) instead of ONNX
     /// Runtime's f32 nodes (sessions need [`crate::attention::domain`]).
     pub bf16_attention: bool,
+    /// The int8 feed-forward block's work around its products in triage's operators
+    /// ([`crate::ffn`]) instead of ONNX Runtime's nodes.
+    pub fused_ffn: bool,
 }
 
 // ---- protobuf wire format ------------------------------------------------------------------
@@ -369,6 +372,58 @@ pub(crate) fn smoothing(wt: &[f32], n: usize, range: &[f32], alpha: f32) -> Vec<
         .collect()
 }
 
+/// An int8 product's input treatment, from [`int8_weights`].
+struct Int8Weights {
+    /// Each input channel's factor before the product (`1 / s`, 0 for the exact channels).
+    inverse: Vec<f32>,
+    /// The input channels computed in f32 beside the int8 product, with their weight rows
+    /// (`[channels, n]`).
+    exact: Option<(Vec<i64>, Vec<f32>)>,
+    /// Whether the inputs are smoothed (calibrated ranges were given).
+    smoothed: bool,
+}
+
+/// Smooths `wt` (`[k, n]`) in place for an int8 product ([`smoothing`]) and zeroes the weight
+/// rows of its `exact_channels` of widest smoothed range, which are left out of the int8
+/// product (their input and weights zeroed, so that neither sets a scale) and multiplied in
+/// f32 beside it. Without calibrated ranges, nothing changes.
+fn int8_weights(wt: &mut [f32], n: usize, int8: &Int8) -> Int8Weights {
+    let k = wt.len() / n;
+    let Some(range) = int8.range else {
+        return Int8Weights {
+            inverse: vec![1f32; k],
+            exact: None,
+            smoothed: false,
+        };
+    };
+    let s = smoothing(wt, n, range, int8.alpha);
+    let mut channels: Vec<usize> = (0..k).collect();
+    channels.sort_by(|&a, &b| (range[b] / s[b]).total_cmp(&(range[a] / s[a])));
+    // at least one channel stays in the int8 product
+    channels.truncate(int8.exact_channels.min(k - 1));
+    channels.sort_unstable();
+    let exact = (!channels.is_empty()).then(|| {
+        let rows = channels
+            .iter()
+            .flat_map(|&j| wt[j * n..(j + 1) * n].iter().copied())
+            .collect();
+        (channels.iter().map(|&j| j as i64).collect(), rows)
+    });
+    for (row, s) in wt.chunks_mut(n).zip(&s) {
+        row.iter_mut().for_each(|v| *v *= s);
+    }
+    let mut inverse: Vec<f32> = s.iter().map(|s| 1.0 / s).collect();
+    for &j in &channels {
+        inverse[j] = 0.0;
+        wt[j * n..(j + 1) * n].iter_mut().for_each(|v| *v = 0.0);
+    }
+    Int8Weights {
+        inverse,
+        exact,
+        smoothed: true,
+    }
+}
+
 /// `x @ w.T + b` for a candle `Linear` weight `w` (`[out, in]`), in f32 or int8.
 ///
 /// int8: the weights are quantized symmetrically with one scale per output column
@@ -414,33 +469,12 @@ fn linear(
     };
     let input = x;
     let mut x = x.to_string();
-    let mut inverse = vec![1f32; k];
-    // the input channels computed in f32 beside the int8 product, with their weight rows
-    let mut exact: Option<(Vec<i64>, Vec<f32>)> = None;
-    if let Some(range) = int8.range {
-        let s = smoothing(&wt, n, range, int8.alpha);
-        let mut channels: Vec<usize> = (0..k).collect();
-        channels.sort_by(|&a, &b| (range[b] / s[b]).total_cmp(&(range[a] / s[a])));
-        // at least one channel stays in the int8 product
-        channels.truncate(int8.exact_channels.min(k - 1));
-        channels.sort_unstable();
-        if !channels.is_empty() {
-            let rows = channels
-                .iter()
-                .flat_map(|&j| wt[j * n..(j + 1) * n].iter().copied())
-                .collect();
-            exact = Some((channels.iter().map(|&j| j as i64).collect(), rows));
-        }
-        for (row, s) in wt.chunks_mut(n).zip(&s) {
-            row.iter_mut().for_each(|v| *v *= s);
-        }
-        inverse = s.iter().map(|s| 1.0 / s).collect();
-        // left out of the int8 product: zero input (by the same Mul) and zero weights, so that
-        // neither sets a scale
-        for &j in &channels {
-            inverse[j] = 0.0;
-            wt[j * n..(j + 1) * n].iter_mut().for_each(|v| *v = 0.0);
-        }
+    let Int8Weights {
+        inverse,
+        exact,
+        smoothed,
+    } = int8_weights(&mut wt, n, &int8);
+    if smoothed {
         let i = g.floats("smooth", &[k], &inverse);
         x = g.op("Mul", &[&x, &i], &[]);
     }
@@ -481,11 +515,7 @@ fn linear(
                 // x + c with c_j = lower / s_j >= -x_j: (x + c) @ w' = x @ w' + c @ w', so the
                 // bias gives back c @ w' (with the int8 weights, as the product computes it)
                 let c: Vec<f32> = inverse.iter().map(|i| lower * i).collect();
-                for (cj, row) in c.iter().zip(q.chunks(n)) {
-                    for ((b, &qv), s) in bias.iter_mut().zip(row).zip(&scale) {
-                        *b -= cj * f32::from(qv as i8) * s;
-                    }
-                }
+                take_back_shift(&mut bias, &c, &q, &scale);
                 let c = g.floats("shift", &[k], &c);
                 x = g.op("Add", &[&x, &c], &[]);
             }
@@ -523,6 +553,17 @@ fn linear(
     }
     let refs: Vec<&str> = terms.iter().map(String::as_str).collect();
     Ok(g.op("Sum", &refs, &[]))
+}
+
+/// The bias that takes back an input shift `c` (`[k]`) from an int8 product: `(x + c) @ w' =
+/// x @ w' + c @ w'`, with the int8 weights `q` (`[k, n]`) and column scales as the product
+/// computes it.
+fn take_back_shift(bias: &mut [f32], c: &[f32], q: &[u8], scale: &[f32]) {
+    for (cj, row) in c.iter().zip(q.chunks(scale.len())) {
+        for ((b, &qv), s) in bias.iter_mut().zip(row).zip(scale) {
+            *b -= cj * f32::from(qv as i8) * s;
+        }
+    }
 }
 
 /// Symmetric int8 quantization of `w` (`[k, n]`, row-major) with one scale per column `n`:
@@ -619,6 +660,7 @@ pub(crate) fn probe_model(
     let spec = GraphSpec {
         int8: false,
         bf16_attention: false,
+        fused_ffn: false,
         ..*spec
     };
     let (mut g, x) = layers_graph(layers, &spec, |_| [Product::Probe; 4])?;
@@ -759,6 +801,31 @@ fn layers_graph<'a>(
         let a = linear(&mut g, &ctx, attn_out_weights, p_attn_out, None)?;
         let a = g.op("Add", &[&a, &x], &[]);
         let x1 = layer_norm(&mut g, &a, &l.attn_norm, spec.eps)?;
+        if let (
+            HiddenAct::Gelu,
+            Product::Int8(
+                ffn_in @ Int8 {
+                    range: Some(_),
+                    activations: Activations::PerWindow,
+                    ..
+                },
+            ),
+            Product::Int8(
+                ffn_out @ Int8 {
+                    range: Some(_),
+                    activations: Activations::PerToken { lower: Some(lower) },
+                    ..
+                },
+            ),
+        ) = (spec.act, p_ffn_in, p_ffn_out)
+        {
+            let (i, h) = l.ffn_in.0.dims2()?;
+            if spec.fused_ffn && lower == GELU_LOWER && i.is_multiple_of(16) && h.is_multiple_of(16)
+            {
+                x = ffn_fused(&mut g, &x1, l, (&ffn_in, &ffn_out), spec.eps)?;
+                continue;
+            }
+        }
         let f = linear(&mut g, &x1, &l.ffn_in, p_ffn_in, None)?;
         let f = match spec.act {
             HiddenAct::Gelu => g.node("Gelu", MS, &[&f], 1, &[]).remove(0),
@@ -770,6 +837,92 @@ fn layers_graph<'a>(
     }
     let x = g.op("Reshape", &[&x, &out_shape], &[]);
     Ok((g, x))
+}
+
+/// The feed-forward block of an int8 layer with GELU, FFN in one scale per window and FFN out
+/// one per token shifted past GELU's minimum (what [`int8_products`] gives with calibrated
+/// ranges), with triage's fused operators ([`crate::fused`]) for the work around the two int8
+/// products: the same arithmetic as [`linear`], GELU and the layer norm in ONNX operators,
+/// in 5 nodes instead of 15. `x1` is `[len, h]`; returns the layer's output.
+fn ffn_fused(
+    g: &mut Graph,
+    x1: &str,
+    l: &LayerWeights,
+    (ffn_in, ffn_out): (&Int8, &Int8),
+    eps: f32,
+) -> candle_core::Result<String> {
+    let (i, h) = l.ffn_in.0.dims2()?;
+    // FFN in: smoothed input, int8 product with its bias; its f32 channels go to the fused op
+    let mut wt = values(&l.ffn_in.0.t()?.contiguous()?)?; // [h, i]
+    let w_in = int8_weights(&mut wt, i, ffn_in);
+    let inverse = g.floats("smooth", &[h], &w_in.inverse);
+    let xs = g.op("Mul", &[x1, &inverse], &[]);
+    let (q, scale) = quantize_columns(&wt, i);
+    let w = g.init("wq", &[h, i], INT8, &q);
+    let ws = g.floats("ws", &[i], &scale);
+    let wz = g.init("wz", &[i], INT8, &vec![0u8; i]);
+    let bias = g.floats("b", &[i], &values(&l.ffn_in.1)?);
+    let z = g
+        .node(
+            "DynamicQuantizeMatMul",
+            MS,
+            &[&xs, &w, &ws, &wz, &bias],
+            1,
+            &[],
+        )
+        .remove(0);
+    let (in_channels, in_rows) = w_in.exact.unwrap_or_default();
+    // FFN out: the inputs shifted by GELU's minimum and smoothed; the bias takes the shift back
+    let mut wt = values(&l.ffn_out.0.t()?.contiguous()?)?; // [i, h]
+    let mut bias = values(&l.ffn_out.1)?;
+    let w_out = int8_weights(&mut wt, h, ffn_out);
+    let (q, scale) = quantize_columns(&wt, h);
+    let shift: Vec<f32> = w_out.inverse.iter().map(|v| GELU_LOWER * v).collect();
+    take_back_shift(&mut bias, &shift, &q, &scale);
+    let (out_channels, out_rows) = w_out.exact.unwrap_or_default();
+    let names = [
+        g.int64s("channels", &in_channels),
+        g.floats("w_exact", &[in_channels.len(), i], &in_rows),
+        g.floats("smooth", &[i], &w_out.inverse),
+        g.floats("shift", &[i], &shift),
+        g.int64s("channels", &out_channels),
+    ];
+    let mut inputs = vec![z.as_str(), x1];
+    inputs.extend(names.iter().map(String::as_str));
+    let [a, r, exact]: [String; 3] = g
+        .node("FfnActivation", crate::attention::DOMAIN, &inputs, 3, &[])
+        .try_into()
+        .expect("three outputs");
+    let w = g.init("wq", &[i, h], INT8, &q);
+    let ws = g.floats("ws", &[h], &scale);
+    let wz = g.init("wz", &[h], INT8, &vec![0u8; h]);
+    let y = g
+        .node("DynamicQuantizeMatMul", MS, &[&a, &w, &ws, &wz], 1, &[])
+        .remove(0);
+    let names = [
+        g.floats("w_exact", &[out_channels.len(), h], &out_rows),
+        g.floats("b", &[h], &bias),
+    ];
+    let norm = [
+        g.floats("ln_w", &[h], &values(&l.ffn_norm.0)?),
+        g.floats("ln_b", &[h], &values(&l.ffn_norm.1)?),
+        g.floats("eps", &[1], &[eps]),
+    ];
+    let inputs = [
+        y.as_str(),
+        &r,
+        &exact,
+        &names[0],
+        &names[1],
+        x1,
+        &norm[0],
+        &norm[1],
+        &norm[2],
+    ];
+    Ok(
+        g.node("FfnOutput", crate::attention::DOMAIN, &inputs, 1, &[])
+            .remove(0),
+    )
 }
 
 /// A model of one product with a weight, `x @ w.T + b` as [`encoder_model`] writes each of

@@ -1,0 +1,440 @@
+//! The int8 graph's feed-forward block around its two int8 products, in two of triage's own
+//! ONNX Runtime operators (AVX-512), where ONNX operators took eight nodes before FFN out's
+//! product and four after it, each a pass over the block's activations:
+//!
+//! - `triage.FfnActivation` ([`activation`]): FFN in's f32 channels added to its int8 product,
+//!   GELU, FFN out's smoothing and shift past GELU's minimum, and each token over its largest
+//!   value (so that the product's one int8 scale for the window is each token's own).
+//! - `triage.FfnOutput` ([`output`]): FFN out's product scaled back per token, its bias, f32
+//!   channels and the residual added, and the layer norm.
+//!
+//! The arithmetic is [`crate::onnx`]'s for the same graph in ONNX operators (GELU in the erf
+//! form, by the rational function of [`crate::bert::erf_f32`]), one pass over each token's
+//! values, in 16 lanes.
+
+use std::arch::x86_64::*;
+
+use ort::operator::{
+    BoxedKernel, ComputeContext, KernelContext, Operator, OperatorInput, OperatorOutput,
+};
+use ort::value::TensorElementType;
+
+/// Whether this CPU runs the operators (AVX-512F).
+pub(crate) fn available() -> bool {
+    is_x86_feature_detected!("avx512f")
+}
+
+/// GELU (erf form) of 16 lanes: `x / 2 (1 + erf(x / sqrt 2))`, erf as
+/// [`crate::bert::erf_f32`] computes it.
+#[inline]
+#[target_feature(enable = "avx512f")]
+unsafe fn gelu(x: __m512) -> __m512 {
+    let c = _mm512_set1_ps;
+    let z = _mm512_mul_ps(x, c(std::f32::consts::FRAC_1_SQRT_2));
+    let z = _mm512_min_ps(_mm512_max_ps(z, c(-4.0)), c(4.0));
+    let z2 = _mm512_mul_ps(z, z);
+    let mut p = _mm512_fmadd_ps(z2, c(-2.726_142_3e-10), c(2.770_681_4e-8));
+    for k in [
+        -2.101_024e-6,
+        -5.692_506_4e-5,
+        -7.349_906_3e-4,
+        -2.954_6e-3,
+        -1.609_603_3e-2,
+    ] {
+        p = _mm512_fmadd_ps(z2, p, c(k));
+    }
+    p = _mm512_mul_ps(p, z);
+    let mut q = _mm512_fmadd_ps(z2, c(-1.456_607_2e-5), c(-2.133_740_6e-4));
+    for k in [-1.682_827e-3, -7.373_329e-3, -1.426_473_9e-2] {
+        q = _mm512_fmadd_ps(z2, q, c(k));
+    }
+    let half = _mm512_mul_ps(x, c(0.5));
+    _mm512_fmadd_ps(half, _mm512_div_ps(p, q), half)
+}
+
+/// The activation between the feed-forward block's two int8 products, token by token.
+pub(crate) struct Activation<'a> {
+    /// FFN in's int8 product with its bias, `[rows, i]`
+    pub z: &'a [f32],
+    /// FFN in's input, `[rows, h]`
+    pub x: &'a [f32],
+    /// FFN in's input channels left out of its int8 product, and their weight rows
+    /// (`[channels, i]`)
+    pub in_channels: &'a [i64],
+    pub in_weights: &'a [f32],
+    /// FFN out's smoothing (`1 / s`, `[i]`) and shift (`[i]`)
+    pub inverse: &'a [f32],
+    pub shift: &'a [f32],
+    /// FFN out's input channels computed in f32
+    pub out_channels: &'a [i64],
+}
+
+/// For each token: `a = z + x[in_channels] @ in_weights`, `g = gelu(a)`; `exact` (`[rows,
+/// out_channels]`) takes `g` at `out_channels`; `v = g * inverse + shift`, `r` (`[rows]`) its
+/// largest (at least 1e-30), `q` (`[rows, i]`) `v / r`.
+pub(crate) fn activation(a: &Activation, q: &mut [f32], r: &mut [f32], exact: &mut [f32]) {
+    let i = a.inverse.len();
+    let rows = r.len();
+    assert!(available() && i.is_multiple_of(16) && a.shift.len() == i);
+    assert!(a.z.len() == rows * i && q.len() == rows * i);
+    assert!(a.in_weights.len() == a.in_channels.len() * i);
+    assert!(exact.len() == rows * a.out_channels.len());
+    let h = a.x.len() / rows.max(1);
+    assert!(a.x.len() == rows * h);
+    let valid = |c: &[i64], n: usize| c.iter().all(|&c| (0..n as i64).contains(&c));
+    assert!(valid(a.in_channels, h) && valid(a.out_channels, i));
+    // SAFETY: AVX-512F is there and every index is within the slices (checked above)
+    unsafe { activation_avx512(a, i, h, q, r, exact) }
+}
+
+#[target_feature(enable = "avx512f")]
+unsafe fn activation_avx512(
+    a: &Activation,
+    i: usize,
+    h: usize,
+    q: &mut [f32],
+    r: &mut [f32],
+    exact: &mut [f32],
+) {
+    let e = a.out_channels.len();
+    let mut picked = Vec::with_capacity(a.in_channels.len());
+    for (t, rt) in r.iter_mut().enumerate() {
+        let z = a.z.as_ptr().add(t * i);
+        let out = q.as_mut_ptr().add(t * i);
+        picked.clear();
+        picked.extend(
+            a.in_channels
+                .iter()
+                .map(|&c| _mm512_set1_ps(a.x[t * h + c as usize])),
+        );
+        // GELU of FFN in's product with its f32 channels
+        for c in (0..i).step_by(16) {
+            let mut v = _mm512_loadu_ps(z.add(c));
+            for (k, x) in picked.iter().enumerate() {
+                let w = _mm512_loadu_ps(a.in_weights.as_ptr().add(k * i + c));
+                v = _mm512_fmadd_ps(*x, w, v);
+            }
+            _mm512_storeu_ps(out.add(c), gelu(v));
+        }
+        for (d, &c) in exact[t * e..(t + 1) * e].iter_mut().zip(a.out_channels) {
+            *d = *out.add(c as usize);
+        }
+        // smoothed and shifted, then over the token's largest
+        let mut m = _mm512_set1_ps(1e-30);
+        for c in (0..i).step_by(16) {
+            let s = _mm512_loadu_ps(a.inverse.as_ptr().add(c));
+            let b = _mm512_loadu_ps(a.shift.as_ptr().add(c));
+            let v = _mm512_fmadd_ps(_mm512_loadu_ps(out.add(c)), s, b);
+            m = _mm512_max_ps(m, v);
+            _mm512_storeu_ps(out.add(c), v);
+        }
+        *rt = _mm512_reduce_max_ps(m);
+        let inv = _mm512_set1_ps(1.0 / *rt);
+        for c in (0..i).step_by(16) {
+            _mm512_storeu_ps(out.add(c), _mm512_mul_ps(_mm512_loadu_ps(out.add(c)), inv));
+        }
+    }
+}
+
+/// The end of the feed-forward block, token by token.
+pub(crate) struct Output<'a> {
+    /// FFN out's int8 product on the scaled tokens, `[rows, h]`, and the tokens' scales
+    pub y: &'a [f32],
+    pub r: &'a [f32],
+    /// the f32 channels' values (`[rows, channels]`) and weight rows (`[channels, h]`)
+    pub exact: &'a [f32],
+    pub weights: &'a [f32],
+    pub bias: &'a [f32],
+    pub residual: &'a [f32],
+    /// the layer norm
+    pub gamma: &'a [f32],
+    pub beta: &'a [f32],
+    pub eps: f32,
+}
+
+/// `o = y r + bias + exact @ weights + residual`, then the layer norm of each token.
+pub(crate) fn output(o: &Output, out: &mut [f32]) {
+    let h = o.bias.len();
+    let rows = o.r.len();
+    assert!(available() && h.is_multiple_of(16));
+    assert!(o.y.len() == rows * h && o.residual.len() == rows * h && out.len() == rows * h);
+    assert!(o.gamma.len() == h && o.beta.len() == h);
+    let e = o.exact.len() / rows.max(1);
+    assert!(o.exact.len() == rows * e && o.weights.len() == e * h);
+    // SAFETY: AVX-512F is there and every index is within the slices (checked above)
+    unsafe { output_avx512(o, h, e, out) }
+}
+
+#[target_feature(enable = "avx512f")]
+unsafe fn output_avx512(o: &Output, h: usize, e: usize, out: &mut [f32]) {
+    let at = |v: &[f32], k: usize| _mm512_loadu_ps(v.as_ptr().add(k));
+    for (t, row) in out.chunks_exact_mut(h).enumerate() {
+        let rt = _mm512_set1_ps(o.r[t]);
+        let exact = &o.exact[t * e..(t + 1) * e];
+        let mut sum = _mm512_setzero_ps();
+        for c in (0..h).step_by(16) {
+            let mut v = _mm512_fmadd_ps(at(o.y, t * h + c), rt, at(o.bias, c));
+            v = _mm512_add_ps(v, at(o.residual, t * h + c));
+            for (k, &x) in exact.iter().enumerate() {
+                v = _mm512_fmadd_ps(_mm512_set1_ps(x), at(o.weights, k * h + c), v);
+            }
+            sum = _mm512_add_ps(sum, v);
+            _mm512_storeu_ps(row.as_mut_ptr().add(c), v);
+        }
+        let mean = _mm512_set1_ps(_mm512_reduce_add_ps(sum) / h as f32);
+        let mut var = _mm512_setzero_ps();
+        for c in (0..h).step_by(16) {
+            let d = _mm512_sub_ps(at(row, c), mean);
+            var = _mm512_fmadd_ps(d, d, var);
+        }
+        let var = _mm512_reduce_add_ps(var) / h as f32;
+        let scale = _mm512_set1_ps(1.0 / (var + o.eps).sqrt());
+        for c in (0..h).step_by(16) {
+            let d = _mm512_mul_ps(_mm512_sub_ps(at(row, c), mean), scale);
+            let v = _mm512_fmadd_ps(d, at(o.gamma, c), at(o.beta, c));
+            _mm512_storeu_ps(row.as_mut_ptr().add(c), v);
+        }
+    }
+}
+
+fn missing(what: &str) -> ort::Error {
+    ort::Error::new(format!("triage feed-forward operator: {what}"))
+}
+
+fn f32s() -> OperatorInput {
+    OperatorInput::required(TensorElementType::Float32)
+}
+
+fn i64s() -> OperatorInput {
+    OperatorInput::required(TensorElementType::Int64)
+}
+
+fn f32_out() -> OperatorOutput {
+    OperatorOutput::required(TensorElementType::Float32)
+}
+
+/// `triage.FfnActivation` ([`activation`]): inputs `z`, `x`, `in_channels`, `in_weights`,
+/// `inverse`, `shift`, `out_channels`; outputs `q` (`[rows, i]`), `r` (`[rows, 1]`), `exact`
+/// (`[rows, out_channels]`).
+pub(crate) struct FfnActivation;
+
+impl Operator for FfnActivation {
+    type Kernel<'attr> = BoxedKernel<'attr>;
+
+    fn name(&self) -> &str {
+        "FfnActivation"
+    }
+
+    fn inputs(&self) -> impl IntoIterator<Item = OperatorInput> {
+        [f32s(), f32s(), i64s(), f32s(), f32s(), f32s(), i64s()]
+    }
+
+    fn outputs(&self) -> impl IntoIterator<Item = OperatorOutput> {
+        [f32_out(), f32_out(), f32_out()]
+    }
+
+    fn create_kernel<'attr>(&self, _: &KernelContext<'attr>) -> ort::Result<Self::Kernel<'attr>> {
+        if !available() {
+            return Err(missing("this CPU has no AVX-512"));
+        }
+        Ok(Box::new(|ctx: &ComputeContext| {
+            let get = |i: usize| ctx.input(i)?.ok_or_else(|| missing("an input is missing"));
+            let (z, x, inc, inw, inv, shift, outc) = (
+                get(0)?,
+                get(1)?,
+                get(2)?,
+                get(3)?,
+                get(4)?,
+                get(5)?,
+                get(6)?,
+            );
+            let (shape, z) = z.try_extract_tensor::<f32>()?;
+            let (rows, width) = match **shape {
+                [rows, width] => (rows, width),
+                _ => return Err(missing("z is not [rows, i]")),
+            };
+            let out_channels = outc.try_extract_tensor::<i64>()?.1;
+            let a = Activation {
+                z,
+                x: x.try_extract_tensor::<f32>()?.1,
+                in_channels: inc.try_extract_tensor::<i64>()?.1,
+                in_weights: inw.try_extract_tensor::<f32>()?.1,
+                inverse: inv.try_extract_tensor::<f32>()?.1,
+                shift: shift.try_extract_tensor::<f32>()?.1,
+                out_channels,
+            };
+            let e = out_channels.len() as i64;
+            let mut q = ctx
+                .output(0, vec![rows, width])?
+                .ok_or_else(|| missing("q"))?;
+            let mut r = ctx.output(1, vec![rows, 1])?.ok_or_else(|| missing("r"))?;
+            let mut exact = ctx
+                .output(2, vec![rows, e])?
+                .ok_or_else(|| missing("exact"))?;
+            activation(
+                &a,
+                q.try_extract_tensor_mut::<f32>()?.1,
+                r.try_extract_tensor_mut::<f32>()?.1,
+                exact.try_extract_tensor_mut::<f32>()?.1,
+            );
+            Ok(())
+        }))
+    }
+}
+
+/// `triage.FfnOutput` ([`output`]): inputs `y`, `r`, `exact`, `weights`, `bias`, `residual`,
+/// `gamma`, `beta`, `eps` (`[1]`); output `[rows, h]`.
+pub(crate) struct FfnOutput;
+
+impl Operator for FfnOutput {
+    type Kernel<'attr> = BoxedKernel<'attr>;
+
+    fn name(&self) -> &str {
+        "FfnOutput"
+    }
+
+    fn inputs(&self) -> impl IntoIterator<Item = OperatorInput> {
+        std::iter::repeat_with(f32s).take(9)
+    }
+
+    fn outputs(&self) -> impl IntoIterator<Item = OperatorOutput> {
+        [f32_out()]
+    }
+
+    fn create_kernel<'attr>(&self, _: &KernelContext<'attr>) -> ort::Result<Self::Kernel<'attr>> {
+        if !available() {
+            return Err(missing("this CPU has no AVX-512"));
+        }
+        Ok(Box::new(|ctx: &ComputeContext| {
+            let get = |i: usize| ctx.input(i)?.ok_or_else(|| missing("an input is missing"));
+            let inputs = (0..9).map(get).collect::<ort::Result<Vec<_>>>()?;
+            let data =
+                |i: usize| -> ort::Result<&[f32]> { Ok(inputs[i].try_extract_tensor::<f32>()?.1) };
+            let shape = inputs[0].try_extract_tensor::<f32>()?.0.to_vec();
+            let o = Output {
+                y: data(0)?,
+                r: data(1)?,
+                exact: data(2)?,
+                weights: data(3)?,
+                bias: data(4)?,
+                residual: data(5)?,
+                gamma: data(6)?,
+                beta: data(7)?,
+                eps: *data(8)?.first().ok_or_else(|| missing("eps is empty"))?,
+            };
+            let mut out = ctx.output(0, shape)?.ok_or_else(|| missing("output"))?;
+            output(&o, out.try_extract_tensor_mut::<f32>()?.1);
+            Ok(())
+        }))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::bert::erf_f32;
+    use crate::onnx::tests::values_of as values;
+
+    fn gelu_ref(x: f32) -> f32 {
+        0.5 * x * (1.0 + erf_f32(x * std::f32::consts::FRAC_1_SQRT_2))
+    }
+
+    fn close(a: f32, b: f32) -> bool {
+        (a - b).abs() <= 1e-5 * b.abs().max(1.0)
+    }
+
+    /// Against the same arithmetic written plainly, element by element.
+    #[test]
+    fn activation_is_the_plain_arithmetic() {
+        if !available() {
+            eprintln!("skipped: this CPU has no AVX-512");
+            return;
+        }
+        let (rows, h, i) = (3, 32, 48);
+        let z: Vec<f32> = values(rows * i, 1).iter().map(|v| v * 4.0).collect();
+        let x = values(rows * h, 2);
+        let in_channels = [3i64, 17];
+        let in_weights = values(2 * i, 3);
+        let inverse: Vec<f32> = values(i, 4).iter().map(|v| 1.0 + v.abs()).collect();
+        let shift: Vec<f32> = inverse.iter().map(|v| 0.17 * v).collect();
+        let out_channels = [0i64, 40, 47];
+        let a = Activation {
+            z: &z,
+            x: &x,
+            in_channels: &in_channels,
+            in_weights: &in_weights,
+            inverse: &inverse,
+            shift: &shift,
+            out_channels: &out_channels,
+        };
+        let (mut q, mut r, mut exact) = (vec![0f32; rows * i], vec![0f32; rows], vec![0f32; 9]);
+        activation(&a, &mut q, &mut r, &mut exact);
+        for t in 0..rows {
+            let g: Vec<f32> = (0..i)
+                .map(|c| {
+                    let extra: f32 = in_channels
+                        .iter()
+                        .enumerate()
+                        .map(|(k, &ch)| x[t * h + ch as usize] * in_weights[k * i + c])
+                        .sum();
+                    gelu_ref(z[t * i + c] + extra)
+                })
+                .collect();
+            let v: Vec<f32> = (0..i).map(|c| g[c] * inverse[c] + shift[c]).collect();
+            let m = v.iter().copied().fold(1e-30, f32::max);
+            assert!(close(r[t], m), "token {t}: {} vs {m}", r[t]);
+            for c in 0..i {
+                assert!(close(q[t * i + c], v[c] / m), "token {t} value {c}");
+            }
+            for (k, &ch) in out_channels.iter().enumerate() {
+                assert!(
+                    close(exact[t * 3 + k], g[ch as usize]),
+                    "token {t} channel {ch}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn output_is_the_plain_arithmetic() {
+        if !available() {
+            eprintln!("skipped: this CPU has no AVX-512");
+            return;
+        }
+        let (rows, h, e) = (4, 48, 2);
+        let (y, r, exact) = (values(rows * h, 1), values(rows, 2), values(rows * e, 3));
+        let (weights, bias, residual) = (values(e * h, 4), values(h, 5), values(rows * h, 6));
+        let (gamma, beta) = (values(h, 7), values(h, 8));
+        let o = Output {
+            y: &y,
+            r: &r,
+            exact: &exact,
+            weights: &weights,
+            bias: &bias,
+            residual: &residual,
+            gamma: &gamma,
+            beta: &beta,
+            eps: 1e-12,
+        };
+        let mut out = vec![0f32; rows * h];
+        output(&o, &mut out);
+        for t in 0..rows {
+            let v: Vec<f64> = (0..h)
+                .map(|c| {
+                    let mut v = y[t * h + c] * r[t] + bias[c] + residual[t * h + c];
+                    for k in 0..e {
+                        v += exact[t * e + k] * weights[k * h + c];
+                    }
+                    f64::from(v)
+                })
+                .collect();
+            let mean = v.iter().sum::<f64>() / h as f64;
+            let var = v.iter().map(|v| (v - mean).powi(2)).sum::<f64>() / h as f64;
+            for c in 0..h {
+                let want =
+                    (v[c] - mean) / (var + 1e-12).sqrt() * f64::from(gamma[c]) + f64::from(beta[c]);
+                assert!(close(out[t * h + c], want as f32), "token {t} value {c}");
+            }
+        }
+    }
+}
