@@ -452,6 +452,7 @@ impl Operator for AttentionOp {
 pub(crate) fn domain() -> ort::Result<OperatorDomain> {
     OperatorDomain::new(DOMAIN)?
         .add(AttentionOp)?
+        .add(crate::ffn::AttnNorm)?
         .add(crate::ffn::FfnActivation)?
         .add(crate::ffn::FfnOutput)
 }

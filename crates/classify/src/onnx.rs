@@ -799,8 +799,6 @@ fn layers_graph<'a>(
             g.op("Reshape", &[&ctx, &merge_shape], &[])
         };
         let a = linear(&mut g, &ctx, attn_out_weights, p_attn_out, None)?;
-        let a = g.op("Add", &[&a, &x], &[]);
-        let x1 = layer_norm(&mut g, &a, &l.attn_norm, spec.eps)?;
         if let (
             HiddenAct::Gelu,
             Product::Int8(
@@ -822,10 +820,12 @@ fn layers_graph<'a>(
             let (i, h) = l.ffn_in.0.dims2()?;
             if spec.fused_ffn && lower == GELU_LOWER && i.is_multiple_of(16) && h.is_multiple_of(16)
             {
-                x = ffn_fused(&mut g, &x1, l, (&ffn_in, &ffn_out), spec.eps)?;
+                x = ffn_fused(&mut g, (&a, &x), l, (&ffn_in, &ffn_out), spec.eps)?;
                 continue;
             }
         }
+        let a = g.op("Add", &[&a, &x], &[]);
+        let x1 = layer_norm(&mut g, &a, &l.attn_norm, spec.eps)?;
         let f = linear(&mut g, &x1, &l.ffn_in, p_ffn_in, None)?;
         let f = match spec.act {
             HiddenAct::Gelu => g.node("Gelu", MS, &[&f], 1, &[]).remove(0),
@@ -841,35 +841,42 @@ fn layers_graph<'a>(
 
 /// The feed-forward block of an int8 layer with GELU, FFN in one scale per window and FFN out
 /// one per token shifted past GELU's minimum (what [`int8_products`] gives with calibrated
-/// ranges), with triage's fused operators ([`crate::fused`]) for the work around the two int8
-/// products: the same arithmetic as [`linear`], GELU and the layer norm in ONNX operators,
-/// in 5 nodes instead of 15. `x1` is `[len, h]`; returns the layer's output.
+/// ranges), from the attention output's product `a` and the layer's input `x` (`[len, h]`
+/// each), with triage's operators ([`crate::ffn`]) for the work around the two int8 products:
+/// the same arithmetic as the attention block's end ([`layer_norm`]) and [`linear`], GELU and
+/// the layer norm in ONNX operators, in 5 nodes instead of 17. Returns the layer's output.
 fn ffn_fused(
     g: &mut Graph,
-    x1: &str,
+    (a, x): (&str, &str),
     l: &LayerWeights,
     (ffn_in, ffn_out): (&Int8, &Int8),
     eps: f32,
 ) -> candle_core::Result<String> {
     let (i, h) = l.ffn_in.0.dims2()?;
-    // FFN in: smoothed input, int8 product with its bias; its f32 channels go to the fused op
+    // the attention block's residual and layer norm, and FFN in's smoothed input; its f32
+    // channels go to the activation's operator
     let mut wt = values(&l.ffn_in.0.t()?.contiguous()?)?; // [h, i]
     let w_in = int8_weights(&mut wt, i, ffn_in);
-    let inverse = g.floats("smooth", &[h], &w_in.inverse);
-    let xs = g.op("Mul", &[x1, &inverse], &[]);
+    let norm = [
+        g.floats("ln_w", &[h], &values(&l.attn_norm.0)?),
+        g.floats("ln_b", &[h], &values(&l.attn_norm.1)?),
+        g.floats("eps", &[1], &[eps]),
+        g.floats("smooth", &[h], &w_in.inverse),
+    ];
+    let inputs = [a, x, &norm[0], &norm[1], &norm[2], &norm[3]];
+    let [x1, xs]: [String; 2] = g
+        .node("AttnNorm", crate::attention::DOMAIN, &inputs, 2, &[])
+        .try_into()
+        .expect("two outputs");
+    let x1 = x1.as_str();
+    // FFN in: the int8 product; the activation's operator adds its bias
     let (q, scale) = quantize_columns(&wt, i);
     let w = g.init("wq", &[h, i], INT8, &q);
     let ws = g.floats("ws", &[i], &scale);
     let wz = g.init("wz", &[i], INT8, &vec![0u8; i]);
-    let bias = g.floats("b", &[i], &values(&l.ffn_in.1)?);
+    let bias_in = g.floats("b", &[i], &values(&l.ffn_in.1)?);
     let z = g
-        .node(
-            "DynamicQuantizeMatMul",
-            MS,
-            &[&xs, &w, &ws, &wz, &bias],
-            1,
-            &[],
-        )
+        .node("DynamicQuantizeMatMul", MS, &[&xs, &w, &ws, &wz], 1, &[])
         .remove(0);
     let (in_channels, in_rows) = w_in.exact.unwrap_or_default();
     // FFN out: the inputs shifted by GELU's minimum and smoothed; the bias takes the shift back
@@ -887,7 +894,7 @@ fn ffn_fused(
         g.floats("shift", &[i], &shift),
         g.int64s("channels", &out_channels),
     ];
-    let mut inputs = vec![z.as_str(), x1];
+    let mut inputs = vec![z.as_str(), &bias_in, x1];
     inputs.extend(names.iter().map(String::as_str));
     let [a, r, exact]: [String; 3] = g
         .node("FfnActivation", crate::attention::DOMAIN, &inputs, 3, &[])
