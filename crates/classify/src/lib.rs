@@ -35,7 +35,7 @@
 //! engine ([`Backend`]), with `bf16` ([`Precision`]).
 #![deny(missing_docs)]
 
-#[cfg(feature = "ort")]
+#[cfg(all(feature = "ort", target_arch = "x86_64"))]
 mod attention;
 mod backend;
 pub mod bert;
@@ -43,8 +43,26 @@ pub mod checksum;
 mod classifier;
 pub mod config;
 mod error;
-#[cfg(feature = "ort")]
+#[cfg(all(feature = "ort", target_arch = "x86_64"))]
 mod ffn;
+/// triage's own ONNX Runtime operators are x86-64 code (AVX-512); elsewhere the int8 graph keeps
+/// ONNX Runtime's nodes.
+#[cfg(all(feature = "ort", not(target_arch = "x86_64")))]
+mod attention {
+    pub(crate) const DOMAIN: &str = "triage";
+    pub(crate) fn available() -> bool {
+        false
+    }
+    pub(crate) fn domain() -> ort::Result<ort::operator::OperatorDomain> {
+        ort::operator::OperatorDomain::new(DOMAIN)
+    }
+}
+#[cfg(all(feature = "ort", not(target_arch = "x86_64")))]
+mod ffn {
+    pub(crate) fn available() -> bool {
+        false
+    }
+}
 pub mod labels;
 pub mod metrics;
 #[cfg(feature = "ort")]
