@@ -13,7 +13,7 @@
 //!   packed the way its product reads it;
 //! - for each head and each block of [`R`] query rows: the scores against every key, each row's
 //!   largest kept on the way; `exp(s - largest)` in f32 (a polynomial, relative error below
-//!   1e-4, far under bf16's 4e-3), its sum in f32, the values rounded to bf16;
+//!   1e-5, far under bf16's 4e-3), its sum in f32, the values rounded to bf16;
 //! - the context `exp(s - largest) v`, divided by the sum.
 //!
 //! So besides f32 attention's rounding, the inputs of both products are rounded to bf16. The
