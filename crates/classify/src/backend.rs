@@ -878,22 +878,14 @@ mod ort_backend {
             let (h, inter, len) = (64, 128, 37);
             let layers = vec![layer(h, inter, 10), layer(h, inter, 30)];
             let x = values(len * h, 4);
-            let spec = |int8, bf16_attention, fused_ffn| GraphSpec {
-                hidden: h,
-                heads: 2,
-                eps: 1e-12,
-                act: HiddenAct::Gelu,
-                int8,
-                bf16_attention,
-                fused_ffn,
-            };
-            let probe = crate::onnx::probe_model(&layers, &spec(false, false, false)).unwrap();
+            let probe = test_spec(h, (false, false, false));
+            let probe = crate::onnx::probe_model(&layers, &probe).unwrap();
             let ranges = InputRanges::from_probe(&run_output(&probe, &x, len, 1), &layers).unwrap();
-            let graph = |(int8, attention, ffn)| {
+            let graph = |variant: (bool, bool, bool)| {
                 let model = crate::onnx::encoder_model(
                     &layers,
-                    &spec(int8, attention, ffn),
-                    int8.then_some(&ranges[..]),
+                    &test_spec(h, variant),
+                    variant.0.then_some(&ranges[..]),
                 );
                 run(&model.unwrap(), &x, len)
             };
@@ -919,17 +911,23 @@ mod ort_backend {
             }
         }
 
-        /// The f32 graph of `layers` on the test input of `seed`.
-        fn run_f32_on(layers: &[LayerWeights], h: usize, len: usize, seed: u64) -> Vec<f32> {
-            let spec = GraphSpec {
+        /// The test layers' graph of width `h`, two heads, GELU: `(int8, bf16_attention,
+        /// fused_ffn)`.
+        fn test_spec(h: usize, (int8, bf16_attention, fused_ffn): (bool, bool, bool)) -> GraphSpec {
+            GraphSpec {
                 hidden: h,
                 heads: 2,
                 eps: 1e-12,
                 act: HiddenAct::Gelu,
-                int8: false,
-                bf16_attention: false,
-                fused_ffn: false,
-            };
+                int8,
+                bf16_attention,
+                fused_ffn,
+            }
+        }
+
+        /// The f32 graph of `layers` on the test input of `seed`.
+        fn run_f32_on(layers: &[LayerWeights], h: usize, len: usize, seed: u64) -> Vec<f32> {
+            let spec = test_spec(h, (false, false, false));
             let model = crate::onnx::encoder_model(layers, &spec, None).unwrap();
             run(&model, &values(len * h, seed), len)
         }
@@ -940,15 +938,7 @@ mod ort_backend {
                 .expect("ORT_DYLIB_PATH: run `eval \"$(scripts/setup_onnxruntime.sh)\"` first");
             let (h, inter, len) = (8, 16, 5);
             let layers = vec![layer(h, inter, 10), layer(h, inter, 30)];
-            let spec = GraphSpec {
-                hidden: h,
-                heads: 2,
-                eps: 1e-12,
-                act: HiddenAct::Gelu,
-                int8: false,
-                bf16_attention: false,
-                fused_ffn: false,
-            };
+            let spec = test_spec(h, (false, false, false));
             let x = values(len * h, 4);
             let probe = crate::onnx::probe_model(&layers, &spec).unwrap();
             let out = run_output(&probe, &x, len, 1);

@@ -17,7 +17,7 @@ use std::arch::x86_64::*;
 use ort::operator::{
     BoxedKernel, ComputeContext, KernelContext, Operator, OperatorInput, OperatorOutput,
 };
-use ort::value::TensorElementType;
+use ort::value::{TensorElementType, ValueRef};
 
 /// Whether this CPU runs the operators (AVX-512F).
 pub(crate) fn available() -> bool {
@@ -260,6 +260,18 @@ fn missing(what: &str) -> ort::Error {
     ort::Error::new(format!("triage feed-forward operator: {what}"))
 }
 
+/// The first `n` inputs of an operator's run.
+fn inputs<'a>(ctx: &'a ComputeContext, n: usize) -> ort::Result<Vec<ValueRef<'a>>> {
+    (0..n)
+        .map(|i| ctx.input(i)?.ok_or_else(|| missing("an input is missing")))
+        .collect()
+}
+
+/// An f32 input's data.
+fn f32_data<'a>(v: &'a ValueRef) -> ort::Result<&'a [f32]> {
+    Ok(v.try_extract_tensor::<f32>()?.1)
+}
+
 fn f32s() -> OperatorInput {
     OperatorInput::required(TensorElementType::Float32)
 }
@@ -306,24 +318,24 @@ impl Operator for FfnActivation {
             return Err(missing("this CPU has no AVX-512"));
         }
         Ok(Box::new(|ctx: &ComputeContext| {
-            let get = |i: usize| ctx.input(i)?.ok_or_else(|| missing("an input is missing"));
-            let (z, bias) = (get(0)?, get(1)?);
-            let (x, inc, inw, inv, shift, outc) =
-                (get(2)?, get(3)?, get(4)?, get(5)?, get(6)?, get(7)?);
-            let (shape, z) = z.try_extract_tensor::<f32>()?;
+            let inputs = inputs(ctx, 8)?;
+            let data = |i: usize| f32_data(&inputs[i]);
+            let channels =
+                |i: usize| -> ort::Result<&[i64]> { Ok(inputs[i].try_extract_tensor::<i64>()?.1) };
+            let (shape, z) = inputs[0].try_extract_tensor::<f32>()?;
             let (rows, width) = match **shape {
                 [rows, width] => (rows, width),
                 _ => return Err(missing("z is not [rows, i]")),
             };
-            let out_channels = outc.try_extract_tensor::<i64>()?.1;
+            let out_channels = channels(7)?;
             let a = Activation {
                 z,
-                bias: bias.try_extract_tensor::<f32>()?.1,
-                x: x.try_extract_tensor::<f32>()?.1,
-                in_channels: inc.try_extract_tensor::<i64>()?.1,
-                in_weights: inw.try_extract_tensor::<f32>()?.1,
-                inverse: inv.try_extract_tensor::<f32>()?.1,
-                shift: shift.try_extract_tensor::<f32>()?.1,
+                bias: data(1)?,
+                x: data(2)?,
+                in_channels: channels(3)?,
+                in_weights: data(4)?,
+                inverse: data(5)?,
+                shift: data(6)?,
                 out_channels,
             };
             let e = out_channels.len() as i64;
@@ -369,10 +381,8 @@ impl Operator for AttnNorm {
             return Err(missing("this CPU has no AVX-512"));
         }
         Ok(Box::new(|ctx: &ComputeContext| {
-            let get = |i: usize| ctx.input(i)?.ok_or_else(|| missing("an input is missing"));
-            let inputs = (0..6).map(get).collect::<ort::Result<Vec<_>>>()?;
-            let data =
-                |i: usize| -> ort::Result<&[f32]> { Ok(inputs[i].try_extract_tensor::<f32>()?.1) };
+            let inputs = inputs(ctx, 6)?;
+            let data = |i: usize| f32_data(&inputs[i]);
             let shape = inputs[0].try_extract_tensor::<f32>()?.0.to_vec();
             let n = Norm {
                 a: data(0)?,
@@ -418,10 +428,8 @@ impl Operator for FfnOutput {
             return Err(missing("this CPU has no AVX-512"));
         }
         Ok(Box::new(|ctx: &ComputeContext| {
-            let get = |i: usize| ctx.input(i)?.ok_or_else(|| missing("an input is missing"));
-            let inputs = (0..9).map(get).collect::<ort::Result<Vec<_>>>()?;
-            let data =
-                |i: usize| -> ort::Result<&[f32]> { Ok(inputs[i].try_extract_tensor::<f32>()?.1) };
+            let inputs = inputs(ctx, 9)?;
+            let data = |i: usize| f32_data(&inputs[i]);
             let shape = inputs[0].try_extract_tensor::<f32>()?.0.to_vec();
             let o = Output {
                 y: data(0)?,
