@@ -25,13 +25,9 @@ use std::arch::x86_64::*;
 use std::mem::transmute;
 
 use ort::operator::{
-    BoxedKernel, ComputeContext, KernelContext, Operator, OperatorDomain, OperatorInput,
-    OperatorOutput,
+    BoxedKernel, ComputeContext, KernelContext, Operator, OperatorInput, OperatorOutput,
 };
 use ort::value::TensorElementType;
-
-/// The operators' domain in the graph.
-pub(crate) const DOMAIN: &str = "triage";
 
 /// Query rows per block.
 const R: usize = 8;
@@ -396,7 +392,7 @@ fn missing(what: &str) -> ort::Error {
 }
 
 /// `triage.Attention`: input `qkv` (`[len, 3 h]`), attribute `heads`; output `[len, h]`.
-struct AttentionOp;
+pub(crate) struct AttentionOp;
 
 impl Operator for AttentionOp {
     type Kernel<'attr> = BoxedKernel<'attr>;
@@ -446,15 +442,6 @@ impl Operator for AttentionOp {
             Ok(())
         }))
     }
-}
-
-/// The domain with triage's operators, for a session's builder.
-pub(crate) fn domain() -> ort::Result<OperatorDomain> {
-    OperatorDomain::new(DOMAIN)?
-        .add(AttentionOp)?
-        .add(crate::ffn::AttnNorm)?
-        .add(crate::ffn::FfnActivation)?
-        .add(crate::ffn::FfnOutput)
 }
 
 #[cfg(test)]

@@ -637,7 +637,7 @@ mod ort_backend {
         let env = runtime()?;
         let build = || -> ort::Result<Session> {
             Session::builder(env)?
-                .with_operators(crate::attention::domain()?)?
+                .with_operators(crate::onnx::operators()?)?
                 .with_prepacked_weights(weights)?
                 .with_optimization_level(GraphOptimizationLevel::Level3)?
                 // triage runs windows in parallel on rayon's threads, each with a session of

@@ -163,35 +163,49 @@ pub(crate) fn norm(n: &Norm, x1: &mut [f32], xs: &mut [f32]) {
     assert!(x1.len() == rows * h && xs.len() == rows * h);
     assert!(n.beta.len() == h && n.inverse.len() == h);
     // SAFETY: AVX-512F is there and every index is within the slices (checked above)
-    unsafe { norm_avx512(n, h, rows, x1, xs) }
+    unsafe { norm_avx512(n, h, x1, xs) }
 }
 
 #[target_feature(enable = "avx512f")]
-unsafe fn norm_avx512(n: &Norm, h: usize, rows: usize, x1: &mut [f32], xs: &mut [f32]) {
+unsafe fn norm_avx512(n: &Norm, h: usize, x1: &mut [f32], xs: &mut [f32]) {
     let at = |v: &[f32], k: usize| _mm512_loadu_ps(v.as_ptr().add(k));
-    for t in 0..rows {
-        let row = x1.as_mut_ptr().add(t * h);
+    for (t, (row, srow)) in x1
+        .chunks_exact_mut(h)
+        .zip(xs.chunks_exact_mut(h))
+        .enumerate()
+    {
         let mut sum = _mm512_setzero_ps();
         for c in (0..h).step_by(16) {
             let v = _mm512_add_ps(at(n.a, t * h + c), at(n.residual, t * h + c));
             sum = _mm512_add_ps(sum, v);
-            _mm512_storeu_ps(row.add(c), v);
+            _mm512_storeu_ps(row.as_mut_ptr().add(c), v);
         }
-        let mean = _mm512_set1_ps(_mm512_reduce_add_ps(sum) / h as f32);
-        let mut var = _mm512_setzero_ps();
+        layer_norm(row, sum, (n.gamma, n.beta, n.eps));
         for c in (0..h).step_by(16) {
-            let d = _mm512_sub_ps(_mm512_loadu_ps(row.add(c)), mean);
-            var = _mm512_fmadd_ps(d, d, var);
+            let v = _mm512_mul_ps(at(row, c), at(n.inverse, c));
+            _mm512_storeu_ps(srow.as_mut_ptr().add(c), v);
         }
-        let var = _mm512_reduce_add_ps(var) / h as f32;
-        let scale = _mm512_set1_ps(1.0 / (var + n.eps).sqrt());
-        let srow = xs.as_mut_ptr().add(t * h);
-        for c in (0..h).step_by(16) {
-            let d = _mm512_mul_ps(_mm512_sub_ps(_mm512_loadu_ps(row.add(c)), mean), scale);
-            let v = _mm512_fmadd_ps(d, at(n.gamma, c), at(n.beta, c));
-            _mm512_storeu_ps(row.add(c), v);
-            _mm512_storeu_ps(srow.add(c), _mm512_mul_ps(v, at(n.inverse, c)));
-        }
+    }
+}
+
+/// The layer norm of one token's `row` in place, given the sum of its values in 16 lanes.
+#[inline]
+#[target_feature(enable = "avx512f")]
+unsafe fn layer_norm(row: &mut [f32], sum: __m512, (gamma, beta, eps): (&[f32], &[f32], f32)) {
+    let h = row.len();
+    let at = |v: &[f32], k: usize| _mm512_loadu_ps(v.as_ptr().add(k));
+    let mean = _mm512_set1_ps(_mm512_reduce_add_ps(sum) / h as f32);
+    let mut var = _mm512_setzero_ps();
+    for c in (0..h).step_by(16) {
+        let d = _mm512_sub_ps(at(row, c), mean);
+        var = _mm512_fmadd_ps(d, d, var);
+    }
+    let var = _mm512_reduce_add_ps(var) / h as f32;
+    let scale = _mm512_set1_ps(1.0 / (var + eps).sqrt());
+    for c in (0..h).step_by(16) {
+        let d = _mm512_mul_ps(_mm512_sub_ps(at(row, c), mean), scale);
+        let v = _mm512_fmadd_ps(d, at(gamma, c), at(beta, c));
+        _mm512_storeu_ps(row.as_mut_ptr().add(c), v);
     }
 }
 
@@ -240,19 +254,7 @@ unsafe fn output_avx512(o: &Output, h: usize, e: usize, out: &mut [f32]) {
             sum = _mm512_add_ps(sum, v);
             _mm512_storeu_ps(row.as_mut_ptr().add(c), v);
         }
-        let mean = _mm512_set1_ps(_mm512_reduce_add_ps(sum) / h as f32);
-        let mut var = _mm512_setzero_ps();
-        for c in (0..h).step_by(16) {
-            let d = _mm512_sub_ps(at(row, c), mean);
-            var = _mm512_fmadd_ps(d, d, var);
-        }
-        let var = _mm512_reduce_add_ps(var) / h as f32;
-        let scale = _mm512_set1_ps(1.0 / (var + o.eps).sqrt());
-        for c in (0..h).step_by(16) {
-            let d = _mm512_mul_ps(_mm512_sub_ps(at(row, c), mean), scale);
-            let v = _mm512_fmadd_ps(d, at(o.gamma, c), at(o.beta, c));
-            _mm512_storeu_ps(row.as_mut_ptr().add(c), v);
-        }
+        layer_norm(row, sum, (o.gamma, o.beta, o.eps));
     }
 }
 

@@ -49,12 +49,8 @@ mod ffn;
 /// ONNX Runtime's nodes.
 #[cfg(all(feature = "ort", not(target_arch = "x86_64")))]
 mod attention {
-    pub(crate) const DOMAIN: &str = "triage";
     pub(crate) fn available() -> bool {
         false
-    }
-    pub(crate) fn domain() -> ort::Result<ort::operator::OperatorDomain> {
-        ort::operator::OperatorDomain::new(DOMAIN)
     }
 }
 #[cfg(all(feature = "ort", not(target_arch = "x86_64")))]

@@ -40,7 +40,7 @@ pub(crate) struct GraphSpec {
     /// Weights of the products as int8, activations quantized at run time.
     pub int8: bool,
     /// Self-attention in triage's bf16 operator ([`crate::attention`]) instead of ONNX
-    /// Runtime's f32 nodes (sessions need [`crate::attention::domain`]).
+    /// Runtime's f32 nodes (sessions need [`operators`]).
     pub bf16_attention: bool,
     /// The int8 feed-forward block's work around its products in triage's operators
     /// ([`crate::ffn`]) instead of ONNX Runtime's nodes.
@@ -84,6 +84,22 @@ const INT64: i64 = 7;
 
 /// ONNX Runtime's operator domain.
 const MS: &str = "com.microsoft";
+/// The domain of triage's own operators ([`operators`]).
+const OPS: &str = "triage";
+
+/// triage's own operators, for a session's builder: on x86-64 the bf16 attention
+/// ([`crate::attention`]) and the feed-forward block's three ([`crate::ffn`]); elsewhere none
+/// (the graphs then keep ONNX Runtime's nodes).
+pub(crate) fn operators() -> ort::Result<ort::operator::OperatorDomain> {
+    let domain = ort::operator::OperatorDomain::new(OPS)?;
+    #[cfg(target_arch = "x86_64")]
+    let domain = domain
+        .add(crate::attention::AttentionOp)?
+        .add(crate::ffn::AttnNorm)?
+        .add(crate::ffn::FfnActivation)?
+        .add(crate::ffn::FfnOutput)?;
+    Ok(domain)
+}
 
 /// An attribute of a node.
 enum Attr {
@@ -222,7 +238,7 @@ impl Graph {
         }
         let mut m = Vec::new();
         int(&mut m, 1, 8); // IR version 8 (ONNX 1.10+)
-        for (domain, version) in [("", 17i64), (MS, 1), (crate::attention::DOMAIN, 1)] {
+        for (domain, version) in [("", 17i64), (MS, 1), (OPS, 1)] {
             let mut o = Vec::new();
             bytes(&mut o, 1, domain.as_bytes());
             int(&mut o, 2, version);
@@ -379,8 +395,6 @@ struct Int8Weights {
     /// The input channels computed in f32 beside the int8 product, with their weight rows
     /// (`[channels, n]`).
     exact: Option<(Vec<i64>, Vec<f32>)>,
-    /// Whether the inputs are smoothed (calibrated ranges were given).
-    smoothed: bool,
 }
 
 /// Smooths `wt` (`[k, n]`) in place for an int8 product ([`smoothing`]) and zeroes the weight
@@ -393,7 +407,6 @@ fn int8_weights(wt: &mut [f32], n: usize, int8: &Int8) -> Int8Weights {
         return Int8Weights {
             inverse: vec![1f32; k],
             exact: None,
-            smoothed: false,
         };
     };
     let s = smoothing(wt, n, range, int8.alpha);
@@ -417,11 +430,7 @@ fn int8_weights(wt: &mut [f32], n: usize, int8: &Int8) -> Int8Weights {
         inverse[j] = 0.0;
         wt[j * n..(j + 1) * n].iter_mut().for_each(|v| *v = 0.0);
     }
-    Int8Weights {
-        inverse,
-        exact,
-        smoothed: true,
-    }
+    Int8Weights { inverse, exact }
 }
 
 /// `x @ w.T + b` for a candle `Linear` weight `w` (`[out, in]`), in f32 or int8.
@@ -469,12 +478,9 @@ fn linear(
     };
     let input = x;
     let mut x = x.to_string();
-    let Int8Weights {
-        inverse,
-        exact,
-        smoothed,
-    } = int8_weights(&mut wt, n, &int8);
-    if smoothed {
+    let Int8Weights { inverse, exact } = int8_weights(&mut wt, n, &int8);
+    // smoothed when calibrated ranges were given
+    if int8.range.is_some() {
         let i = g.floats("smooth", &[k], &inverse);
         x = g.op("Mul", &[&x, &i], &[]);
     }
@@ -759,14 +765,8 @@ fn layers_graph<'a>(
         let qkv = linear(&mut g, &x, qkv_weights, p_qkv, None)?;
         let ctx = if spec.bf16_attention {
             let heads = Attr::Int(nh as i64);
-            g.node(
-                "Attention",
-                crate::attention::DOMAIN,
-                &[&qkv],
-                1,
-                &[("heads", heads)],
-            )
-            .remove(0)
+            g.node("Attention", OPS, &[&qkv], 1, &[("heads", heads)])
+                .remove(0)
         } else {
             // [len, 3, heads, hd] -> [3, heads, len, hd] -> q, k, v [1, heads, len, hd]; the
             // scores take k transposed and the scale in the same node
@@ -865,7 +865,7 @@ fn ffn_fused(
     ];
     let inputs = [a, x, &norm[0], &norm[1], &norm[2], &norm[3]];
     let [x1, xs]: [String; 2] = g
-        .node("AttnNorm", crate::attention::DOMAIN, &inputs, 2, &[])
+        .node("AttnNorm", OPS, &inputs, 2, &[])
         .try_into()
         .expect("two outputs");
     let x1 = x1.as_str();
@@ -897,7 +897,7 @@ fn ffn_fused(
     let mut inputs = vec![z.as_str(), &bias_in, x1];
     inputs.extend(names.iter().map(String::as_str));
     let [a, r, exact]: [String; 3] = g
-        .node("FfnActivation", crate::attention::DOMAIN, &inputs, 3, &[])
+        .node("FfnActivation", OPS, &inputs, 3, &[])
         .try_into()
         .expect("three outputs");
     let w = g.init("wq", &[i, h], INT8, &q);
@@ -926,10 +926,7 @@ fn ffn_fused(
         &norm[1],
         &norm[2],
     ];
-    Ok(
-        g.node("FfnOutput", crate::attention::DOMAIN, &inputs, 1, &[])
-            .remove(0),
-    )
+    Ok(g.node("FfnOutput", OPS, &inputs, 1, &[]).remove(0))
 }
 
 /// A model of one product with a weight, `x @ w.T + b` as [`encoder_model`] writes each of
