@@ -112,6 +112,10 @@ fn add(into: &mut Summary, s: &Summary) -> Result<()> {
     into.windows += s.windows;
     into.stopped_early |= s.stopped_early;
     into.interrupted |= s.interrupted;
+    for (k, v) in &s.unlisted_languages {
+        *into.unlisted_languages.entry(k.clone()).or_default() += v;
+    }
+    into.unflagged += s.unflagged;
     for (k, v) in &s.languages {
         *into.languages.entry(k.clone()).or_default() += v;
     }

@@ -204,6 +204,7 @@ enum Line {
     Labelled {
         json: String,
         lang: &'static str,
+        listed: bool,
         flagged: Vec<usize>,
         top: Option<usize>,
         chars: usize,
@@ -458,6 +459,7 @@ fn infer_chunk(
                                 serde_json::to_string(&out).expect("output records serialise")
                             },
                             lang: lang.lang(),
+                            listed: lang.is_listed(),
                             flagged: c
                                 .labels()
                                 .iter()
@@ -576,6 +578,7 @@ pub fn run(
                             Line::Labelled {
                                 json,
                                 lang,
+                                listed,
                                 flagged,
                                 top,
                                 chars,
@@ -588,6 +591,13 @@ pub fn run(
                                 summary.reused += reused as u64;
                                 summary.labelled += 1;
                                 *summary.languages.entry(lang.to_owned()).or_default() += 1;
+                                if !listed && lang != "und" {
+                                    *summary
+                                        .unlisted_languages
+                                        .entry(lang.to_owned())
+                                        .or_default() += 1;
+                                }
+                                summary.unflagged += flagged.is_empty() as u64;
                                 for i in flagged {
                                     summary.labels[i].1.flagged += 1;
                                 }

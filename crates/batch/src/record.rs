@@ -197,6 +197,7 @@ pub struct OutputRecord<'a> {
     lang: &'a str,
     lang_confidence: f64,
     lang_reliable: bool,
+    lang_listed: bool,
     script: &'a str,
     labels: Vec<OutLabel<'a>>,
     top: Option<&'a str>,
@@ -219,6 +220,7 @@ pub fn csv_header(labels: &[&str]) -> String {
         "lang",
         "lang_confidence",
         "lang_reliable",
+        "lang_listed",
         "script",
         "top",
         "evidence_start",
@@ -257,6 +259,7 @@ impl<'a> OutputRecord<'a> {
             self.lang.to_owned(),
             self.lang_confidence.to_string(),
             self.lang_reliable.to_string(),
+            self.lang_listed.to_string(),
             self.script.to_owned(),
             self.top.unwrap_or("").to_owned(),
             self.evidence.start.to_string(),
@@ -288,6 +291,7 @@ impl<'a> OutputRecord<'a> {
             lang: lang.lang(),
             lang_confidence: round6(lang.confidence()),
             lang_reliable: lang.is_reliable(),
+            lang_listed: lang.is_listed(),
             script: lang.script(),
             labels: c
                 .labels()

@@ -26,6 +26,13 @@ pub struct Summary {
     pub errors: u64,
     /// Labelled records per language.
     pub languages: BTreeMap<String, u64>,
+    /// Labelled records per language outside `[languages] allow` (also counted in
+    /// `languages`).
+    #[serde(default)]
+    pub unlisted_languages: BTreeMap<String, u64>,
+    /// Labelled records that no label flagged.
+    #[serde(default)]
+    pub unflagged: u64,
     /// Counts per label, in the configured order.
     pub labels: Vec<(String, LabelCount)>,
     /// Error records per kind.
@@ -100,12 +107,18 @@ impl Summary {
         let mut langs: Vec<_> = self.languages.iter().collect();
         langs.sort_by(|a, b| b.1.cmp(a.1).then(a.0.cmp(b.0)));
         for (lang, n) in langs {
-            let _ = writeln!(s, "{lang:<w$}  {n:>8}");
+            let unlisted = if self.unlisted_languages.contains_key(lang) {
+                "  (not in [languages] allow)"
+            } else {
+                ""
+            };
+            let _ = writeln!(s, "{lang:<w$}  {n:>8}{unlisted}");
         }
         let _ = writeln!(s, "\n{:<w$}  {:>8}  {:>8}", "label", "flagged", "top");
         for (label, c) in &self.labels {
             let _ = writeln!(s, "{label:<w$}  {:>8}  {:>8}", c.flagged, c.top);
         }
+        let _ = writeln!(s, "{:<w$}  {:>8}  {:>8}", "(none)", "", self.unflagged);
         if !self.error_kinds.is_empty() {
             let _ = writeln!(s, "\n{:<w$}  {:>8}", "error", "records");
             for (k, n) in &self.error_kinds {
@@ -126,7 +139,9 @@ mod tests {
             records: 10,
             labelled: 9,
             errors: 1,
-            languages: BTreeMap::from([("ar".into(), 2), ("en".into(), 7)]),
+            languages: BTreeMap::from([("ar".into(), 2), ("en".into(), 6), ("pt".into(), 1)]),
+            unlisted_languages: BTreeMap::from([("pt".into(), 1)]),
+            unflagged: 2,
             labels: vec![
                 ("spam".into(), LabelCount { flagged: 3, top: 4 }),
                 ("news".into(), LabelCount { flagged: 1, top: 5 }),
@@ -144,5 +159,11 @@ mod tests {
         assert!(t.find("en ").unwrap() < t.find("ar ").unwrap());
         assert!(t.find("spam").unwrap() < t.find("news").unwrap());
         assert!(t.contains("invalid_json"));
+        assert!(
+            t.contains("pt               1  (not in [languages] allow)"),
+            "{t}"
+        );
+        assert!(!t.contains("en               6  (not"), "{t}");
+        assert!(t.contains("(none)                     2"), "{t}");
     }
 }

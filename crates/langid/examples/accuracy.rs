@@ -2,7 +2,7 @@
 //! writes each detector's answers and its speed, for `scripts/langid/report.py` to tabulate
 //! beside the Python detectors (see `scripts/langid/report.sh`).
 //!
-//! Usage: `accuracy <items.jsonl> <out.json> [--limit N] [--allow a,b,c]`
+//! Usage: `accuracy <items.jsonl> <out.json> [--limit N] [--allow a,b,c] [--listed-prior P]`
 //!
 //! Items are `{"lang", "kind", "text"}` lines. Every detector runs on one thread, over all
 //! items, twice; the faster pass gives the strings per second.
@@ -14,10 +14,12 @@ use triage_langid::{Detector, LanguagesConfig};
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let (mut files, mut limit, mut allow) = (Vec::new(), usize::MAX, Vec::<String>::new());
+    let mut listed_prior = None;
     let mut it = args.into_iter();
     while let Some(a) = it.next() {
         match a.as_str() {
             "--limit" => limit = it.next().ok_or("--limit N")?.parse()?,
+            "--listed-prior" => listed_prior = Some(it.next().ok_or("--listed-prior P")?.parse()?),
             "--allow" => {
                 allow = it
                     .next()
@@ -30,7 +32,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         }
     }
     let [input, out] = files.as_slice() else {
-        return Err("usage: accuracy <items.jsonl> <out.json> [--limit N] [--allow a,b]".into());
+        return Err(
+            "usage: accuracy <items.jsonl> <out.json> [--limit N] [--allow a,b] [--listed-prior P]"
+                .into(),
+        );
     };
     let texts: Vec<String> = std::fs::read_to_string(input)?
         .lines()
@@ -50,6 +55,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     eprintln!("model parsed in {load_seconds:.3} s");
     let restricted = Detector::new(&LanguagesConfig {
         allow: allow.clone(),
+        listed_prior,
     })?;
     let wl_all = whatlang::Detector::new();
     let wl_langs: Vec<whatlang::Lang> = whatlang::Lang::all()

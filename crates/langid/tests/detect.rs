@@ -6,6 +6,7 @@ use triage_langid::{Detector, LanguagesConfig, UndReason};
 fn detector(allow: &[&str]) -> Detector {
     Detector::new(&LanguagesConfig {
         allow: allow.iter().map(|s| s.to_string()).collect(),
+        ..Default::default()
     })
     .unwrap()
 }
@@ -185,12 +186,60 @@ fn und_with_reasons() {
             "{text}"
         );
     }
-    // Arabic script with only Latin languages allowed
+    // Arabic script with only Latin languages listed: Arabic all the same, unlisted
     let latin = detector(&["en", "fr"]);
+    let r = latin.detect("سيجتمع المجلس مرة أخرى");
     assert_eq!(
-        latin.detect("سيجتمع المجلس مرة أخرى").und_reason(),
-        Some(UndReason::Undecided)
+        (r.lang(), r.is_listed(), r.und_reason()),
+        ("ar", false, None)
     );
+}
+
+#[test]
+fn unlisted_languages_are_themselves_and_never_a_reliable_listed_one() {
+    // DESIGN.md's 15 languages listed; texts in five others (written for this test)
+    let d = detector(&[
+        "ar", "en", "fr", "de", "ru", "tr", "fa", "ur", "ps", "id", "bn", "nl", "ro", "bg", "es",
+    ]);
+    for (lang, text) in [
+        ("pt", "O governo anunciou ontem novas medidas para apoiar os agricultores depois da seca."),
+        ("it", "Il consiglio comunale si riunirà di nuovo la prossima settimana per discutere il bilancio."),
+        ("uk", "Міська рада знову збереться наступного тижня, щоб обговорити бюджет."),
+        ("pl", "Rada miasta zbierze się ponownie w przyszłym tygodniu, aby omówić budżet."),
+        ("hi", "नगर परिषद अगले सप्ताह बजट पर चर्चा करने के लिए फिर से बैठक करेगी।"),
+    ] {
+        let r = d.detect(text);
+        assert_eq!((r.lang(), r.is_listed()), (lang, false), "{text}: {r:?}");
+    }
+    // a near tie between a listed and an unlisted language goes to the listed one, unreliable
+    // when only the prior decided it
+    for text in ["kerana kerajaan", "karena pemerintah"] {
+        let r = d.detect(text);
+        assert!(r.lang() == "id" || r.lang() == "ms", "{text}: {r:?}");
+        if r.lang() == "id" && d.detect(text).confidence() < 0.5 {
+            assert!(!r.is_reliable(), "{text}: {r:?}");
+        }
+    }
+    let no_prior = Detector::new(&LanguagesConfig {
+        allow: vec!["id".into()],
+        listed_prior: Some(1.0),
+    })
+    .unwrap();
+    let strong = Detector::new(&LanguagesConfig {
+        allow: vec!["id".into()],
+        listed_prior: Some(1e6),
+    })
+    .unwrap();
+    let malay = "kerana kerajaan";
+    assert_eq!(no_prior.detect(malay).lang(), "ms");
+    let r = strong.detect(malay);
+    assert_eq!(r.lang(), "id");
+    assert!(!r.is_reliable() && r.confidence() < 0.5, "{r:?}");
+    assert!(Detector::new(&LanguagesConfig {
+        allow: vec![],
+        listed_prior: Some(0.5),
+    })
+    .is_err());
 }
 
 #[test]
