@@ -13,7 +13,7 @@ use crate::bert::{l2_normalize, mean_pool, Encoder, InputsOf};
 use crate::checksum::{weight_files, weights_sha256};
 use crate::config::{Architecture, ModelConfig, Pooling, PoolingConfig};
 use crate::error::{read_json, Error, Result};
-use crate::labels::{softmax, Activation, HeadMeta, LabelsConfig, Mode};
+use crate::labels::{Activation, HeadMeta, LabelsConfig, Mode};
 use crate::tokenize::{Prepared, TextTokenizer, WindowOptions};
 
 /// The `[model]` section of `workspace.toml`: which model and how texts are fed to it.
@@ -92,7 +92,11 @@ pub const MAX_GPU_BATCH_TOKENS: usize = 65536;
 ///     .labels(labels)
 ///     .build()?;
 /// let result = classifier.classify("Gagnez 5000 euros par jour sans rien faire !")?;
-/// println!("{} {:.3}", result.top().unwrap().label(), result.top().unwrap().score());
+/// // each label's own probability; `top()` is `None` when no label reaches its threshold
+/// match result.top() {
+///     Some(top) => println!("{} {:.3}", top.label(), top.score()),
+///     None => println!("none of the labels"),
+/// }
 /// # Ok::<(), triage_classify::Error>(())
 /// ```
 #[derive(Debug, Clone)]
@@ -395,19 +399,45 @@ impl ClassifierBuilder {
                         message: "prototypes mode needs at least one [labels.<name>] table".into(),
                     });
                 }
-                let mut texts = Vec::new();
+                // positives (description, examples) and counter-examples of each label, then
+                // the background that every label is weighed against
+                let mut texts: Vec<&str> = Vec::new();
                 let mut owner = Vec::new();
                 for (i, (name, spec)) in lc.labels.iter().enumerate() {
                     let n0 = texts.len();
-                    texts.extend(spec.description.iter().cloned());
-                    texts.extend(spec.examples.iter().cloned());
+                    texts.extend(spec.description.iter().map(String::as_str));
+                    texts.extend(spec.examples.iter().map(String::as_str));
                     if texts.len() == n0 {
                         return Err(Error::Labels {
                             key: name.clone(),
                             message: "has neither a description nor examples to score it by".into(),
                         });
                     }
-                    owner.extend(std::iter::repeat_n(i, texts.len() - n0));
+                    owner.extend(std::iter::repeat_n(Proto::Positive(i), texts.len() - n0));
+                    texts.extend(spec.counter_examples.iter().map(String::as_str));
+                    owner.resize(texts.len(), Proto::Counter(i));
+                }
+                let builtin;
+                let background: &[String] = match &lc.background {
+                    Some(b) => b,
+                    None => {
+                        builtin = crate::labels::builtin_background();
+                        &builtin
+                    }
+                };
+                texts.extend(background.iter().map(String::as_str));
+                owner.resize(texts.len(), Proto::Background);
+                if background.is_empty() {
+                    if let Some((name, _)) = lc
+                        .labels
+                        .iter()
+                        .find(|(_, s)| s.counter_examples.is_empty())
+                    {
+                        return Err(Error::Labels {
+                            key: name.clone(),
+                            message: "has nothing to be weighed against: give it counter_examples, or keep a background ([labels] background, the built-in one when absent)".into(),
+                        });
+                    }
                 }
                 // in f32 whatever the encoder's number format: the prototypes are few, and
                 // every text is compared with them
@@ -497,6 +527,28 @@ impl ClassifierBuilder {
     }
 }
 
+/// Open-world scores of one text from its cosine similarity to each prototype: label `l`
+/// scores `sigmoid((p - n) / temperature)`, where `p` is the text's similarity to the nearest
+/// positive of `l` and `n` to the nearest of `l`'s counter-examples and the background. Each
+/// score stands on its own (they do not sum to one): a text nearer to ordinary text than to
+/// any label scores below 0.5 for every label.
+fn open_world_scores(sims: &[f32], owner: &[Proto], labels: usize, temperature: f32) -> Vec<f32> {
+    let mut pos = vec![f32::NEG_INFINITY; labels];
+    let mut neg = vec![f32::NEG_INFINITY; labels];
+    let mut background = f32::NEG_INFINITY;
+    for (&s, &o) in sims.iter().zip(owner) {
+        match o {
+            Proto::Positive(l) => pos[l] = pos[l].max(s),
+            Proto::Counter(l) => neg[l] = neg[l].max(s),
+            Proto::Background => background = background.max(s),
+        }
+    }
+    pos.iter()
+        .zip(&neg)
+        .map(|(&p, &n)| 1.0 / (1.0 + (-(p - n.max(background)) / temperature).exp()))
+        .collect()
+}
+
 /// A trained linear head: `head.safetensors` (`weight` `[labels, hidden]`, `bias` `[labels]`)
 /// and `head.json` ([`HeadMeta`]) in one directory.
 #[derive(Debug, Clone)]
@@ -514,6 +566,11 @@ impl LinearHead {
             path: dir.to_owned(),
             message,
         };
+        if !dir.join("head.json").exists() {
+            return Err(err(
+                "no head.json: train it (scripts/setup.sh builds the starter head; `triage train` one of your own), or score with prototypes (`--mode prototypes`)".into(),
+            ));
+        }
         let meta: HeadMeta = read_json(&dir.join("head.json"))?;
         let st = dir.join("head.safetensors");
         let tensors =
@@ -588,11 +645,22 @@ impl CheckpointHead {
     }
 }
 
+/// What a prototype of `prototypes` mode stands for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Proto {
+    /// The description or an example of label `i`.
+    Positive(usize),
+    /// A counter-example (hard negative) of label `i`.
+    Counter(usize),
+    /// Ordinary text, a negative of every label.
+    Background,
+}
+
 enum Scorer {
     None,
     Prototypes {
         protos: Tensor,
-        owner: Vec<usize>,
+        owner: Vec<Proto>,
         labels: usize,
         temperature: f32,
     },
@@ -680,11 +748,16 @@ impl Classification {
     pub fn labels(&self) -> &[LabelScore] {
         &self.labels
     }
-    /// The highest-scoring label.
+    /// The highest-scoring label if it is flagged; `None` when the text belongs to none of the
+    /// labels (no label reaches its threshold).
     pub fn top(&self) -> Option<&LabelScore> {
+        self.best().filter(|l| l.flagged)
+    }
+    /// The highest-scoring label, flagged or not.
+    pub fn best(&self) -> Option<&LabelScore> {
         self.labels.get(self.top)
     }
-    /// The span of the window where the top label scored highest.
+    /// The span of the window where the highest-scoring label scored highest.
     pub fn evidence(&self) -> Span {
         self.evidence
     }
@@ -895,14 +968,7 @@ impl Classifier {
                 let sims: Vec<Vec<f32>> = l2_normalize(&pooled)?.matmul(&protos.t()?)?.to_vec2()?;
                 Ok(sims
                     .into_iter()
-                    .map(|s| {
-                        let mut row = vec![f32::NEG_INFINITY; *labels];
-                        for (p, &l) in owner.iter().enumerate() {
-                            row[l] = row[l].max(s[p] / temperature);
-                        }
-                        softmax(&mut row);
-                        row
-                    })
+                    .map(|s| open_world_scores(&s, owner, *labels, *temperature))
                     .collect())
             }
             Scorer::Head(head) => {

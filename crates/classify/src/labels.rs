@@ -19,6 +19,20 @@ pub enum Mode {
     Head,
 }
 
+impl std::str::FromStr for Mode {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "prototypes" => Ok(Mode::Prototypes),
+            "checkpoint" => Ok(Mode::Checkpoint),
+            "head" => Ok(Mode::Head),
+            _ => Err(format!(
+                "unknown mode {s:?} (one of: prototypes head checkpoint)"
+            )),
+        }
+    }
+}
+
 /// One label of the taxonomy (`[labels.<name>]`).
 #[derive(Debug, Clone, Default, PartialEq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
@@ -29,6 +43,12 @@ pub struct LabelSpec {
     /// Example texts of the label; each is embedded as a prototype.
     #[serde(default)]
     pub examples: Vec<String>,
+    /// Hard negatives: texts that look like the label but are not it (news reports of an
+    /// attack, counter-speech, condemnation, a quote in a report, academic analysis). In
+    /// `prototypes` mode a text scores against them as well as against the background; `triage
+    /// train` adds them as negatives of every label; they need a description or examples.
+    #[serde(default)]
+    pub counter_examples: Vec<String>,
     /// Score at or above which the label is flagged; `default_threshold` when absent.
     #[serde(default)]
     pub threshold: Option<f32>,
@@ -47,8 +67,13 @@ pub struct LabelsConfig {
     pub multi_label: bool,
     /// Threshold of labels that set none.
     pub default_threshold: f32,
-    /// Softmax temperature of `prototypes` scores (smaller is sharper).
+    /// Sharpness of `prototypes` scores: a label's score is
+    /// `sigmoid((nearest positive - nearest negative) / temperature)` in cosine similarity.
     pub temperature: f32,
+    /// `prototypes` mode: ordinary texts that belong to no label, the negatives every label
+    /// is weighed against; `None` is the built-in multilingual background
+    /// ([`BUILTIN_BACKGROUND`]), an empty list none at all.
+    pub background: Option<Vec<String>>,
     /// `head` mode: the head directory, relative to the model directory unless absolute.
     pub head: Option<PathBuf>,
     /// The labels, in the order of the file.
@@ -62,6 +87,7 @@ impl Default for LabelsConfig {
             multi_label: true,
             default_threshold: 0.5,
             temperature: 0.02,
+            background: None,
             head: None,
             labels: Vec::new(),
         }
@@ -84,8 +110,24 @@ const SCALAR_KEYS: &[&str] = &[
     "multi_label",
     "default_threshold",
     "temperature",
+    "background",
     "head",
 ];
+
+/// The built-in background of `prototypes` mode: ordinary text in the 15 languages of the
+/// design (conversation, news, weather, official notices, software interface text), written
+/// for this project (`crates/classify/data/background.txt`, one text a line).
+pub const BUILTIN_BACKGROUND: &str = include_str!("../data/background.txt");
+
+/// The lines of [`BUILTIN_BACKGROUND`] (blank lines and `#` comments skipped).
+pub fn builtin_background() -> Vec<String> {
+    BUILTIN_BACKGROUND
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty() && !l.starts_with('#'))
+        .map(str::to_owned)
+        .collect()
+}
 
 impl<'de> Deserialize<'de> for LabelsConfig {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
@@ -93,7 +135,7 @@ impl<'de> Deserialize<'de> for LabelsConfig {
         impl<'de> Visitor<'de> for V {
             type Value = LabelsConfig;
             fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-                f.write_str("a [labels] table: mode, multi_label, default_threshold, temperature, head, and one table per label")
+                f.write_str("a [labels] table: mode, multi_label, default_threshold, temperature, background, head, and one table per label")
             }
             fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<LabelsConfig, A::Error> {
                 let mut c = LabelsConfig::default();
@@ -103,6 +145,7 @@ impl<'de> Deserialize<'de> for LabelsConfig {
                         "multi_label" => c.multi_label = map.next_value()?,
                         "default_threshold" => c.default_threshold = map.next_value()?,
                         "temperature" => c.temperature = map.next_value()?,
+                        "background" => c.background = Some(map.next_value()?),
                         "head" => c.head = Some(map.next_value()?),
                         _ => {
                             if c.labels.iter().any(|(n, _)| *n == key) {
@@ -121,6 +164,14 @@ impl<'de> Deserialize<'de> for LabelsConfig {
                     }
                 }
                 for (name, spec) in &c.labels {
+                    if !spec.counter_examples.is_empty()
+                        && spec.description.is_none()
+                        && spec.examples.is_empty()
+                    {
+                        return Err(de::Error::custom(format!(
+                            "label `{name}` has counter_examples but neither a description nor examples: say what the label is before what it is not"
+                        )));
+                    }
                     for (lang, t) in &spec.language_thresholds {
                         if !(0.0..=1.0).contains(t) {
                             return Err(de::Error::custom(format!(

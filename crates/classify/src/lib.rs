@@ -2,8 +2,11 @@
 //!
 //! Loads any Hugging Face model directory of the BERT family (`config.json`, `tokenizer.json`,
 //! `*.safetensors`) and labels text in one of three modes (see [`Mode`]): by similarity to label
-//! descriptions (`prototypes`), with the checkpoint's own sequence-classification head
-//! (`checkpoint`), or with a linear head trained on the team's examples (`head`). Long texts are
+//! descriptions and examples against counter-examples and a background of ordinary text
+//! (`prototypes`), with the checkpoint's own sequence-classification head (`checkpoint`), or
+//! with a linear head trained on the team's examples (`head`). Scores are open-world in
+//! `prototypes` and sigmoid heads: each label's score is its own probability, and "none of the
+//! labels" ([`Classification::top`] is `None`) is a normal answer. Long texts are
 //! cut into overlapping windows; a label's score is its maximum over windows, and the
 //! [`Classification::evidence`] is the span of the best window.
 //!
@@ -75,5 +78,5 @@ pub use classifier::{
     Classification, Classifier, ClassifierBuilder, LabelScore, LinearHead, ModelOptions, Span,
 };
 pub use error::{Error, Result};
-pub use labels::{Activation, HeadMeta, LabelSpec, LabelsConfig, Mode};
+pub use labels::{builtin_background, Activation, HeadMeta, LabelSpec, LabelsConfig, Mode};
 pub use tokenize::{Prepared, TextTokenizer, Window, WindowOptions};

@@ -118,9 +118,10 @@ impl Rng {
 
 fn split(data: &Dataset, opts: &TrainOptions) -> (Vec<usize>, Vec<usize>) {
     let mut rng = Rng(opts.seed);
-    let mut by_label: Vec<Vec<usize>> = vec![Vec::new(); data.labels];
+    // stratified by first label; examples of no label (multi-label) are a stratum of their own
+    let mut by_label: Vec<Vec<usize>> = vec![Vec::new(); data.labels + 1];
     for (i, y) in data.y.iter().enumerate() {
-        by_label[y.first().copied().unwrap_or(0)].push(i);
+        by_label[y.first().copied().unwrap_or(data.labels)].push(i);
     }
     let (mut train, mut val) = (Vec::new(), Vec::new());
     for mut group in by_label {
@@ -295,9 +296,11 @@ pub fn train(
             data.x[i].len()
         )));
     }
-    if let Some(i) = data.y.iter().position(|y| {
-        y.is_empty() || y.iter().any(|&k| k >= data.labels) || (!opts.multi_label && y.len() != 1)
-    }) {
+    if let Some(i) = data
+        .y
+        .iter()
+        .position(|y| y.iter().any(|&k| k >= data.labels) || (!opts.multi_label && y.len() != 1))
+    {
         return Err(TrainError::Data(format!(
             "example {i} has labels {:?}",
             data.y[i]
@@ -560,6 +563,52 @@ mod tests {
             "{:?}",
             head.validation_scores
         );
+    }
+
+    #[test]
+    fn examples_of_no_label_teach_every_sigmoid_to_stay_low() {
+        // clusters 0 and 1 are labels; cluster 2 is ordinary text of no label
+        let (x, y3) = clusters(300, 5);
+        let y: Vec<Vec<usize>> = y3
+            .iter()
+            .map(|c| if c[0] == 2 { Vec::new() } else { c.clone() })
+            .collect();
+        let data = Dataset {
+            x: &x,
+            y: &y,
+            labels: 2,
+        };
+        let opts = TrainOptions {
+            multi_label: true,
+            learning_rate: 0.05,
+            ..Default::default()
+        };
+        let head = train(&data, &opts, &mut |_| {}).unwrap();
+        // the split keeps the unlabelled stratum in validation too (a fifth of 100)
+        assert_eq!(
+            head.validation.iter().filter(|&&i| y[i].is_empty()).count(),
+            20
+        );
+        let m = Model {
+            data: &data,
+            h: 8,
+            l: 2,
+            multi: true,
+            weights: vec![1.0; 2],
+        };
+        for (i, c) in y3.iter().enumerate() {
+            let p = m.probs(&head.weight, &head.bias, i);
+            match c[0] {
+                2 => assert!(p.iter().all(|&v| v < 0.2), "{i}: {p:?}"),
+                k => assert!(p[k] > 0.8 && p[1 - k] < 0.2, "{i}: {p:?}"),
+            }
+        }
+        // a softmax cannot be taught that no label applies
+        let single = TrainOptions {
+            multi_label: false,
+            ..Default::default()
+        };
+        assert!(train(&data, &single, &mut |_| {}).is_err());
     }
 
     #[test]

@@ -133,36 +133,113 @@ fn scores_do_not_depend_on_the_batch() {
 }
 
 #[test]
-fn prototypes_label_clear_cases() {
-    let c = classifier();
+fn prototypes_label_clear_cases_and_ordinary_text_gets_no_label() {
+    // one English description carries across languages only so far (Russian propaganda scores
+    // 0.29 with it alone): a taxonomy gives examples in several languages, as workspace.toml does
+    let mut labels = labels();
+    labels.labels[0].1.examples = vec![
+        "Brothers, pick up your weapons and march with the mujahideen against the apostates."
+            .into(),
+        "Прославим наших шахидов и возьмём оружие против врагов Аллаха.".into(),
+    ];
+    labels.labels[1].1.examples =
+        vec!["Gagnez de l'argent facilement depuis chez vous, cliquez sur ce lien !".into()];
+    let c = &ClassifierBuilder::new(e5_dir())
+        .prefix("query: ")
+        .labels(labels)
+        .build()
+        .unwrap();
     let cases = [
         (
             "Cliquez ici pour gagner un iPhone gratuit, offre limitée !",
-            "spam",
-        ),
-        (
-            "Bedava iPhone kazanmak için hemen bu bağlantıya tıklayın!",
-            "spam",
-        ),
-        (
-            "The central bank raised interest rates by a quarter point on Wednesday.",
-            "news",
+            Some("spam"),
         ),
         (
             "Вступайте в наши ряды, братья, убивайте неверных.",
-            "violent_extremism",
+            Some("violent_extremism"),
         ),
+        // ordinary text is nearer the background than any label: none of the labels
+        ("Datei speichern unter …", None),
+        ("Mañana habrá sol por la mañana y nubes por la tarde.", None),
     ];
+    // a short Turkish ad is nearest spam, but not far enough from the background's Turkish
+    // lines to be flagged: prototypes need examples near what they are to find
+    let r = c
+        .classify("Bedava iPhone kazanmak için hemen bu bağlantıya tıklayın!")
+        .unwrap();
+    assert_eq!(r.best().unwrap().label(), "spam", "{:?}", r.labels());
     for (text, want) in cases {
         let r = c.classify(text).unwrap();
-        let top = r.top().unwrap();
-        assert_eq!(top.label(), want, "{text}: {:?}", r.labels());
-        let sum: f32 = r.labels().iter().map(|l| l.score()).sum();
-        assert!(
-            (sum - 1.0).abs() < 1e-4,
-            "prototype scores are shares: {sum}"
-        );
+        assert_eq!(r.top().map(|t| t.label()), want, "{text}: {:?}", r.labels());
+        if want.is_none() {
+            assert!(
+                r.labels().iter().all(|l| l.score() < 0.5 && !l.flagged()),
+                "{text}: {:?}",
+                r.labels()
+            );
+            assert!(r.best().is_some(), "the best label is still reported");
+        }
     }
+}
+
+#[test]
+fn prototype_scores_stand_on_their_own_and_counter_examples_lower_them() {
+    let dir = e5_dir();
+    let build = |labels: LabelsConfig| {
+        ClassifierBuilder::new(&dir)
+            .prefix("query: ")
+            .labels(labels)
+            .build()
+            .unwrap()
+    };
+    let score = |c: &Classifier, text: &str, label: &str| {
+        c.classify(text)
+            .unwrap()
+            .labels()
+            .iter()
+            .find(|l| l.label() == label)
+            .unwrap()
+            .score()
+    };
+    // a label's score does not depend on the other labels (no softmax over them)
+    let mut fewer = labels();
+    fewer.labels.retain(|(n, _)| n != "news");
+    let fewer = build(fewer);
+    let text = "Join the caravan of the fighters and take up arms against the enemies of God.";
+    assert_eq!(
+        score(&fewer, text, "violent_extremism"),
+        score(classifier(), text, "violent_extremism")
+    );
+    // a news report of an attack scores lower once reports are counter-examples
+    let report = "Police said two men were arrested after the bombing at the station, which killed 12 people.";
+    let mut with_counter = labels();
+    with_counter.labels[0].1.counter_examples = vec![
+        "Officials said the attack on the market killed nine people and the suspects were detained.".into(),
+    ];
+    let with_counter = build(with_counter);
+    let (before, after) = (
+        score(classifier(), report, "violent_extremism"),
+        score(&with_counter, report, "violent_extremism"),
+    );
+    assert!(after < before && after < 0.5, "{before} -> {after}");
+    // and the score is the sigmoid of the similarity gap: recomputed from the embeddings
+    let e = |t: &str| c_embed(&with_counter, t);
+    let (x, pos, neg) = (
+        e(report),
+        e(&labels().labels[0].1.description.clone().unwrap()),
+        e("Officials said the attack on the market killed nine people and the suspects were detained."),
+    );
+    let background = triage_classify::builtin_background()
+        .iter()
+        .map(|t| cosine(&x, &e(t)))
+        .fold(f32::NEG_INFINITY, f32::max);
+    let gap = cosine(&x, &pos) - cosine(&x, &neg).max(background);
+    let want = 1.0 / (1.0 + (-gap / 0.02).exp());
+    assert!((after - want).abs() < 1e-4, "{after} vs {want}");
+}
+
+fn c_embed(c: &Classifier, text: &str) -> Vec<f32> {
+    c.embed(&[text]).unwrap().remove(0)
 }
 
 #[test]
@@ -199,7 +276,7 @@ fn long_texts_are_windowed_and_the_evidence_points_at_the_right_window() {
         spam_score > filler_spam + 0.1,
         "{spam_score} vs {filler_spam}"
     );
-    if r.top().unwrap().label() == "spam" {
+    if r.best().unwrap().label() == "spam" {
         assert!(
             ev.start <= spam_at && spam_at < ev.end,
             "evidence {ev:?}, spam at {spam_at}"
