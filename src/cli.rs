@@ -58,6 +58,10 @@ struct ConfigArgs {
     /// scripts/setup_cuda.sh). Overrides `[model] device`.
     #[arg(long, value_name = "cpu|cuda|cuda:N")]
     device: Option<triage_classify::DeviceSpec>,
+    /// How labels are scored: prototypes, head or checkpoint. Overrides `[labels] mode` (for
+    /// example `--mode prototypes` where the starter head has not been trained).
+    #[arg(long, value_name = "prototypes|head|checkpoint")]
+    mode: Option<triage_classify::Mode>,
     /// Set by `bench` for its f32 baseline: no refinement, whatever the configuration says.
     #[arg(skip)]
     no_refine: bool,
@@ -80,6 +84,9 @@ impl ConfigArgs {
         }
         if self.no_refine {
             config.model.refine_margin = None;
+        }
+        if let Some(m) = self.mode {
+            config.labels.mode = m;
         }
         let root = self.models_dir.clone().unwrap_or_else(|| {
             self.config
@@ -229,6 +236,10 @@ enum Command {
         /// Do not weigh classes by inverse frequency.
         #[arg(long)]
         no_class_weights: bool,
+        /// A JSON file that says how the examples were made (sources, versions, hashes),
+        /// kept in head.json.
+        #[arg(long)]
+        recipe: Option<PathBuf>,
         /// Where embeddings are cached by text hash.
         #[arg(long, default_value = ".cache/embeddings")]
         cache_dir: PathBuf,
@@ -257,6 +268,32 @@ enum Command {
         /// Fewest positives of a label in a language to write its threshold.
         #[arg(long, default_value_t = 5)]
         min_support: u64,
+        /// Where embeddings are cached by text hash.
+        #[arg(long, default_value = ".cache/embeddings")]
+        cache_dir: PathBuf,
+        #[command(flatten)]
+        config: ConfigArgs,
+    },
+    /// Set each label's per-language thresholds so that at most `--rate` of a background
+    /// sample of ordinary text in that language is flagged.
+    Calibrate {
+        /// Background records: JSON Lines with "text" and optionally "lang" (the detected
+        /// language otherwise); ordinary text of none of the labels.
+        background: PathBuf,
+        /// Most share of a language's background a label may flag.
+        #[arg(long, default_value_t = 0.01)]
+        rate: f64,
+        /// Fewest background records of a language to set its thresholds (fewer: the label's
+        /// threshold stays, and the table says so). With few records, at most `--rate` of them
+        /// may mean none: the threshold then sits just above the highest background score.
+        #[arg(long, default_value_t = 15)]
+        min_records: usize,
+        /// Write the thresholds into the configuration file (`[labels.<name>.language_thresholds]`).
+        #[arg(long)]
+        write_thresholds: bool,
+        /// Write calibration.txt and calibration.json here.
+        #[arg(long)]
+        out: Option<PathBuf>,
         /// Where embeddings are cached by text hash.
         #[arg(long, default_value = ".cache/embeddings")]
         cache_dir: PathBuf,
@@ -432,13 +469,16 @@ fn run(command: Command) -> Result<ExitCode, Failure> {
             patience,
             validation,
             no_class_weights,
+            recipe,
             cache_dir,
             config,
         } => {
             let (workspace, model_dir) = config.load()?;
             let ok = crate::learn::train_head(crate::learn::TrainArgs {
                 examples,
+                config_path: config.config.clone(),
                 out,
+                recipe,
                 config: workspace,
                 model_dir,
                 cache_dir,
@@ -484,6 +524,33 @@ fn run(command: Command) -> Result<ExitCode, Failure> {
                 reference_language,
                 write_thresholds,
                 min_support,
+            })?;
+            Ok(if ok {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::from(1)
+            })
+        }
+        Command::Calibrate {
+            background,
+            rate,
+            min_records,
+            write_thresholds,
+            out,
+            cache_dir,
+            config,
+        } => {
+            let (workspace, model_dir) = config.load()?;
+            let ok = crate::calibrate::calibrate(crate::calibrate::CalibrateArgs {
+                background,
+                config_path: config.config.clone(),
+                config: workspace,
+                model_dir,
+                cache_dir,
+                rate,
+                min_records,
+                write_thresholds,
+                out,
             })?;
             Ok(if ok {
                 ExitCode::SUCCESS
@@ -939,7 +1006,7 @@ fn detect(
         let parts = spans.then(|| detector.detect_spans(text));
         let written = if json {
             let mut v = serde_json::json!({"line": line, "lang": d.lang(), "script": d.script(),
-                "confidence": (d.confidence() * 1e4).round() / 1e4, "reliable": d.is_reliable(), "und": d.und_reason()});
+                "confidence": (d.confidence() * 1e4).round() / 1e4, "reliable": d.is_reliable(), "listed": d.is_listed(), "und": d.und_reason()});
             if let Some(parts) = &parts {
                 v["spans"] = serde_json::json!(parts
                     .iter()

@@ -18,13 +18,34 @@ use crate::embed_cache::EmbeddingCache;
 pub struct Example {
     pub line: u64,
     pub text: String,
+    /// Empty for a text of none of the labels.
     pub labels: Vec<String>,
     pub lang: Option<String>,
+    /// The label this text is a hard negative of (`"counter_to"`), if it is one.
+    pub counter_to: Option<String>,
+    /// What kind of text it is (`"kind"`: news, counter_speech, quote, ...), for reports.
+    pub kind: Option<String>,
 }
 
-/// Reads `{"text": ..., "label": "x"}` or `{"text": ..., "labels": ["x", "y"]}` lines (an
-/// optional `"lang"` gives the gold language). Bad lines are reported, not fatal.
+/// Reads `{"text": ..., "label": "x"}` or `{"text": ..., "labels": ["x", "y"]}` lines; a text
+/// of none of the labels says `"labels": []` or `"label": "none"`. An optional `"lang"` gives
+/// the gold language, `"counter_to"` the label it is a hard negative of, `"kind"` what kind of
+/// text it is. Bad lines are reported, not fatal.
 pub fn read_examples(path: &Path, input: &InputConfig) -> Result<(Vec<Example>, Vec<String>)> {
+    read_lines(path, input, true)
+}
+
+/// Reads texts of JSON Lines (`"text"`, optional `"lang"`) whatever labels they say, for a
+/// background sample.
+pub fn read_texts(path: &Path, input: &InputConfig) -> Result<(Vec<Example>, Vec<String>)> {
+    read_lines(path, input, false)
+}
+
+fn read_lines(
+    path: &Path,
+    input: &InputConfig,
+    labelled: bool,
+) -> Result<(Vec<Example>, Vec<String>)> {
     let bytes = std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
     let mut out = Vec::new();
     let mut bad = Vec::new();
@@ -54,38 +75,66 @@ pub fn read_examples(path: &Path, input: &InputConfig) -> Result<(Vec<Example>, 
             continue;
         };
         let labels: Vec<String> = match (v.get("labels"), v.get("label")) {
-            (Some(Value::Array(a)), _) => a
+            (Some(Value::Array(a)), _) if a.iter().all(Value::is_string) => a
                 .iter()
                 .filter_map(|x| x.as_str().map(str::to_owned))
                 .collect(),
-            (_, Some(Value::String(s))) => vec![s.clone()],
-            _ => Vec::new(),
+            (None, Some(Value::String(s))) if s == NONE => Vec::new(),
+            (None, Some(Value::String(s))) => vec![s.clone()],
+            _ if !labelled => Vec::new(),
+            _ => {
+                bad.push(at(format!(
+                    "no \"label\" string or \"labels\" array of strings (\"labels\": [] or \"label\": \"{NONE}\" for a text of no label)"
+                )));
+                continue;
+            }
         };
-        if labels.is_empty() {
-            bad.push(at(
-                "no \"label\" string or \"labels\" array of strings".into()
-            ));
-            continue;
-        }
+        let string = |k: &str| v.get(k).and_then(Value::as_str).map(str::to_owned);
         out.push(Example {
             line: line_no,
             text: text.to_owned(),
             labels,
-            lang: v.get("lang").and_then(Value::as_str).map(str::to_owned),
+            lang: string("lang"),
+            counter_to: string("counter_to"),
+            kind: string("kind"),
         });
     }
     Ok((out, bad))
 }
 
+/// The label name that means "none of the labels" in examples and gold sets.
+pub const NONE: &str = "none";
+
 /// Options of `triage train`.
 pub struct TrainArgs {
     pub examples: PathBuf,
+    pub config_path: PathBuf,
     pub out: PathBuf,
+    pub recipe: Option<PathBuf>,
     pub config: WorkspaceConfig,
     pub model_dir: PathBuf,
     pub cache_dir: PathBuf,
     pub multi_label: Option<bool>,
     pub options: TrainOptions,
+}
+
+/// The workspace's `counter_examples`, as examples of none of the labels.
+fn counter_examples(config: &WorkspaceConfig) -> Vec<Example> {
+    config
+        .labels
+        .labels
+        .iter()
+        .flat_map(|(name, spec)| {
+            spec.counter_examples.iter().map(move |t| Example {
+                line: 0,
+                text: t.clone(),
+                labels: Vec::new(),
+                lang: None,
+                counter_to: Some(name.clone()),
+                kind: None,
+            })
+        })
+        .collect()
 }
 
 fn mean_window(windows: &[Vec<f32>]) -> Vec<f32> {
@@ -106,6 +155,35 @@ pub fn train_head(args: TrainArgs) -> Result<bool> {
     if examples.is_empty() {
         bail!("{}: no usable examples", args.examples.display());
     }
+    // texts of no label can only be taught to independent sigmoids: a softmax must pick one
+    let multi = args
+        .multi_label
+        .unwrap_or_else(|| examples.iter().any(|e| e.labels.len() != 1));
+    let mut examples = examples;
+    let known: BTreeSet<&str> = examples
+        .iter()
+        .flat_map(|e| e.labels.iter().map(String::as_str))
+        .collect();
+    let counters: Vec<Example> = counter_examples(&args.config)
+        .into_iter()
+        .filter(|e| e.counter_to.as_deref().is_some_and(|l| known.contains(l)))
+        .collect();
+    if !counters.is_empty() {
+        if multi {
+            eprintln!(
+                "{} counter-examples of these labels from {} (counter_examples), as texts of none of the labels",
+                counters.len(),
+                args.config_path.display()
+            );
+            examples.extend(counters);
+        } else {
+            eprintln!(
+                "{} counter-examples in {} not used: a single-label softmax has no \"none\" (train with --multi-label to use them)",
+                counters.len(),
+                args.config_path.display()
+            );
+        }
+    }
     let classifier = ClassifierBuilder::new(&args.model_dir)
         .options(args.config.model.clone())
         .build_embedder()?;
@@ -115,15 +193,19 @@ pub fn train_head(args: TrainArgs) -> Result<bool> {
         .collect::<BTreeSet<_>>()
         .into_iter()
         .collect();
-    let multi = args
-        .multi_label
-        .unwrap_or_else(|| examples.iter().any(|e| e.labels.len() > 1));
+    if labels.is_empty() {
+        bail!(
+            "{}: every example is of none of the labels; a head needs positives",
+            args.examples.display()
+        );
+    }
     if !multi {
-        if let Some(e) = examples.iter().find(|e| e.labels.len() > 1) {
+        if let Some(e) = examples.iter().find(|e| e.labels.len() != 1) {
             bail!(
-                "{}:{}: several labels, but --single-label was asked for",
+                "{}:{}: {} labels, but --single-label was asked for (a softmax needs exactly one per example)",
                 args.examples.display(),
-                e.line
+                e.line,
+                e.labels.len()
             );
         }
     }
@@ -199,6 +281,15 @@ pub fn train_head(args: TrainArgs) -> Result<bool> {
         .iter()
         .map(|b| format!("{b:02x}"))
         .collect();
+    let recipe: Option<Value> = match &args.recipe {
+        Some(p) => Some(
+            serde_json::from_slice(
+                &std::fs::read(p).with_context(|| format!("cannot read {}", p.display()))?,
+            )
+            .with_context(|| format!("{}: not JSON", p.display()))?,
+        ),
+        None => None,
+    };
     let val_macro = metrics::macro_avg(&head.validation_scores);
     let meta = HeadMeta {
         labels: labels.clone(),
@@ -219,6 +310,7 @@ pub fn train_head(args: TrainArgs) -> Result<bool> {
             "options": opts,
             "validation_macro_f1": val_macro.f1,
             "source": args.examples.display().to_string(),
+            "recipe": recipe,
         })),
     };
     write_head(
@@ -316,6 +408,9 @@ struct LangReport {
     macro_f1: f64,
     micro_f1: f64,
     accuracy: Option<f64>,
+    /// Records of none of the labels, and how many of them some label flagged.
+    unlabelled: usize,
+    unlabelled_flagged: usize,
     /// macro-F1 over the labels this language and the reference language both have, divided
     /// by the reference language's macro-F1 over the same labels.
     retained: Option<f64>,
@@ -339,7 +434,20 @@ struct Report {
     calibration_error: f64,
     labels: Vec<LabelReport>,
     languages: Vec<LangReport>,
+    /// Rows and columns: the labels, then `none`.
     confusion: Option<Vec<Vec<u64>>>,
+    hard_negatives: Vec<HardNegatives>,
+}
+
+/// How a label fared on its hard negatives (gold records with `"counter_to"`).
+#[derive(Serialize)]
+struct HardNegatives {
+    label: String,
+    records: usize,
+    flagged: usize,
+    /// `(records, flagged)` per `"kind"` and per language.
+    kinds: BTreeMap<String, (usize, usize)>,
+    languages: BTreeMap<String, (usize, usize)>,
 }
 
 pub fn eval(mut args: EvalArgs) -> Result<bool> {
@@ -380,29 +488,7 @@ pub fn eval(mut args: EvalArgs) -> Result<bool> {
         );
     }
     let texts: Vec<&str> = gold.iter().map(|g| g.text.as_str()).collect();
-    let prepared = texts
-        .iter()
-        .map(|t| c.prepare(t))
-        .collect::<Result<Vec<_>, _>>()?;
-    let mut results = if c.uses_embeddings() {
-        let mut cache = EmbeddingCache::open(&args.cache_dir, c, &args.config.model)?;
-        let windows = cache.window_embeddings(c, &texts)?;
-        cache.save()?;
-        eprintln!(
-            "embeddings: {} cached, {} computed",
-            cache.hits, cache.misses
-        );
-        c.classify_embedded(&prepared, &windows)?
-    } else {
-        c.classify_prepared(&prepared)?
-    };
-    let detected: Vec<&'static str> = texts
-        .iter()
-        .map(|t| engine.detector().detect(t).lang())
-        .collect();
-    for (r, lang) in results.iter_mut().zip(&detected) {
-        c.apply_language_thresholds(r, lang);
-    }
+    let (results, detected) = label_texts(&engine, &texts, &args.cache_dir, &args.config)?;
     let langs: Vec<String> = gold
         .iter()
         .zip(&detected)
@@ -416,7 +502,7 @@ pub fn eval(mut args: EvalArgs) -> Result<bool> {
         .collect();
     // Single-label: a record's prediction is its top label (thresholds are then only reported);
     // multi-label: the labels it flags.
-    let single = !args.config.labels.multi_label && gold.iter().all(|g| g.labels.len() == 1);
+    let single = !args.config.labels.multi_label && gold.iter().all(|g| g.labels.len() <= 1);
     let truth = |i: usize, k: usize| gold[i].labels.contains(&names[k]);
     let counts = |idx: &[usize], k: usize| {
         let (mut tp, mut fp, mut fn_) = (0, 0, 0);
@@ -453,9 +539,7 @@ pub fn eval(mut args: EvalArgs) -> Result<bool> {
     let accuracy = |idx: &[usize]| -> f64 {
         idx.iter()
             .filter(|&&i| {
-                results[i]
-                    .top()
-                    .is_some_and(|t| gold[i].labels[0] == t.label())
+                results[i].top().map(|t| t.label()) == gold[i].labels.first().map(|l| l.as_str())
             })
             .count() as f64
             / idx.len().max(1) as f64
@@ -491,6 +575,13 @@ pub fn eval(mut args: EvalArgs) -> Result<bool> {
                 macro_f1: metrics::macro_avg(&per).f1,
                 micro_f1: metrics::micro(&per).f1,
                 accuracy: single.then(|| accuracy(idx)),
+                unlabelled: idx.iter().filter(|&&i| gold[i].labels.is_empty()).count(),
+                unlabelled_flagged: idx
+                    .iter()
+                    .filter(|&&i| {
+                        gold[i].labels.is_empty() && results[i].labels().iter().any(|l| l.flagged())
+                    })
+                    .count(),
                 retained: None,
                 retained_raw: None,
             }
@@ -524,21 +615,54 @@ pub fn eval(mut args: EvalArgs) -> Result<bool> {
         }
     }
     let every: Vec<(f32, bool)> = (0..names.len()).flat_map(|k| scored(&all, k)).collect();
+    // the labels' indices, and `names.len()` for none
+    let index = |l: Option<&str>| {
+        l.and_then(|l| names.iter().position(|n| n == l))
+            .unwrap_or(names.len())
+    };
     let confusion = single.then(|| {
         let t: Vec<usize> = gold
             .iter()
-            .map(|g| names.iter().position(|n| *n == g.labels[0]).unwrap_or(0))
+            .map(|g| index(g.labels.first().map(String::as_str)))
             .collect();
         let p: Vec<usize> = results
             .iter()
-            .map(|r| {
-                r.top()
-                    .and_then(|x| names.iter().position(|n| n == x.label()))
-                    .unwrap_or(0)
-            })
+            .map(|r| index(r.top().map(|x| x.label())))
             .collect();
-        metrics::confusion(&t, &p, names.len())
+        metrics::confusion(&t, &p, names.len() + 1)
     });
+    let hard_negatives = names
+        .iter()
+        .enumerate()
+        .filter_map(|(k, name)| {
+            let idx: Vec<usize> = (0..gold.len())
+                .filter(|&i| gold[i].counter_to.as_deref() == Some(name))
+                .collect();
+            if idx.is_empty() {
+                return None;
+            }
+            let mut h = HardNegatives {
+                label: name.clone(),
+                records: idx.len(),
+                flagged: 0,
+                kinds: BTreeMap::new(),
+                languages: BTreeMap::new(),
+            };
+            for &i in &idx {
+                let f = results[i].labels()[k].flagged() as usize;
+                h.flagged += f;
+                let kind = gold[i].kind.clone().unwrap_or_else(|| "-".into());
+                for e in [
+                    h.kinds.entry(kind).or_default(),
+                    h.languages.entry(langs[i].clone()).or_default(),
+                ] {
+                    e.0 += 1;
+                    e.1 += f;
+                }
+            }
+            Some(h)
+        })
+        .collect();
     let report = Report {
         gold: args.gold.display().to_string(),
         model: c.model_id().to_owned(),
@@ -554,6 +678,7 @@ pub fn eval(mut args: EvalArgs) -> Result<bool> {
         labels: label_reports,
         languages: lang_reports,
         confusion,
+        hard_negatives,
     };
     print!("{}", report_text(&report, &names));
     if let Some(out) = &args.out {
@@ -597,6 +722,41 @@ pub fn eval(mut args: EvalArgs) -> Result<bool> {
         write_thresholds(&args.config_path, &report, args.min_support)?;
     }
     Ok(skipped.is_empty())
+}
+
+/// Labels `texts` as `triage label` would (the detected language's thresholds applied), with
+/// the window embeddings cached by text hash; also returns each text's detected language.
+pub fn label_texts(
+    engine: &Engine,
+    texts: &[&str],
+    cache_dir: &Path,
+    config: &WorkspaceConfig,
+) -> Result<(Vec<triage_classify::Classification>, Vec<&'static str>)> {
+    let c = engine.classifier();
+    let prepared = texts
+        .iter()
+        .map(|t| c.prepare(t))
+        .collect::<Result<Vec<_>, _>>()?;
+    let mut results = if c.uses_embeddings() {
+        let mut cache = EmbeddingCache::open(cache_dir, c, &config.model)?;
+        let windows = cache.window_embeddings(c, texts)?;
+        cache.save()?;
+        eprintln!(
+            "embeddings: {} cached, {} computed",
+            cache.hits, cache.misses
+        );
+        c.classify_embedded(&prepared, &windows)?
+    } else {
+        c.classify_prepared(&prepared)?
+    };
+    let detected: Vec<&'static str> = texts
+        .iter()
+        .map(|t| engine.detector().detect(t).lang())
+        .collect();
+    for (r, lang) in results.iter_mut().zip(&detected) {
+        c.apply_language_thresholds(r, lang);
+    }
+    Ok((results, detected))
 }
 
 fn report_text(r: &Report, names: &[String]) -> String {
@@ -664,14 +824,53 @@ fn report_text(r: &Report, names: &[String]) -> String {
             l.lang, l.records, l.macro_f1, l.micro_f1
         );
     }
+    if r.languages.iter().any(|l| l.unlabelled > 0) {
+        let _ = writeln!(
+            s,
+            "\n{:<8} {:>10} {:>8} {:>9}",
+            "language", "no label", "flagged", "rate"
+        );
+        for l in r.languages.iter().filter(|l| l.unlabelled > 0) {
+            let _ = writeln!(
+                s,
+                "{:<8} {:>10} {:>8} {:>8.1}%",
+                l.lang,
+                l.unlabelled,
+                l.unlabelled_flagged,
+                100.0 * l.unlabelled_flagged as f64 / l.unlabelled as f64
+            );
+        }
+    }
+    for h in &r.hard_negatives {
+        let _ = writeln!(
+            s,
+            "\nhard negatives of {}: {} of {} flagged ({:.1}%)",
+            h.label,
+            h.flagged,
+            h.records,
+            100.0 * h.flagged as f64 / h.records as f64
+        );
+        for (what, rows) in [("kind", &h.kinds), ("language", &h.languages)] {
+            let row: Vec<String> = rows
+                .iter()
+                .map(|(k, (n, f))| format!("{k} {f}/{n}"))
+                .collect();
+            let _ = writeln!(s, "  by {what}: {}", row.join(", "));
+        }
+    }
     if r.languages.iter().any(|l| l.retained.is_some()) {
         let _ = writeln!(s, "retained: macro-F1 over the labels the language shares with the reference language, as a share of the reference's over the same labels; retained-raw: over all labels");
     }
     if let Some(m) = &r.confusion {
+        let names: Vec<&str> = names
+            .iter()
+            .map(String::as_str)
+            .chain(std::iter::once(NONE))
+            .collect();
         let w = names.iter().map(|n| n.len()).max().unwrap_or(4).min(14);
         let _ = writeln!(s, "\nconfusion (rows: gold, columns: predicted)");
         let _ = write!(s, "{:<w$}", "");
-        for n in names {
+        for n in &names {
             let _ = write!(s, " {:>6}", &n[..n.len().min(6)]);
         }
         let _ = writeln!(s);
@@ -689,25 +888,39 @@ fn report_text(r: &Report, names: &[String]) -> String {
 /// Writes each label's best-F1 threshold per language into `[labels.<name>.language_thresholds]`,
 /// keeping the file's comments and layout.
 fn write_thresholds(config_path: &Path, r: &Report, min_support: u64) -> Result<()> {
-    let text = std::fs::read_to_string(config_path)?;
+    let mut entries = Vec::new();
+    for l in &r.labels {
+        for (lang, ll) in &l.languages {
+            if let (Some(best), true) = (ll.best_f1, ll.prf.support >= min_support) {
+                entries.push((l.label.clone(), lang.clone(), best.threshold));
+            }
+        }
+    }
+    let written = write_language_thresholds(config_path, &entries)?;
+    eprintln!("wrote {written} per-language thresholds into {} (labels with at least {min_support} positives per language)", config_path.display());
+    Ok(())
+}
+
+/// Writes `(label, language, threshold)` entries into `[labels.<label>.language_thresholds]` of
+/// the configuration file, keeping its comments and layout; refuses a result that would not
+/// load. Returns how many were written.
+pub fn write_language_thresholds(
+    config_path: &Path,
+    entries: &[(String, String, f32)],
+) -> Result<usize> {
+    let text = std::fs::read_to_string(config_path)
+        .with_context(|| format!("cannot read {}", config_path.display()))?;
     let mut doc: toml_edit::DocumentMut = text
         .parse()
         .with_context(|| format!("parsing {}", config_path.display()))?;
     let labels = doc["labels"].or_insert(toml_edit::table());
-    let mut written = 0;
-    for l in &r.labels {
-        for (lang, ll) in &l.languages {
-            let (Some(best), true) = (ll.best_f1, ll.prf.support >= min_support) else {
-                continue;
-            };
-            let entry = labels[l.label.as_str()].or_insert(toml_edit::table());
-            if let Some(t) = entry.as_table_mut() {
-                t.set_implicit(false);
-            }
-            let lt = entry["language_thresholds"].or_insert(toml_edit::table());
-            lt[lang.as_str()] = toml_edit::value(((best.threshold as f64) * 1e4).round() / 1e4);
-            written += 1;
+    for (label, lang, threshold) in entries {
+        let entry = labels[label.as_str()].or_insert(toml_edit::table());
+        if let Some(t) = entry.as_table_mut() {
+            t.set_implicit(false);
         }
+        let lt = entry["language_thresholds"].or_insert(toml_edit::table());
+        lt[lang.as_str()] = toml_edit::value(((*threshold as f64) * 1e4).round() / 1e4);
     }
     let new = doc.to_string();
     WorkspaceConfig::parse(&new, config_path)
@@ -715,6 +928,5 @@ fn write_thresholds(config_path: &Path, r: &Report, min_support: u64) -> Result<
     let tmp = config_path.with_extension("toml.tmp");
     std::fs::write(&tmp, new)?;
     std::fs::rename(&tmp, config_path)?;
-    eprintln!("wrote {written} per-language thresholds into {} (labels with at least {min_support} positives per language)", config_path.display());
-    Ok(())
+    Ok(entries.len())
 }

@@ -1,5 +1,6 @@
 //! `triage`: label multilingual text dumps for moderation teams.
 
+mod calibrate;
 mod cli;
 mod embed_cache;
 mod learn;
