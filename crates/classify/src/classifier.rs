@@ -876,13 +876,16 @@ impl Classifier {
         })
     }
 
-    /// Whether a window's scores have two labels, or a label and one of its thresholds, closer
-    /// than `margin`.
+    /// Whether a window's scores have a label and one of its thresholds, or (single-label,
+    /// where only the best label can be flagged) the two best labels, closer than `margin`.
+    /// Multi-label, the labels decide apart: two scores near zero are no decision.
     fn near_a_decision(&self, scores: &[f32], margin: f32) -> bool {
-        let mut sorted = scores.to_vec();
-        sorted.sort_by(|a, b| b.total_cmp(a));
-        if sorted.len() > 1 && sorted[0] - sorted[1] < margin {
-            return true;
+        if !self.inner.multi_label {
+            let mut sorted = scores.to_vec();
+            sorted.sort_by(|a, b| b.total_cmp(a));
+            if sorted.len() > 1 && sorted[0] - sorted[1] < margin {
+                return true;
+            }
         }
         scores.iter().zip(&self.inner.labels).any(|(&s, info)| {
             std::iter::once(&info.threshold)
