@@ -443,3 +443,53 @@ fn calibrate_sets_per_language_thresholds_from_a_background() {
         }
     }
 }
+
+#[test]
+fn a_missing_or_altered_starter_package_is_an_error_naming_it() {
+    let dir = tempfile::tempdir().unwrap();
+    // the build names the package it cannot find
+    let empty = dir.path().join("packages");
+    std::fs::create_dir_all(&empty).unwrap();
+    let o = std::process::Command::new("python3")
+        .arg(root().join("scripts/starter/build.py"))
+        .args([
+            empty.to_str().unwrap(),
+            dir.path().join("out").to_str().unwrap(),
+        ])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&o.stderr).into_owned();
+    assert!(!o.status.success(), "{err}");
+    assert!(
+        err.contains("chatterbot_corpus-1.3.3") && err.contains("fetch.sh"),
+        "{err}"
+    );
+    // a cached file that is not the pinned one is refused, by name, before anything reads it
+    let cache = dir.path().join("cache");
+    let packages = cache.join("starter/packages");
+    std::fs::create_dir_all(&packages).unwrap();
+    let fake = packages.join("chatterbot_corpus-1.3.3-py2.py3-none-any.whl");
+    std::fs::write(&fake, b"not the wheel").unwrap();
+    let o = std::process::Command::new(root().join("scripts/starter/fetch.sh"))
+        .env("TRIAGE_CACHE", &cache)
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&o.stderr).into_owned();
+    assert_eq!(o.status.code(), Some(3), "{err}");
+    assert!(
+        err.contains(fake.to_str().unwrap()) && err.contains("not the pinned"),
+        "{err}"
+    );
+}
+
+#[test]
+fn calibrate_names_a_missing_background_file() {
+    model_installed();
+    let o = triage()
+        .args(["calibrate", "no/such/background.jsonl"])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&o.stderr).into_owned();
+    assert!(!o.status.success());
+    assert!(err.contains("no/such/background.jsonl"), "{err}");
+}
