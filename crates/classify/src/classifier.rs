@@ -1273,3 +1273,32 @@ fn calibration_windows(
     }
     Ok(out)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn open_world_scores_weigh_the_nearest_positive_against_the_nearest_negative() {
+        use Proto::*;
+        let owner = [
+            Positive(0),
+            Positive(0),
+            Counter(0),
+            Positive(1),
+            Background,
+            Background,
+        ];
+        let sims = [0.80, 0.86, 0.83, 0.70, 0.81, 0.75];
+        let s = open_world_scores(&sims, &owner, 2, 0.02);
+        // label 0: 0.86 against max(0.83, 0.81); label 1: 0.70 against the background's 0.81
+        let sig = |x: f32| 1.0 / (1.0 + (-x / 0.02).exp());
+        assert!((s[0] - sig(0.86 - 0.83)).abs() < 1e-6, "{s:?}");
+        assert!((s[1] - sig(0.70 - 0.81)).abs() < 1e-6, "{s:?}");
+        assert!(s[0] > 0.8 && s[1] < 0.01);
+        // independent: they need not sum to one, and nearer the background means below 0.5
+        assert!((s[0] + s[1] - 1.0).abs() > 0.1);
+        let ordinary = open_world_scores(&[0.7, 0.7, 0.6, 0.6, 0.9, 0.5], &owner, 2, 0.02);
+        assert!(ordinary.iter().all(|&x| x < 0.5), "{ordinary:?}");
+    }
+}
