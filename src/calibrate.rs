@@ -97,28 +97,13 @@ pub fn calibrate(args: CalibrateArgs) -> Result<bool> {
         let lang = e.lang.clone().unwrap_or_else(|| detected[i].to_owned());
         by_lang.entry(lang).or_default().push(i);
     }
-    let names: Vec<String> = engine
-        .classifier()
-        .label_names()
-        .iter()
-        .map(|s| s.to_string())
-        .collect();
-    let labels = &args.config.labels;
+    let c = engine.classifier();
+    let names: Vec<String> = c.label_names().iter().map(|s| s.to_string()).collect();
     let mut rows = Vec::new();
     for (k, name) in names.iter().enumerate() {
-        let base = labels
-            .labels
-            .iter()
-            .find(|(n, _)| n == name)
-            .and_then(|(_, s)| s.threshold)
-            .unwrap_or(labels.default_threshold);
+        let base = c.threshold(k, None);
         for (lang, idx) in &by_lang {
-            let before = labels
-                .labels
-                .iter()
-                .find(|(n, _)| n == name)
-                .and_then(|(_, s)| s.language_thresholds.get(lang).copied())
-                .unwrap_or(base);
+            let before = c.threshold(k, Some(lang));
             let scores: Vec<f32> = idx
                 .iter()
                 .map(|&i| results[i].labels()[k].score())

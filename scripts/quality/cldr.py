@@ -9,19 +9,11 @@ Usage: python3 scripts/quality/cldr.py <cldr dir> <gold.jsonl> [per language, de
 """
 import hashlib, json, os, re, sys
 
+sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "langid"))
+from corpus import json_strings as strings  # noqa: E402
+
 MISSION = ["ar", "en", "fr", "de", "ru", "tr", "fa", "ur", "ps", "id", "bn", "nl", "ro", "bg", "es"]
 FILES = ["dateFields.json", "ca-gregorian.json", "languages.json", "territories.json"]
-
-
-def strings(o):
-    if isinstance(o, str):
-        yield o
-    elif isinstance(o, dict):
-        for v in o.values():
-            yield from strings(v)
-    elif isinstance(o, list):
-        for v in o:
-            yield from strings(v)
 
 
 def main(cldr, dst, per=60):

@@ -982,15 +982,20 @@ impl Classifier {
         }
     }
 
+    /// The threshold label `label` (an index into [`Classifier::label_names`]) is flagged at in
+    /// language `lang`: its `language_thresholds` entry, else its own; `None` for the label's
+    /// own (the workspace's, else the head's suggestion, else `default_threshold`).
+    pub fn threshold(&self, label: usize, lang: Option<&str>) -> f32 {
+        let info = &self.inner.labels[label];
+        lang.and_then(|l| info.by_language.get(l).copied())
+            .unwrap_or(info.threshold)
+    }
+
     /// Re-applies the thresholds of `lang` (`[labels.<name>.language_thresholds]`) to a result.
     pub fn apply_language_thresholds(&self, c: &mut Classification, lang: &str) {
         let top = c.top;
-        for (l, (score, info)) in c.labels.iter_mut().zip(&self.inner.labels).enumerate() {
-            let t = info
-                .by_language
-                .get(lang)
-                .copied()
-                .unwrap_or(info.threshold);
+        for (l, score) in c.labels.iter_mut().enumerate() {
+            let t = self.threshold(l, Some(lang));
             score.flagged = score.score >= t && (self.inner.multi_label || l == top);
         }
     }
