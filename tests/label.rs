@@ -4,7 +4,7 @@ use std::path::Path;
 
 use serde_json::Value;
 
-use crate::util::{lines, model_installed, root, run};
+use crate::util::{json_lines, lines, model_installed, root, run};
 
 fn stderr(o: &std::process::Output) -> String {
     String::from_utf8_lossy(&o.stderr).into_owned()
@@ -148,11 +148,7 @@ fn stdin_to_stdout_and_exit_zero_when_all_are_labelled() {
         Some(format!("\u{feff}{input}").as_bytes()),
     );
     assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
-    let out: Vec<Value> = String::from_utf8(o.stdout)
-        .unwrap()
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect();
+    let out: Vec<Value> = json_lines(&o.stdout);
     assert_eq!(out.len(), 3);
     assert_eq!(out[0]["id"], "a");
     assert_eq!(out[0]["lang"], "fr");
@@ -290,11 +286,7 @@ fn news_about_terrorism_ordinary_text_and_unlisted_languages() {
         Some(input.as_bytes()),
     );
     assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
-    let out: Vec<Value> = String::from_utf8(o.stdout.clone())
-        .unwrap()
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect();
+    let out: Vec<Value> = json_lines(&o.stdout);
     for r in &out[..7] {
         assert!(r["top"].is_null(), "ordinary text, no label: {r}");
     }
@@ -328,8 +320,9 @@ fn prototypes_mode_runs_without_the_trained_head() {
     // the head is missing: a clear error naming it and the ways out
     std::fs::write(&cfg, good.replace("heads/starter", "heads/not-trained")).unwrap();
     let input = b"{\"id\": 1, \"text\": \"Gagnez 5000 euros par semaine, cliquez sur ce lien maintenant !\"}\n{\"id\": 2, \"text\": \"Open file\"}\n";
-    let args = |extra: &[&str]| -> Vec<String> {
-        let mut a: Vec<String> = [
+    let cfg_path = cfg.to_str().unwrap();
+    let label = |extra: &[&str]| {
+        let mut args = vec![
             "label",
             "-",
             "-o",
@@ -339,18 +332,12 @@ fn prototypes_mode_runs_without_the_trained_head() {
             "--models-dir",
             "models",
             "-c",
-        ]
-        .iter()
-        .map(|s| s.to_string())
-        .collect();
-        a.push(cfg.to_str().unwrap().to_owned());
-        a.extend(extra.iter().map(|s| s.to_string()));
-        a
+            cfg_path,
+        ];
+        args.extend_from_slice(extra);
+        run(&args, Some(input))
     };
-    let o = run(
-        &args(&[]).iter().map(String::as_str).collect::<Vec<_>>(),
-        Some(input),
-    );
+    let o = label(&[]);
     assert_eq!(o.status.code(), Some(2));
     let e = stderr(&o);
     assert!(
@@ -360,19 +347,9 @@ fn prototypes_mode_runs_without_the_trained_head() {
         "{e}"
     );
     // the same taxonomy by prototypes: open-world scores, no training needed
-    let o = run(
-        &args(&["--mode", "prototypes"])
-            .iter()
-            .map(String::as_str)
-            .collect::<Vec<_>>(),
-        Some(input),
-    );
+    let o = label(&["--mode", "prototypes"]);
     assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
-    let out: Vec<Value> = String::from_utf8(o.stdout)
-        .unwrap()
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect();
+    let out: Vec<Value> = json_lines(&o.stdout);
     assert_eq!(out[0]["top"], "spam", "{}", out[0]);
     assert!(out[1]["top"].is_null(), "{}", out[1]);
     // counter-examples without saying what the label is: a configuration error naming it
@@ -381,10 +358,7 @@ fn prototypes_mode_runs_without_the_trained_head() {
         format!("{good}\n[labels.fraud]\ncounter_examples = [\"A bank statement.\"]\n"),
     )
     .unwrap();
-    let o = run(
-        &args(&[]).iter().map(String::as_str).collect::<Vec<_>>(),
-        Some(input),
-    );
+    let o = label(&[]);
     assert_eq!(o.status.code(), Some(2));
     let e = stderr(&o);
     assert!(e.contains("fraud") && e.contains("counter_examples"), "{e}");

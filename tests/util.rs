@@ -43,7 +43,12 @@ pub fn model_installed() -> PathBuf {
 }
 
 pub fn lines(path: &Path) -> Vec<serde_json::Value> {
-    std::fs::read_to_string(path)
+    json_lines(&std::fs::read(path).unwrap())
+}
+
+/// The JSON Lines of a command's output (or a file's bytes), parsed.
+pub fn json_lines(bytes: &[u8]) -> Vec<serde_json::Value> {
+    std::str::from_utf8(bytes)
         .unwrap()
         .lines()
         .map(|l| serde_json::from_str(l).unwrap())
