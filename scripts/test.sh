@@ -5,6 +5,9 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 cache="${TRIAGE_CACHE:-$PWD/.cache}"
+# Everything a test needs is installed below: a test that would skip (no model, no ONNX Runtime)
+# fails instead.
+export TRIAGE_TEST_STRICT=1
 
 cargo fmt --all -- --check
 cargo clippy --locked --all-targets -- -D warnings

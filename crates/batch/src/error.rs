@@ -39,6 +39,35 @@ pub enum Error {
         /// The underlying error.
         source: std::io::Error,
     },
+    /// The input cannot be opened (or its header read).
+    #[error("cannot open input {input}: {message}")]
+    Open {
+        /// The input's name.
+        input: String,
+        /// What went wrong.
+        message: String,
+    },
+    /// A CSV or TSV input's header cannot be read or lacks the text column.
+    #[error("{file}:{line}: {reason}")]
+    Header {
+        /// The input's name.
+        file: String,
+        /// The line.
+        line: u64,
+        /// What is wrong.
+        reason: String,
+    },
+    /// A checkpoint cannot be read, or is not of this run.
+    #[error("{path} {message}")]
+    Checkpoint {
+        /// The checkpoint file.
+        path: PathBuf,
+        /// What is wrong with it.
+        message: String,
+    },
+    /// Sharded outputs cannot be merged.
+    #[error("{0}")]
+    Merge(String),
     /// Writing an output failed.
     #[error("writing {output}: {source}")]
     Write {
@@ -50,15 +79,20 @@ pub enum Error {
 }
 
 impl Error {
-    /// Whether this is a configuration error (exit status 2) rather than a runtime one.
+    /// Whether this is an error of the configuration or the command line (exit status 2:
+    /// fixed by changing them) rather than of the run (exit status 1: an unreadable weights
+    /// file, an engine failure, a failing disk).
     pub fn is_config(&self) -> bool {
-        matches!(
-            self,
+        match self {
             Error::ConfigIo { .. }
-                | Error::Config { .. }
-                | Error::Languages { .. }
-                | Error::Classify(_)
-        )
+            | Error::Config { .. }
+            | Error::Languages { .. }
+            | Error::Open { .. }
+            | Error::Header { .. }
+            | Error::Checkpoint { .. } => true,
+            Error::Classify(e) => e.is_config(),
+            Error::Read { .. } | Error::Write { .. } | Error::Merge(_) => false,
+        }
     }
 
     /// Whether this is a broken pipe on an output (the reader went away: exit quietly).

@@ -6,17 +6,21 @@
 //! run goes on.
 #![deny(missing_docs)]
 
+mod checkpoint;
 mod config;
 mod error;
+pub mod input;
+pub mod merge;
 mod pipeline;
 pub mod reader;
 mod record;
 mod sink;
 mod summary;
 
+pub use checkpoint::{config_sha256, CheckpointFile};
 pub use config::{InputConfig, WorkspaceConfig};
 pub use error::{Error, Result};
-pub use pipeline::{run, shard_of, Checkpoint, Engine, ProgressInfo, RunOptions};
+pub use pipeline::{run, shard_of, Checkpoint, Labeller, ProgressInfo, RunOptions};
 pub use reader::{Columns, InputFormat};
 pub use record::{
     csv_header, parse_json_line, record_from_fields, ErrorDetail, OutputRecord, Record, RecordError,

@@ -23,16 +23,16 @@ use crate::summary::{LabelCount, Summary};
 
 /// What labels records: the classifier, the language detector and the input's field names.
 #[derive(Debug, Clone)]
-pub struct Engine {
+pub struct Labeller {
     classifier: Classifier,
     detector: std::sync::Arc<Detector>,
     input: InputConfig,
 }
 
-impl Engine {
-    /// Assembles an engine from its parts.
+impl Labeller {
+    /// Assembles an labeller from its parts.
     pub fn new(classifier: Classifier, detector: Detector, input: InputConfig) -> Self {
-        Engine {
+        Labeller {
             classifier,
             detector: std::sync::Arc::new(detector),
             input,
@@ -54,7 +54,7 @@ impl Engine {
             .options(config.model.clone())
             .labels(config.labels.clone())
             .build()?;
-        Ok(Engine::new(classifier, detector, config.input.clone()))
+        Ok(Labeller::new(classifier, detector, config.input.clone()))
     }
 
     /// The classifier.
@@ -165,10 +165,13 @@ struct PrepChunk {
     items: Vec<Item>,
 }
 
+/// A text's window scores (`[window][label]`), shared by the texts with its tokens.
+type Scores = Arc<Vec<Vec<f32>>>;
+
 /// Window scores of texts seen before, keyed by a hash of their windows' token ids (the
 /// tokenizer has already normalised the text), forgotten oldest first.
 struct Seen {
-    scores: std::collections::HashMap<[u8; 32], Vec<Vec<f32>>>,
+    scores: std::collections::HashMap<[u8; 32], Scores>,
     order: std::collections::VecDeque<[u8; 32]>,
     capacity: usize,
 }
@@ -186,7 +189,7 @@ impl Seen {
         h.finalize().into()
     }
 
-    fn insert(&mut self, key: [u8; 32], scores: Vec<Vec<f32>>) {
+    fn insert(&mut self, key: [u8; 32], scores: Scores) {
         if self.capacity == 0 || self.scores.contains_key(&key) {
             return;
         }
@@ -274,21 +277,21 @@ fn read_chunks(
     }
 }
 
-fn prepare_chunk(engine: &Engine, options: &RunOptions, chunk: RawChunk) -> PrepChunk {
+fn prepare_chunk(labeller: &Labeller, options: &RunOptions, chunk: RawChunk) -> PrepChunk {
     let items: Vec<Item> = chunk
         .records
         .into_par_iter()
         .map(|raw| {
             let file = raw.file.as_deref().unwrap_or(&options.input_name);
             let parsed = match raw.payload {
-                Payload::Json(bytes) => parse_json_line(&bytes, raw.line, file, &engine.input),
+                Payload::Json(bytes) => parse_json_line(&bytes, raw.line, file, &labeller.input),
                 Payload::Fields { id, text } => record_from_fields(
                     id.as_deref(),
                     &text,
                     raw.line,
                     raw.pos,
                     file,
-                    &engine.input.text_field,
+                    &labeller.input.text_field,
                 ),
                 Payload::Error(e) => Err(e),
             };
@@ -315,7 +318,7 @@ fn prepare_chunk(engine: &Engine, options: &RunOptions, chunk: RawChunk) -> Prep
                         line: rec.line,
                         error: ErrorDetail {
                             kind,
-                            field: Some(engine.input.text_field.clone()),
+                            field: Some(labeller.input.text_field.clone()),
                             reason,
                         },
                     },
@@ -331,8 +334,8 @@ fn prepare_chunk(engine: &Engine, options: &RunOptions, chunk: RawChunk) -> Prep
                     ),
                 );
             }
-            let lang = engine.detector.detect(&rec.text);
-            match engine.classifier.prepare(&rec.text) {
+            let lang = labeller.detector.detect(&rec.text);
+            match labeller.classifier.prepare(&rec.text) {
                 Ok(p) => Item::Ready(pos, rec, lang, p),
                 Err(e) => fail("tokenize", e.to_string()),
             }
@@ -360,7 +363,7 @@ fn error_line(e: &RecordError, position: u64) -> Line {
 }
 
 fn infer_chunk(
-    engine: &Engine,
+    labeller: &Labeller,
     options: &RunOptions,
     seen: &mut Seen,
     chunk: PrepChunk,
@@ -373,18 +376,19 @@ fn infer_chunk(
             Item::Failed(..) | Item::Skipped => None,
         })
         .collect();
-    // Texts already seen (in earlier chunks or earlier in this one) reuse their window scores.
+    // Texts already seen (in earlier chunks or earlier in this one) reuse their window scores,
+    // shared, not copied.
     let keys: Vec<[u8; 32]> = ready.iter().map(|p| Seen::key(p)).collect();
     let mut todo: Vec<usize> = Vec::new();
     let mut first_of: std::collections::HashMap<[u8; 32], usize> = std::collections::HashMap::new();
     let mut reused = vec![false; ready.len()];
-    // Scores of earlier chunks are taken now: the inserts below may evict them.
-    let mut earlier: std::collections::HashMap<usize, Vec<Vec<f32>>> =
-        std::collections::HashMap::new();
+    // One entry per text: its scores, or why it has none. Scores of earlier chunks are taken
+    // now: the inserts below may evict them.
+    let mut results: Vec<Option<std::result::Result<Scores, String>>> = vec![None; ready.len()];
     for (i, k) in keys.iter().enumerate() {
         if let Some(s) = seen.scores.get(k).filter(|_| seen.capacity > 0) {
             reused[i] = true;
-            earlier.insert(i, s.clone());
+            results[i] = Some(Ok(s.clone()));
         } else if seen.capacity > 0 && first_of.contains_key(k) {
             reused[i] = true;
         } else {
@@ -392,53 +396,47 @@ fn infer_chunk(
             todo.push(i);
         }
     }
-    let todo_prepared: Vec<Prepared> = todo.iter().map(|&i| ready[i].clone()).collect();
-    let mut fresh: std::collections::HashMap<usize, std::result::Result<Vec<Vec<f32>>, String>> =
-        std::collections::HashMap::new();
-    match engine.classifier.window_scores(&todo_prepared) {
+    let todo_prepared: Vec<&Prepared> = todo.iter().map(|&i| ready[i]).collect();
+    match labeller.classifier.window_scores(&todo_prepared) {
         Ok(scores) => {
             for (&i, s) in todo.iter().zip(scores) {
-                fresh.insert(i, Ok(s));
+                results[i] = Some(Ok(Arc::new(s)));
             }
         }
         // One failing record must not sink the chunk: on error, score the records one by one.
         Err(_) => {
             for (&i, p) in todo.iter().zip(&todo_prepared) {
-                let r = engine
-                    .classifier
-                    .window_scores(std::slice::from_ref(p))
-                    .map(|mut v| v.remove(0))
-                    .map_err(|e| e.to_string());
-                fresh.insert(i, r);
+                results[i] = Some(
+                    labeller
+                        .classifier
+                        .window_scores(std::slice::from_ref(p))
+                        .map(|mut v| Arc::new(v.remove(0)))
+                        .map_err(|e| e.to_string()),
+                );
             }
         }
     }
-    let mut results = Vec::with_capacity(ready.len());
-    for (i, k) in keys.iter().enumerate() {
-        let scores = if let Some(s) = earlier.remove(&i) {
-            Ok(s)
-        } else if let Some(r) = fresh.get(&i) {
-            if let Ok(s) = r {
-                seen.insert(*k, s.clone());
-            }
-            r.clone()
-        } else {
-            // a repeat of a text first met earlier in this chunk
-            fresh
-                .get(&first_of[k])
-                .cloned()
-                .unwrap_or_else(|| Err("no scores for this text".into()))
-        };
-        results.push(scores.map(|s| {
-            engine
-                .classifier
-                .classify_scored(std::slice::from_ref(ready[i]), vec![s])
-                .remove(0)
-        }));
+    for &i in &todo {
+        if let Some(Ok(s)) = &results[i] {
+            seen.insert(keys[i], s.clone());
+        }
     }
-    let names = engine.classifier.label_names();
-    let model = engine.classifier.model_id();
-    let mut results = results.into_iter().zip(reused);
+    // a repeat of a text first met earlier in this chunk shares its scores
+    for (i, k) in keys.iter().enumerate() {
+        if results[i].is_none() {
+            results[i] = Some(
+                results[first_of[k]]
+                    .clone()
+                    .unwrap_or_else(|| Err("no scores for this text".into())),
+            );
+        }
+    }
+    let names = labeller.classifier.label_names();
+    let model = labeller.classifier.model_id();
+    let mut results = results
+        .into_iter()
+        .map(|r| r.expect("every text has a result"))
+        .zip(reused);
     let lines = chunk
         .items
         .iter()
@@ -447,10 +445,12 @@ fn infer_chunk(
             Item::Failed(pos, e) => Some(error_line(e, *pos)),
             Item::Ready(pos, rec, lang, p) => {
                 Some(match results.next().expect("one result per record") {
-                    (Ok(mut c), reused) => {
-                        engine
-                            .classifier
-                            .apply_language_thresholds(&mut c, lang.lang());
+                    (Ok(scores), reused) => {
+                        let c = labeller.classifier.classify_window_scores(
+                            p,
+                            &scores,
+                            Some(lang.lang()),
+                        );
                         let out = OutputRecord::new(&rec.id, *pos, lang, &c, model);
                         Line::Labelled {
                             json: if options.csv_output {
@@ -502,13 +502,14 @@ fn infer_chunk(
 }
 
 /// Labels every record of `input` (JSON Lines), writing one output line per labelled record to
-/// `output` and one error record per failed record to `errors`, both in input order. After each
+/// `output` (after the header, for a CSV output that is still empty) and one error record per
+/// failed record to `errors`, both in input order. After each
 /// chunk both outputs are made durable and `checkpoint` is called, so that a killed run can
 /// resume exactly where the last checkpoint left it (`start` is that checkpoint's summary).
 #[tracing::instrument(skip_all, fields(input = %options.input_name))]
 #[allow(clippy::too_many_arguments)]
 pub fn run(
-    engine: &Engine,
+    labeller: &Labeller,
     input: Box<dyn Iterator<Item = RawRecord> + Send>,
     output: &mut Sink,
     errors: &mut Sink,
@@ -518,7 +519,7 @@ pub fn run(
     checkpoint: &mut dyn FnMut(&Checkpoint) -> std::io::Result<()>,
 ) -> Result<Summary> {
     let started = Instant::now();
-    let names = engine.classifier.label_names();
+    let names = labeller.classifier.label_names();
     let mut summary = start.unwrap_or_else(|| Summary {
         labels: names
             .iter()
@@ -533,6 +534,12 @@ pub fn run(
         output: name.to_owned(),
         source,
     };
+    // a CSV output starts with its header (a resumed one already has it)
+    if options.csv_output && output.written() == 0 {
+        output
+            .line(&crate::record::csv_header(&names))
+            .map_err(|e| werr(output.name(), e))?;
+    }
     let result = std::thread::scope(|s| -> Result<()> {
         let (raw_tx, raw_rx) = bounded::<RawChunk>(2);
         let (prep_tx, prep_rx) = bounded::<PrepChunk>(2);
@@ -542,7 +549,10 @@ pub fn run(
         s.spawn(move || read_chunks(input, options, stop, external, raw_tx));
         s.spawn(move || {
             for chunk in raw_rx {
-                if prep_tx.send(prepare_chunk(engine, options, chunk)).is_err() {
+                if prep_tx
+                    .send(prepare_chunk(labeller, options, chunk))
+                    .is_err()
+                {
                     return;
                 }
             }
@@ -558,7 +568,7 @@ pub fn run(
                     tracing::debug_span!("chunk", seq = chunk.seq, records = chunk.items.len())
                         .entered();
                 if done_tx
-                    .send(infer_chunk(engine, options, &mut seen, chunk))
+                    .send(infer_chunk(labeller, options, &mut seen, chunk))
                     .is_err()
                 {
                     return;

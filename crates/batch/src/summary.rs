@@ -64,6 +64,50 @@ pub struct Summary {
 }
 
 impl Summary {
+    /// Adds another run's counts (a shard of the same input and labels): every count, the
+    /// languages and error kinds, and the flags that a part stopped early or was interrupted.
+    /// Refuses a summary of other labels.
+    pub fn add(&mut self, s: &Summary) -> Result<(), String> {
+        if self.labels.is_empty() {
+            self.labels = s
+                .labels
+                .iter()
+                .map(|(l, _)| (l.clone(), Default::default()))
+                .collect();
+        }
+        if !self
+            .labels
+            .iter()
+            .map(|l| &l.0)
+            .eq(s.labels.iter().map(|l| &l.0))
+        {
+            return Err("the parts were labelled with different labels".into());
+        }
+        for ((_, a), (_, b)) in self.labels.iter_mut().zip(&s.labels) {
+            a.flagged += b.flagged;
+            a.top += b.top;
+        }
+        self.records += s.records;
+        self.labelled += s.labelled;
+        self.errors += s.errors;
+        self.chars += s.chars;
+        self.tokens += s.tokens;
+        self.windows += s.windows;
+        self.stopped_early |= s.stopped_early;
+        self.interrupted |= s.interrupted;
+        for (k, v) in &s.unlisted_languages {
+            *self.unlisted_languages.entry(k.clone()).or_default() += v;
+        }
+        self.unflagged += s.unflagged;
+        for (k, v) in &s.languages {
+            *self.languages.entry(k.clone()).or_default() += v;
+        }
+        for (k, v) in &s.error_kinds {
+            *self.error_kinds.entry(k.clone()).or_default() += v;
+        }
+        Ok(())
+    }
+
     /// Records per second of wall time.
     pub fn records_per_sec(&self) -> f64 {
         self.records as f64 / self.elapsed.as_secs_f64().max(1e-9)

@@ -70,10 +70,21 @@ pub enum Error {
         /// What is wrong.
         message: String,
     },
-    /// The text to classify cannot be classified (for example, it is empty).
+    /// The text to classify cannot be tokenized (the tokenizer refused this text).
     #[error("text: {0}")]
     Input(String),
-    /// The chosen backend is not built in, or failed.
+    /// An option's value that this build, this machine or the other options cannot run: names
+    /// the option (as `workspace.toml`'s `[model]` section does), its value and what it needs.
+    #[error("{option} = {value}: {requires}")]
+    Unsupported {
+        /// The option (`backend`, `dtype`, `device`, `refine_margin`, ...).
+        option: String,
+        /// Its value.
+        value: String,
+        /// What it needs that is not there.
+        requires: String,
+    },
+    /// The engine failed to load or run (its library, a session, a forward pass).
     #[error("backend: {message}")]
     Backend {
         /// What is wrong.
@@ -82,6 +93,22 @@ pub enum Error {
     /// The tensor library failed during inference.
     #[error("inference: {0}")]
     Candle(#[from] candle_core::Error),
+}
+
+impl Error {
+    /// Whether the error is in the configuration (the labels, the options, a head or model
+    /// that does not fit them): fixed by changing the configuration. Unreadable or broken
+    /// files, engine and inference failures are not.
+    pub fn is_config(&self) -> bool {
+        matches!(
+            self,
+            Error::Labels { .. }
+                | Error::Unsupported { .. }
+                | Error::UnsupportedModel { .. }
+                | Error::MissingFile { .. }
+                | Error::Head { .. }
+        )
+    }
 }
 
 /// `Result` with this crate's [`Error`].

@@ -1,7 +1,7 @@
 //! Tokenization into windows: a text longer than the model's maximum is cut into overlapping
 //! windows, each with the special tokens and the prefix, and each knowing its character span.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use tokenizers::Tokenizer;
 
@@ -48,7 +48,6 @@ pub struct WindowOptions {
 /// `tokenizer.json` plus the windowing rules.
 pub struct TextTokenizer {
     tokenizer: Tokenizer,
-    path: PathBuf,
     cls: u32,
     sep: u32,
     prefix: Vec<u32>,
@@ -94,7 +93,6 @@ impl TextTokenizer {
         let overlap = options.overlap.min(budget / 2);
         Ok(TextTokenizer {
             tokenizer,
-            path: path.to_owned(),
             cls,
             sep,
             prefix,
@@ -122,10 +120,7 @@ impl TextTokenizer {
     fn encode(&self, text: &str) -> Result<tokenizers::Encoding> {
         self.tokenizer
             .encode_char_offsets(text, false)
-            .map_err(|e| Error::Tokenizer {
-                path: self.path.clone(),
-                message: e.to_string(),
-            })
+            .map_err(|e| Error::Input(e.to_string()))
     }
 
     /// Cuts `text` into windows of at most `max_tokens` tokens that overlap by `overlap`.

@@ -53,6 +53,7 @@ pub fn check_on_device(
     let c = ClassifierBuilder::new(&dir)
         .labels(labels)
         .backend(backend)
+        .ort_library(crate::ort_path())
         .precision(precision)
         .device(device)
         .build()
@@ -122,6 +123,9 @@ fn a_label_the_checkpoint_does_not_have_is_an_error() {
 
 #[test]
 fn thresholds_flag_labels() {
+    if !crate::have_e5() {
+        return;
+    }
     let mut labels = LabelsConfig {
         mode: Mode::Checkpoint,
         multi_label: true,
@@ -147,6 +151,9 @@ fn thresholds_flag_labels() {
 
 #[test]
 fn head_mode_scores_pooled_embeddings_with_the_head_file() {
+    if !crate::have_e5() {
+        return;
+    }
     use candle_core::{Device, Tensor};
     let model = root().join("tests/data/models/tiny-bert-cls");
     let head = tempfile::tempdir().unwrap();

@@ -69,11 +69,17 @@ fn classifier() -> &'static Classifier {
 
 #[test]
 fn weights_are_the_ones_the_reference_was_computed_on() {
+    if !crate::have_e5() {
+        return;
+    }
     assert_eq!(classifier().weights_sha256(), reference().weights_sha256);
 }
 
 #[test]
 fn token_ids_match_the_reference_tokenizer() {
+    if !crate::have_e5() {
+        return;
+    }
     let r = reference();
     assert_eq!(r.prefix, "query: ");
     assert!(r.texts.len() >= 20);
@@ -90,6 +96,9 @@ fn token_ids_match_the_reference_tokenizer() {
 
 #[test]
 fn embeddings_match_transformers() {
+    if !crate::have_e5() {
+        return;
+    }
     let r = reference();
     let texts: Vec<&str> = r.texts.iter().map(|t| t.text.as_str()).collect();
     let got = classifier().embed(&texts).unwrap();
@@ -110,6 +119,9 @@ fn embeddings_match_transformers() {
 
 #[test]
 fn scores_do_not_depend_on_the_batch() {
+    if !crate::have_e5() {
+        return;
+    }
     let c = classifier();
     let short = "Gagnez 5000 euros par semaine, cliquez ici !";
     let long = "Le conseil municipal a voté le budget des bibliothèques. ".repeat(40);
@@ -134,6 +146,9 @@ fn scores_do_not_depend_on_the_batch() {
 
 #[test]
 fn prototypes_label_clear_cases_and_ordinary_text_gets_no_label() {
+    if !crate::have_e5() {
+        return;
+    }
     // one English description carries across languages only so far (Russian propaganda scores
     // 0.29 with it alone): a taxonomy gives examples in several languages, as workspace.toml does
     let mut labels = labels();
@@ -184,6 +199,9 @@ fn prototypes_label_clear_cases_and_ordinary_text_gets_no_label() {
 
 #[test]
 fn prototype_scores_stand_on_their_own_and_counter_examples_lower_them() {
+    if !crate::have_e5() {
+        return;
+    }
     let dir = e5_dir();
     let build = |labels: LabelsConfig| {
         ClassifierBuilder::new(&dir)
@@ -244,6 +262,9 @@ fn c_embed(c: &Classifier, text: &str) -> Vec<f32> {
 
 #[test]
 fn long_texts_are_windowed_and_the_evidence_points_at_the_right_window() {
+    if !crate::have_e5() {
+        return;
+    }
     let c = classifier();
     let filler = "The committee met on Tuesday to discuss the maintenance schedule of the municipal parks and the budget of the libraries. ";
     let spam = "WIN FREE MONEY NOW!!! Click this link to claim your free iPhone prize, limited offer, easy cash from home!!! ";
@@ -299,6 +320,9 @@ fn a_missing_model_directory_is_a_clear_error() {
 
 #[test]
 fn a_label_without_description_or_examples_is_an_error() {
+    if !crate::have_e5() {
+        return;
+    }
     let mut labels = labels();
     labels.labels.push(("empty".into(), LabelSpec::default()));
     let err = ClassifierBuilder::new(e5_dir())

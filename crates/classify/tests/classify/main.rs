@@ -34,17 +34,54 @@ pub fn refusal(builder: triage_classify::ClassifierBuilder, what: &str) -> Strin
     }
 }
 
-/// The default model directory; the tests that need it fail (never skip) when it is missing.
-pub fn e5_dir() -> PathBuf {
-    let dir = std::env::var_os("TRIAGE_E5_DIR")
+/// Says why a test does not run, and returns; under `TRIAGE_TEST_STRICT` (set by
+/// `scripts/test.sh`, which installs everything) no test may skip, and this fails it.
+pub fn skip(why: &str) {
+    if std::env::var_os("TRIAGE_TEST_STRICT").is_some() {
+        panic!("{why} (TRIAGE_TEST_STRICT: no test may skip)");
+    }
+    eprintln!("skipped: {why}");
+}
+
+fn e5_path() -> PathBuf {
+    std::env::var_os("TRIAGE_E5_DIR")
         .map(PathBuf::from)
-        .unwrap_or_else(|| root().join("models/multilingual-e5-small"));
-    assert!(
-        dir.join("model.safetensors").exists(),
-        "{} is missing: run `scripts/setup.sh` (it imports the default model) before the tests",
-        dir.display()
-    );
-    dir
+        .unwrap_or_else(|| root().join("models/multilingual-e5-small"))
+}
+
+/// Whether the default model is installed; if not, the test skips and says so.
+pub fn have_e5() -> bool {
+    let dir = e5_path();
+    let there = dir.join("model.safetensors").exists();
+    if !there {
+        skip(&format!(
+            "{} is missing: `scripts/setup.sh` imports the default model",
+            dir.display()
+        ));
+    }
+    there
+}
+
+/// The default model directory (a test checks [`have_e5`] first).
+pub fn e5_dir() -> PathBuf {
+    e5_path()
+}
+
+/// ONNX Runtime's library (`ORT_DYLIB_PATH`), for the builders of the `ort` backend.
+pub fn ort_path() -> Option<PathBuf> {
+    std::env::var_os("ORT_DYLIB_PATH").map(PathBuf::from)
+}
+
+/// Whether ONNX Runtime's library is there; if not, the test skips and says so.
+pub fn have_ort() -> bool {
+    match ort_path() {
+        Some(p) if p.is_file() => true,
+        Some(p) => panic!("ORT_DYLIB_PATH={}: no such file", p.display()),
+        None => {
+            skip("ORT_DYLIB_PATH is not set: `eval \"$(scripts/setup_onnxruntime.sh)\"` installs ONNX Runtime");
+            false
+        }
+    }
 }
 
 pub fn cosine(a: &[f32], b: &[f32]) -> f32 {

@@ -1,7 +1,8 @@
 //! The `ort` backend (ONNX Runtime on a graph triage writes from the same weights) against the
 //! values Python `transformers` computed: logits of the tiny checkpoints and the default
 //! model's embeddings in f32, and int8 within its documented error. The library comes from
-//! `ORT_DYLIB_PATH` (scripts/setup_onnxruntime.sh); these tests fail, never skip, without it.
+//! `ORT_DYLIB_PATH` (scripts/setup_onnxruntime.sh); without it these tests skip and say so (and fail under `TRIAGE_TEST_STRICT`, as
+//! `scripts/test.sh` runs them).
 
 use triage_classify::{Backend, Precision};
 
@@ -16,6 +17,7 @@ fn int8_needs_the_ort_backend() {
         let err = crate::refusal(
             crate::tiny_checkpoint("tiny-bert-cls")
                 .backend(backend)
+                .ort_library(crate::ort_path())
                 .precision(Precision::Int8),
             "int8 is the ort backend's",
         );
@@ -34,17 +36,11 @@ fn the_ort_backend_without_the_feature_is_a_clear_error() {
 }
 
 #[cfg(feature = "ort")]
-fn library() {
-    let path = std::env::var_os("ORT_DYLIB_PATH").expect(
-        "ORT_DYLIB_PATH is not set: run `eval \"$(scripts/setup_onnxruntime.sh)\"` before the tests",
-    );
-    assert!(std::path::Path::new(&path).is_file(), "{path:?} is missing");
-}
-
-#[cfg(feature = "ort")]
 #[test]
 fn checkpoint_logits_match_transformers_in_f32() {
-    library();
+    if !crate::have_ort() {
+        return;
+    }
     check_on(
         "tiny-bert-cls",
         Activation::Softmax,
@@ -64,7 +60,9 @@ fn checkpoint_logits_match_transformers_in_f32() {
 #[cfg(feature = "ort")]
 #[test]
 fn checkpoint_logits_in_int8_are_close() {
-    library();
+    if !crate::have_ort() {
+        return;
+    }
     // random weights spread evenly: int8 keeps the logits within a few hundredths
     check_on(
         "tiny-bert-cls",
@@ -78,13 +76,19 @@ fn checkpoint_logits_in_int8_are_close() {
 #[cfg(feature = "ort")]
 #[test]
 fn default_model_embeddings_match_transformers() {
-    library();
+    if !crate::have_e5() {
+        return;
+    }
+    if !crate::have_ort() {
+        return;
+    }
     let r = crate::e5::reference();
     let texts: Vec<&str> = r.texts.iter().map(|t| t.text.as_str()).collect();
     let build = |p: Precision| {
         ClassifierBuilder::new(e5_dir())
             .prefix(&r.prefix)
             .backend(Backend::Ort)
+            .ort_library(crate::ort_path())
             .precision(p)
             .build_embedder()
             .unwrap()
@@ -115,10 +119,16 @@ fn default_model_embeddings_match_transformers() {
 #[cfg(feature = "ort")]
 #[test]
 fn int8_states_do_not_depend_on_the_batch() {
-    library();
+    if !crate::have_e5() {
+        return;
+    }
+    if !crate::have_ort() {
+        return;
+    }
     let e = ClassifierBuilder::new(e5_dir())
         .prefix("query: ")
         .backend(Backend::Ort)
+        .ort_library(crate::ort_path())
         .precision(Precision::Int8)
         .build_embedder()
         .unwrap();
@@ -138,6 +148,7 @@ fn refinement_needs_int8_on_ort_and_a_margin_between_0_and_1() {
         crate::refusal(
             crate::tiny_checkpoint("tiny-bert-cls")
                 .backend(backend)
+                .ort_library(crate::ort_path())
                 .precision(precision)
                 .refine_margin(Some(margin)),
             "refused",
@@ -157,6 +168,7 @@ fn prototypes_on(precision: Precision, refine: Option<f32>) -> triage_classify::
         .prefix("query: ")
         .labels(crate::e5::labels())
         .backend(Backend::Ort)
+        .ort_library(crate::ort_path())
         .precision(precision)
         .refine_margin(refine)
         .build()
@@ -175,7 +187,12 @@ fn score_rows(c: &triage_classify::Classifier, texts: &[&str]) -> Vec<Vec<f32>> 
 #[cfg(feature = "ort")]
 #[test]
 fn int8_windows_near_a_decision_are_scored_again_in_f32() {
-    library();
+    if !crate::have_e5() {
+        return;
+    }
+    if !crate::have_ort() {
+        return;
+    }
     let texts = [
         "Join the fight, brothers, the hour has come.",
         "Gagnez 5000 euros par semaine, cliquez ici !",

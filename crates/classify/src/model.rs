@@ -1,6 +1,9 @@
-//! The BERT-family encoder (BERT, RoBERTa, XLM-RoBERTa) on candle.
+//! The BERT-family encoder (BERT, RoBERTa, XLM-RoBERTa) on candle, and the padded batches of
+//! windows every engine takes ([`EncoderInputs`]).
 //!
 //! Model code does no file I/O: it is handed a [`VarBuilder`] rooted at the encoder's tensors.
+//! It knows no other engine: [`BertModel::take_layers`] hands its layers' tensors out as plain
+//! [`LayerWeights`] for an engine that runs them itself (ONNX Runtime).
 
 use candle_core::{Device, Module, Tensor, D};
 use candle_nn::{
@@ -18,6 +21,20 @@ pub struct EncoderInputs {
     pub positions: Tensor,
     /// 1.0 for real tokens, 0.0 for padding, `[batch, len]`, f32.
     pub mask: Tensor,
+    /// Each window's real tokens (its row's ones in `mask`).
+    pub lens: Vec<usize>,
+}
+
+/// The tensors of one transformer layer, weights as candle holds them (`[out, in]`), each
+/// with its bias: for an engine that runs the layers itself.
+#[cfg_attr(not(feature = "ort"), allow(dead_code))]
+pub(crate) struct LayerWeights {
+    pub qkv: (Tensor, Tensor),
+    pub attn_out: (Tensor, Tensor),
+    pub attn_norm: (Tensor, Tensor),
+    pub ffn_in: (Tensor, Tensor),
+    pub ffn_out: (Tensor, Tensor),
+    pub ffn_norm: (Tensor, Tensor),
 }
 
 struct Embeddings {
@@ -77,6 +94,7 @@ impl InputsOf {
             ids: Tensor::from_vec(ids, (n, len), device)?,
             positions: Tensor::from_vec(pos, (n, len), device)?,
             mask: Tensor::from_vec(mask, (n, len), device)?,
+            lens: windows.iter().map(|w| w.len()).collect(),
         })
     }
 }
@@ -117,7 +135,7 @@ fn gelu_erf(x: &Tensor) -> candle_core::Result<Tensor> {
 }
 
 /// A BERT-family transformer encoder.
-pub struct Encoder {
+pub struct BertModel {
     embeddings: Embeddings,
     layers: Vec<Layer>,
     heads: usize,
@@ -136,7 +154,7 @@ fn ln(size: usize, eps: f64, vb: VarBuilder) -> candle_core::Result<LayerNorm> {
     )
 }
 
-impl Encoder {
+impl BertModel {
     /// Builds the encoder from its tensors (`embeddings.*`, `encoder.layer.*`).
     pub fn load(vb: VarBuilder, config: &ModelConfig) -> candle_core::Result<Self> {
         let c: &BertConfig = config.bert();
@@ -175,7 +193,7 @@ impl Encoder {
                 ffn_norm: ln(h, c.layer_norm_eps, l.pp("output.LayerNorm"))?,
             });
         }
-        Ok(Encoder {
+        Ok(BertModel {
             embeddings,
             layers,
             heads: c.num_attention_heads,
@@ -220,14 +238,20 @@ impl Encoder {
         e.norm.forward(&hidden)
     }
 
-    #[cfg(feature = "ort")]
+    /// Attention heads of each layer.
+    pub fn heads(&self) -> usize {
+        self.heads
+    }
+
+    /// The feed-forward activation.
+    pub fn activation(&self) -> HiddenAct {
+        self.act
+    }
+
     /// Removes the transformer layers (for another engine to run them), leaving the
-    /// embeddings: their weights, and the graph settings.
-    pub(crate) fn take_layers(
-        &mut self,
-        eps: f64,
-        int8: bool,
-    ) -> (Vec<crate::onnx::LayerWeights>, crate::onnx::GraphSpec) {
+    /// embeddings ([`BertModel::embed`]).
+    #[cfg_attr(not(feature = "ort"), allow(dead_code))]
+    pub(crate) fn take_layers(&mut self) -> Vec<LayerWeights> {
         let pair = |l: &Linear| {
             (
                 l.weight().clone(),
@@ -240,9 +264,9 @@ impl Encoder {
                 n.bias().expect("encoder layer norms have a bias").clone(),
             )
         };
-        let layers = std::mem::take(&mut self.layers)
+        std::mem::take(&mut self.layers)
             .iter()
-            .map(|l| crate::onnx::LayerWeights {
+            .map(|l| LayerWeights {
                 qkv: pair(&l.qkv),
                 attn_out: pair(&l.attn_out),
                 attn_norm: norm(&l.attn_norm),
@@ -250,17 +274,7 @@ impl Encoder {
                 ffn_out: pair(&l.ffn_out),
                 ffn_norm: norm(&l.ffn_norm),
             })
-            .collect();
-        let spec = crate::onnx::GraphSpec {
-            hidden: self.hidden,
-            heads: self.heads,
-            eps: eps as f32,
-            act: self.act,
-            int8,
-            bf16_attention: false,
-            fused_ffn: false,
-        };
-        (layers, spec)
+            .collect()
     }
 
     fn layer(&self, l: &Layer, x: &Tensor, bias: &Tensor) -> candle_core::Result<Tensor> {

@@ -13,12 +13,15 @@ use triage_classify::{Classifier, ModelOptions};
 
 const MAGIC: &[u8; 8] = b"TRIEMB01";
 
+/// Window embeddings of one model and windowing setup, by SHA-256 of the text.
 pub struct EmbeddingCache {
     path: PathBuf,
     hidden: usize,
     map: HashMap<[u8; 32], Vec<Vec<f32>>>,
     fresh: Vec<[u8; 32]>,
+    /// Texts found in the cache since it was opened.
     pub hits: usize,
+    /// Texts embedded since it was opened.
     pub misses: usize,
 }
 

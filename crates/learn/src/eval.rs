@@ -1,388 +1,41 @@
-//! `triage train` and `triage eval`: teach the team's taxonomy and measure it per language.
+//! `triage eval`: per label and language precision, recall and F1, thresholds, hard negatives
+//! and ordinary text, a confusion matrix and pictures, on a gold set.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
 use serde::Serialize;
-use serde_json::Value;
-use sha2::{Digest, Sha256};
-use triage_batch::{Engine, InputConfig, WorkspaceConfig};
-use triage_classify::metrics::{self, Prf, ThresholdPoint};
-use triage_classify::train::{self, Dataset, TrainOptions};
-use triage_classify::{ClassifierBuilder, HeadMeta, Mode};
+use triage_batch::{Labeller, WorkspaceConfig};
+use triage_classify::{HeadMeta, Mode};
 
 use crate::embed_cache::EmbeddingCache;
-
-/// One labelled example (training) or gold record (evaluation).
-pub struct Example {
-    pub line: u64,
-    pub text: String,
-    /// Empty for a text of none of the labels.
-    pub labels: Vec<String>,
-    pub lang: Option<String>,
-    /// The label this text is a hard negative of (`"counter_to"`), if it is one.
-    pub counter_to: Option<String>,
-    /// What kind of text it is (`"kind"`: news, counter_speech, quote, ...), for reports.
-    pub kind: Option<String>,
-}
-
-/// Reads `{"text": ..., "label": "x"}` or `{"text": ..., "labels": ["x", "y"]}` lines; a text
-/// of none of the labels says `"labels": []` or `"label": "none"`. An optional `"lang"` gives
-/// the gold language, `"counter_to"` the label it is a hard negative of, `"kind"` what kind of
-/// text it is. Bad lines are reported, not fatal.
-pub fn read_examples(path: &Path, input: &InputConfig) -> Result<(Vec<Example>, Vec<String>)> {
-    read_lines(path, input, true)
-}
-
-/// Reads texts of JSON Lines (`"text"`, optional `"lang"`) whatever labels they say, for a
-/// background sample.
-pub fn read_texts(path: &Path, input: &InputConfig) -> Result<(Vec<Example>, Vec<String>)> {
-    read_lines(path, input, false)
-}
-
-fn read_lines(
-    path: &Path,
-    input: &InputConfig,
-    labelled: bool,
-) -> Result<(Vec<Example>, Vec<String>)> {
-    let bytes = std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
-    let mut out = Vec::new();
-    let mut bad = Vec::new();
-    for (i, line) in bytes.split(|&b| b == b'\n').enumerate() {
-        let line_no = i as u64 + 1;
-        let line = line.strip_suffix(b"\r").unwrap_or(line);
-        if line.iter().all(u8::is_ascii_whitespace) {
-            continue;
-        }
-        let at = |why: String| format!("{}:{line_no}: {why}", path.display());
-        let v: Value = match serde_json::from_slice(line) {
-            Ok(v) => v,
-            Err(e) => {
-                bad.push(at(format!("invalid JSON: {e}")));
-                continue;
-            }
-        };
-        let Some(text) = v
-            .get(&input.text_field)
-            .and_then(Value::as_str)
-            .filter(|t| !t.trim().is_empty())
-        else {
-            bad.push(at(format!(
-                "field {:?} is missing, empty or not a string",
-                input.text_field
-            )));
-            continue;
-        };
-        let labels: Vec<String> = match (v.get("labels"), v.get("label")) {
-            (Some(Value::Array(a)), _) if a.iter().all(Value::is_string) => a
-                .iter()
-                .filter_map(|x| x.as_str().map(str::to_owned))
-                .collect(),
-            (None, Some(Value::String(s))) if s == NONE => Vec::new(),
-            (None, Some(Value::String(s))) => vec![s.clone()],
-            _ if !labelled => Vec::new(),
-            _ => {
-                bad.push(at(format!(
-                    "no \"label\" string or \"labels\" array of strings (\"labels\": [] or \"label\": \"{NONE}\" for a text of no label)"
-                )));
-                continue;
-            }
-        };
-        let string = |k: &str| v.get(k).and_then(Value::as_str).map(str::to_owned);
-        out.push(Example {
-            line: line_no,
-            text: text.to_owned(),
-            labels,
-            lang: string("lang"),
-            counter_to: string("counter_to"),
-            kind: string("kind"),
-        });
-    }
-    Ok((out, bad))
-}
-
-/// The label name that means "none of the labels" in examples and gold sets.
-pub const NONE: &str = "none";
-
-/// Options of `triage train`.
-pub struct TrainArgs {
-    pub examples: PathBuf,
-    pub config_path: PathBuf,
-    pub out: PathBuf,
-    pub recipe: Option<PathBuf>,
-    pub config: WorkspaceConfig,
-    pub model_dir: PathBuf,
-    pub cache_dir: PathBuf,
-    pub multi_label: Option<bool>,
-    pub options: TrainOptions,
-}
-
-/// The workspace's `counter_examples`, as examples of none of the labels.
-fn counter_examples(config: &WorkspaceConfig) -> Vec<Example> {
-    config
-        .labels
-        .labels
-        .iter()
-        .flat_map(|(name, spec)| {
-            spec.counter_examples.iter().map(move |t| Example {
-                line: 0,
-                text: t.clone(),
-                labels: Vec::new(),
-                lang: None,
-                counter_to: Some(name.clone()),
-                kind: None,
-            })
-        })
-        .collect()
-}
-
-fn mean_window(windows: &[Vec<f32>]) -> Vec<f32> {
-    let mut v = vec![0f32; windows[0].len()];
-    for w in windows {
-        v.iter_mut()
-            .zip(w)
-            .for_each(|(a, b)| *a += b / windows.len() as f32);
-    }
-    v
-}
-
-pub fn train_head(args: TrainArgs) -> Result<bool> {
-    let (examples, bad) = read_examples(&args.examples, &args.config.input)?;
-    for b in &bad {
-        eprintln!("triage: skipped {b}");
-    }
-    if examples.is_empty() {
-        bail!("{}: no usable examples", args.examples.display());
-    }
-    // texts of no label can only be taught to independent sigmoids: a softmax must pick one
-    let multi = args
-        .multi_label
-        .unwrap_or_else(|| examples.iter().any(|e| e.labels.len() != 1));
-    let mut examples = examples;
-    let known: BTreeSet<&str> = examples
-        .iter()
-        .flat_map(|e| e.labels.iter().map(String::as_str))
-        .collect();
-    let counters: Vec<Example> = counter_examples(&args.config)
-        .into_iter()
-        .filter(|e| e.counter_to.as_deref().is_some_and(|l| known.contains(l)))
-        .collect();
-    if !counters.is_empty() {
-        if multi {
-            eprintln!(
-                "{} counter-examples of these labels from {} (counter_examples), as texts of none of the labels",
-                counters.len(),
-                args.config_path.display()
-            );
-            examples.extend(counters);
-        } else {
-            eprintln!(
-                "{} counter-examples in {} not used: a single-label softmax has no \"none\" (train with --multi-label to use them)",
-                counters.len(),
-                args.config_path.display()
-            );
-        }
-    }
-    let classifier = ClassifierBuilder::new(&args.model_dir)
-        .options(args.config.model.clone())
-        .build_embedder()?;
-    let labels: Vec<String> = examples
-        .iter()
-        .flat_map(|e| e.labels.iter().cloned())
-        .collect::<BTreeSet<_>>()
-        .into_iter()
-        .collect();
-    if labels.is_empty() {
-        bail!(
-            "{}: every example is of none of the labels; a head needs positives",
-            args.examples.display()
-        );
-    }
-    if !multi {
-        if let Some(e) = examples.iter().find(|e| e.labels.len() != 1) {
-            bail!(
-                "{}:{}: {} labels, but --single-label was asked for (a softmax needs exactly one per example)",
-                args.examples.display(),
-                e.line,
-                e.labels.len()
-            );
-        }
-    }
-    eprintln!(
-        "{} examples, {} labels ({}), {}",
-        examples.len(),
-        labels.len(),
-        labels.join(", "),
-        if multi {
-            "multi-label: one-vs-rest sigmoids"
-        } else {
-            "single-label: softmax"
-        }
-    );
-    let mut cache = EmbeddingCache::open(&args.cache_dir, &classifier, &args.config.model)?;
-    let texts: Vec<&str> = examples.iter().map(|e| e.text.as_str()).collect();
-    let windows = cache.window_embeddings(&classifier, &texts)?;
-    cache.save()?;
-    eprintln!(
-        "embeddings: {} cached, {} computed",
-        cache.hits, cache.misses
-    );
-    let x: Vec<Vec<f32>> = windows.iter().map(|w| mean_window(w)).collect();
-    let y: Vec<Vec<usize>> = examples
-        .iter()
-        .map(|e| {
-            e.labels
-                .iter()
-                .map(|l| labels.binary_search(l).expect("label in set"))
-                .collect::<BTreeSet<_>>()
-                .into_iter()
-                .collect()
-        })
-        .collect();
-    let opts = TrainOptions {
-        multi_label: multi,
-        ..args.options.clone()
-    };
-    let head = train::train(
-        &Dataset {
-            x: &x,
-            y: &y,
-            labels: labels.len(),
-        },
-        &opts,
-        &mut |s| {
-            if s.epoch == 1 || s.epoch % 50 == 0 {
-                eprintln!(
-                "epoch {:>4}: train loss {:.4}, validation loss {:.4}, validation macro-F1 {:.3}",
-                s.epoch, s.train_loss, s.val_loss, s.val_macro_f1
-            );
-            }
-        },
-    )?;
-    let last = head.history.last().map_or(0, |s| s.epoch);
-    eprintln!(
-        "stopped after {last} epochs; kept epoch {}",
-        head.best_epoch
-    );
-
-    let mut data_hash = Sha256::new();
-    for (e, ys) in examples.iter().zip(&y) {
-        data_hash.update(e.text.as_bytes());
-        data_hash.update([0]);
-        for &k in ys {
-            data_hash.update(labels[k].as_bytes());
-            data_hash.update([1]);
-        }
-        data_hash.update([0xff]);
-    }
-    let data_sha256: String = data_hash
-        .finalize()
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect();
-    let recipe: Option<Value> = match &args.recipe {
-        Some(p) => Some(
-            serde_json::from_slice(
-                &std::fs::read(p).with_context(|| format!("cannot read {}", p.display()))?,
-            )
-            .with_context(|| format!("{}: not JSON", p.display()))?,
-        ),
-        None => None,
-    };
-    let val_macro = metrics::macro_avg(&head.validation_scores);
-    let meta = HeadMeta {
-        labels: labels.clone(),
-        activation: head.activation,
-        thresholds: labels
-            .iter()
-            .cloned()
-            .zip(head.thresholds.iter().copied())
-            .collect(),
-        encoder_sha256: Some(classifier.weights_sha256().to_owned()),
-        data_sha256: Some(data_sha256),
-        prefix: Some(args.config.model.prefix.clone()),
-        training: Some(serde_json::json!({
-            "examples": examples.len(),
-            "validation": head.validation.len(),
-            "best_epoch": head.best_epoch,
-            "epochs_run": last,
-            "options": opts,
-            "validation_macro_f1": val_macro.f1,
-            "source": args.examples.display().to_string(),
-            "recipe": recipe,
-        })),
-    };
-    write_head(
-        &args.out,
-        &head.weight,
-        &head.bias,
-        labels.len(),
-        classifier.hidden_size(),
-        &meta,
-    )?;
-
-    println!(
-        "{:<24} {:>9} {:>7} {:>7} {:>7} {:>8}",
-        "label (validation)", "threshold", "prec", "recall", "F1", "support"
-    );
-    for ((l, t), p) in labels
-        .iter()
-        .zip(&head.thresholds)
-        .zip(&head.validation_scores)
-    {
-        println!(
-            "{l:<24} {t:>9.3} {:>7.3} {:>7.3} {:>7.3} {:>8}",
-            p.precision, p.recall, p.f1, p.support
-        );
-    }
-    println!(
-        "{:<24} {:>9} {:>7.3} {:>7.3} {:>7.3}",
-        "macro", "", val_macro.precision, val_macro.recall, val_macro.f1
-    );
-    println!("head written to {}", args.out.display());
-    Ok(bad.is_empty())
-}
-
-fn write_head(
-    dir: &Path,
-    weight: &[f32],
-    bias: &[f32],
-    labels: usize,
-    hidden: usize,
-    meta: &HeadMeta,
-) -> Result<()> {
-    use safetensors::tensor::{Dtype, TensorView};
-    std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
-    let bytes = |v: &[f32]| v.iter().flat_map(|x| x.to_le_bytes()).collect::<Vec<u8>>();
-    let (w, b) = (bytes(weight), bytes(bias));
-    let views = vec![
-        (
-            "weight".to_string(),
-            TensorView::new(Dtype::F32, vec![labels, hidden], &w)?,
-        ),
-        (
-            "bias".to_string(),
-            TensorView::new(Dtype::F32, vec![labels], &b)?,
-        ),
-    ];
-    safetensors::serialize_to_file(views, None, &dir.join("head.safetensors"))?;
-    std::fs::write(dir.join("head.json"), serde_json::to_vec_pretty(meta)?)?;
-    Ok(())
-}
+use crate::examples::{read_examples, NONE};
+use crate::metrics::{self, Prf, ThresholdPoint};
 
 /// Options of `triage eval`.
 pub struct EvalArgs {
+    /// The gold set (JSON Lines, as [`crate::examples::read_examples`] reads).
     pub gold: PathBuf,
+    /// The workspace configuration file (`workspace.toml`).
     pub config_path: PathBuf,
+    /// The configuration as read from it.
     pub config: WorkspaceConfig,
+    /// The model directory.
     pub model_dir: PathBuf,
+    /// Where window embeddings are cached.
     pub cache_dir: PathBuf,
+    /// Evaluate this head directory instead of the configured labels.
     pub head: Option<PathBuf>,
+    /// A folder for the report files.
     pub out: Option<PathBuf>,
+    /// The precision each label's suggested threshold aims at.
     pub precision: f64,
+    /// The language whose macro-F1 the others are compared with.
     pub reference_language: Option<String>,
+    /// Write the thresholds into the configuration file.
     pub write_thresholds: bool,
+    /// Fewest positives of a label in a language for a threshold of its own.
     pub min_support: u64,
 }
 
@@ -451,6 +104,9 @@ struct HardNegatives {
     languages: BTreeMap<String, (usize, usize)>,
 }
 
+/// Evaluates the workspace (or a head) on a gold set: prints the report, writes it under
+/// `out` when given, and the per-language thresholds when asked. Returns whether every gold
+/// record was usable.
 pub fn eval(mut args: EvalArgs) -> Result<bool> {
     if let Some(h) = &args.head {
         let meta: HeadMeta = serde_json::from_slice(
@@ -464,8 +120,8 @@ pub fn eval(mut args: EvalArgs) -> Result<bool> {
             Some(std::fs::canonicalize(h).with_context(|| format!("no head at {}", h.display()))?);
         args.config.labels.labels.clear();
     }
-    let engine = Engine::from_config(&args.config, &args.model_dir, &args.config_path)?;
-    let c = engine.classifier();
+    let labeller = Labeller::from_config(&args.config, &args.model_dir, &args.config_path)?;
+    let c = labeller.classifier();
     let names: Vec<String> = c.label_names().iter().map(|s| s.to_string()).collect();
     let (gold, skipped) = read_examples(&args.gold, &args.config.input)?;
     for s in &skipped {
@@ -489,7 +145,7 @@ pub fn eval(mut args: EvalArgs) -> Result<bool> {
         );
     }
     let texts: Vec<&str> = gold.iter().map(|g| g.text.as_str()).collect();
-    let (results, detected) = label_texts(&engine, &texts, &args.cache_dir, &args.config)?;
+    let (results, detected) = label_texts(&labeller, &texts, &args.cache_dir, &args.config)?;
     let langs: Vec<String> = gold
         .iter()
         .zip(&detected)
@@ -728,12 +384,12 @@ pub fn eval(mut args: EvalArgs) -> Result<bool> {
 /// Labels `texts` as `triage label` would (the detected language's thresholds applied), with
 /// the window embeddings cached by text hash; also returns each text's detected language.
 pub fn label_texts(
-    engine: &Engine,
+    labeller: &Labeller,
     texts: &[&str],
     cache_dir: &Path,
     config: &WorkspaceConfig,
 ) -> Result<(Vec<triage_classify::Classification>, Vec<&'static str>)> {
-    let c = engine.classifier();
+    let c = labeller.classifier();
     let prepared = texts
         .iter()
         .map(|t| c.prepare(t))
@@ -752,7 +408,7 @@ pub fn label_texts(
     };
     let detected: Vec<&'static str> = texts
         .iter()
-        .map(|t| engine.detector().detect(t).lang())
+        .map(|t| labeller.detector().detect(t).lang())
         .collect();
     for (r, lang) in results.iter_mut().zip(&detected) {
         c.apply_language_thresholds(r, lang);

@@ -8,11 +8,13 @@
 //! - `triage.FfnOutput` ([`output`]): FFN out's product scaled back per token, its bias, f32
 //!   channels and the residual added, and the layer norm.
 //!
-//! The arithmetic is [`crate::onnx`]'s for the same graph in ONNX operators (GELU in the erf
-//! form, by the rational function of [`crate::bert::erf_f32`]), one pass over each token's
+//! The arithmetic is [`crate::backend::ort::graph`]'s for the same graph in ONNX operators (GELU in the erf
+//! form, by the rational function of [`crate::model::erf_f32`]), one pass over each token's
 //! values, in 16 lanes.
 
 use std::arch::x86_64::*;
+
+use super::{check, guarded};
 
 use ort::operator::{
     BoxedKernel, ComputeContext, KernelContext, Operator, OperatorInput, OperatorOutput,
@@ -25,7 +27,11 @@ pub(crate) fn available() -> bool {
 }
 
 /// GELU (erf form) of 16 lanes: `x / 2 (1 + erf(x / sqrt 2))`, erf as
-/// [`crate::bert::erf_f32`] computes it.
+/// [`crate::model::erf_f32`] computes it.
+///
+/// # Safety
+///
+/// The CPU has AVX-512F (no memory is touched).
 #[inline]
 #[target_feature(enable = "avx512f")]
 unsafe fn gelu(x: __m512) -> __m512 {
@@ -73,22 +79,47 @@ pub(crate) struct Activation<'a> {
 /// For each token: `a = z + bias + x[in_channels] @ in_weights`, `g = gelu(a)`; `exact` (`[rows,
 /// out_channels]`) takes `g` at `out_channels`; `v = g * inverse + shift`, `r` (`[rows]`) its
 /// largest (at least 1e-30), `q` (`[rows, i]`) `v / r`.
-pub(crate) fn activation(a: &Activation, q: &mut [f32], r: &mut [f32], exact: &mut [f32]) {
+pub(crate) fn activation(
+    a: &Activation,
+    q: &mut [f32],
+    r: &mut [f32],
+    exact: &mut [f32],
+) -> Result<(), String> {
     let i = a.inverse.len();
     let rows = r.len();
-    assert!(available() && i.is_multiple_of(16) && a.shift.len() == i);
-    assert!(a.z.len() == rows * i && q.len() == rows * i);
-    assert!(a.bias.len() == i);
-    assert!(a.in_weights.len() == a.in_channels.len() * i);
-    assert!(exact.len() == rows * a.out_channels.len());
+    check(
+        available() && i.is_multiple_of(16) && a.shift.len() == i,
+        "available() && i.is_multiple_of(16) && a.shift.len() == i",
+    )?;
+    check(
+        a.z.len() == rows * i && q.len() == rows * i,
+        "a.z.len() == rows * i && q.len() == rows * i",
+    )?;
+    check(a.bias.len() == i, "a.bias.len() == i")?;
+    check(
+        a.in_weights.len() == a.in_channels.len() * i,
+        "a.in_weights.len() == a.in_channels.len() * i",
+    )?;
+    check(
+        exact.len() == rows * a.out_channels.len(),
+        "exact.len() == rows * a.out_channels.len()",
+    )?;
     let h = a.x.len() / rows.max(1);
-    assert!(a.x.len() == rows * h);
+    check(a.x.len() == rows * h, "a.x.len() == rows * h")?;
     let valid = |c: &[i64], n: usize| c.iter().all(|&c| (0..n as i64).contains(&c));
-    assert!(valid(a.in_channels, h) && valid(a.out_channels, i));
+    check(
+        valid(a.in_channels, h) && valid(a.out_channels, i),
+        "valid(a.in_channels, h) && valid(a.out_channels, i)",
+    )?;
     // SAFETY: AVX-512F is there and every index is within the slices (checked above)
-    unsafe { activation_avx512(a, i, h, q, r, exact) }
+    unsafe { activation_avx512(a, i, h, q, r, exact) };
+    Ok(())
 }
 
+/// # Safety
+///
+/// The CPU has AVX-512F, and the slices' lengths and channel indices are those
+/// [`activation`] checks (its only caller).
 #[target_feature(enable = "avx512f")]
 unsafe fn activation_avx512(
     a: &Activation,
@@ -98,43 +129,47 @@ unsafe fn activation_avx512(
     r: &mut [f32],
     exact: &mut [f32],
 ) {
-    let e = a.out_channels.len();
-    let mut picked = Vec::with_capacity(a.in_channels.len());
-    for (t, rt) in r.iter_mut().enumerate() {
-        let z = a.z.as_ptr().add(t * i);
-        let out = q.as_mut_ptr().add(t * i);
-        picked.clear();
-        picked.extend(
-            a.in_channels
-                .iter()
-                .map(|&c| _mm512_set1_ps(a.x[t * h + c as usize])),
-        );
-        // GELU of FFN in's product with its bias and f32 channels
-        for c in (0..i).step_by(16) {
-            let b = _mm512_loadu_ps(a.bias.as_ptr().add(c));
-            let mut v = _mm512_add_ps(_mm512_loadu_ps(z.add(c)), b);
-            for (k, x) in picked.iter().enumerate() {
-                let w = _mm512_loadu_ps(a.in_weights.as_ptr().add(k * i + c));
-                v = _mm512_fmadd_ps(*x, w, v);
+    // SAFETY: the caller keeps this function's contract (# Safety), which is all its
+    // intrinsics and pointer arithmetic need
+    unsafe {
+        let e = a.out_channels.len();
+        let mut picked = Vec::with_capacity(a.in_channels.len());
+        for (t, rt) in r.iter_mut().enumerate() {
+            let z = a.z.as_ptr().add(t * i);
+            let out = q.as_mut_ptr().add(t * i);
+            picked.clear();
+            picked.extend(
+                a.in_channels
+                    .iter()
+                    .map(|&c| _mm512_set1_ps(a.x[t * h + c as usize])),
+            );
+            // GELU of FFN in's product with its bias and f32 channels
+            for c in (0..i).step_by(16) {
+                let b = _mm512_loadu_ps(a.bias.as_ptr().add(c));
+                let mut v = _mm512_add_ps(_mm512_loadu_ps(z.add(c)), b);
+                for (k, x) in picked.iter().enumerate() {
+                    let w = _mm512_loadu_ps(a.in_weights.as_ptr().add(k * i + c));
+                    v = _mm512_fmadd_ps(*x, w, v);
+                }
+                _mm512_storeu_ps(out.add(c), gelu(v));
             }
-            _mm512_storeu_ps(out.add(c), gelu(v));
-        }
-        for (d, &c) in exact[t * e..(t + 1) * e].iter_mut().zip(a.out_channels) {
-            *d = *out.add(c as usize);
-        }
-        // smoothed and shifted, then over the token's largest
-        let mut m = _mm512_set1_ps(1e-30);
-        for c in (0..i).step_by(16) {
-            let s = _mm512_loadu_ps(a.inverse.as_ptr().add(c));
-            let b = _mm512_loadu_ps(a.shift.as_ptr().add(c));
-            let v = _mm512_fmadd_ps(_mm512_loadu_ps(out.add(c)), s, b);
-            m = _mm512_max_ps(m, v);
-            _mm512_storeu_ps(out.add(c), v);
-        }
-        *rt = _mm512_reduce_max_ps(m);
-        let inv = _mm512_set1_ps(1.0 / *rt);
-        for c in (0..i).step_by(16) {
-            _mm512_storeu_ps(out.add(c), _mm512_mul_ps(_mm512_loadu_ps(out.add(c)), inv));
+            for (d, &c) in exact[t * e..(t + 1) * e].iter_mut().zip(a.out_channels) {
+                *d = *out.add(c as usize);
+            }
+            // smoothed and shifted, then over the token's largest
+            let mut m = _mm512_set1_ps(1e-30);
+            for c in (0..i).step_by(16) {
+                let s = _mm512_loadu_ps(a.inverse.as_ptr().add(c));
+                let b = _mm512_loadu_ps(a.shift.as_ptr().add(c));
+                let v = _mm512_fmadd_ps(_mm512_loadu_ps(out.add(c)), s, b);
+                m = _mm512_max_ps(m, v);
+                _mm512_storeu_ps(out.add(c), v);
+            }
+            *rt = _mm512_reduce_max_ps(m);
+            let inv = _mm512_set1_ps(1.0 / *rt);
+            for c in (0..i).step_by(16) {
+                _mm512_storeu_ps(out.add(c), _mm512_mul_ps(_mm512_loadu_ps(out.add(c)), inv));
+            }
         }
     }
 }
@@ -155,57 +190,85 @@ pub(crate) struct Norm<'a> {
 /// `x1` = the layer norm of `a + residual`, and `xs = x1 * inverse`. (Scaling each token of
 /// `xs` by its own largest value, as FFN out's input is, gave no less error: RMS 0.00366
 /// against 0.00362 from f32 on the benchmark's dump.)
-pub(crate) fn norm(n: &Norm, x1: &mut [f32], xs: &mut [f32]) {
+pub(crate) fn norm(n: &Norm, x1: &mut [f32], xs: &mut [f32]) -> Result<(), String> {
     let h = n.gamma.len();
     let rows = x1.len() / h.max(1);
-    assert!(available() && h.is_multiple_of(16));
-    assert!(n.a.len() == rows * h && n.residual.len() == rows * h);
-    assert!(x1.len() == rows * h && xs.len() == rows * h);
-    assert!(n.beta.len() == h && n.inverse.len() == h);
+    check(
+        available() && h.is_multiple_of(16),
+        "available() && h.is_multiple_of(16)",
+    )?;
+    check(
+        n.a.len() == rows * h && n.residual.len() == rows * h,
+        "n.a.len() == rows * h && n.residual.len() == rows * h",
+    )?;
+    check(
+        x1.len() == rows * h && xs.len() == rows * h,
+        "x1.len() == rows * h && xs.len() == rows * h",
+    )?;
+    check(
+        n.beta.len() == h && n.inverse.len() == h,
+        "n.beta.len() == h && n.inverse.len() == h",
+    )?;
     // SAFETY: AVX-512F is there and every index is within the slices (checked above)
-    unsafe { norm_avx512(n, h, x1, xs) }
+    unsafe { norm_avx512(n, h, x1, xs) };
+    Ok(())
 }
 
+/// # Safety
+///
+/// The CPU has AVX-512F, and the slices' lengths are those [`norm`] checks (its only caller).
 #[target_feature(enable = "avx512f")]
 unsafe fn norm_avx512(n: &Norm, h: usize, x1: &mut [f32], xs: &mut [f32]) {
-    let at = |v: &[f32], k: usize| _mm512_loadu_ps(v.as_ptr().add(k));
-    for (t, (row, srow)) in x1
-        .chunks_exact_mut(h)
-        .zip(xs.chunks_exact_mut(h))
-        .enumerate()
-    {
-        let mut sum = _mm512_setzero_ps();
-        for c in (0..h).step_by(16) {
-            let v = _mm512_add_ps(at(n.a, t * h + c), at(n.residual, t * h + c));
-            sum = _mm512_add_ps(sum, v);
-            _mm512_storeu_ps(row.as_mut_ptr().add(c), v);
-        }
-        layer_norm(row, sum, (n.gamma, n.beta, n.eps));
-        for c in (0..h).step_by(16) {
-            let v = _mm512_mul_ps(at(row, c), at(n.inverse, c));
-            _mm512_storeu_ps(srow.as_mut_ptr().add(c), v);
+    // SAFETY: the caller keeps this function's contract (# Safety), which is all its
+    // intrinsics and pointer arithmetic need
+    unsafe {
+        let at = |v: &[f32], k: usize| _mm512_loadu_ps(v.as_ptr().add(k));
+        for (t, (row, srow)) in x1
+            .chunks_exact_mut(h)
+            .zip(xs.chunks_exact_mut(h))
+            .enumerate()
+        {
+            let mut sum = _mm512_setzero_ps();
+            for c in (0..h).step_by(16) {
+                let v = _mm512_add_ps(at(n.a, t * h + c), at(n.residual, t * h + c));
+                sum = _mm512_add_ps(sum, v);
+                _mm512_storeu_ps(row.as_mut_ptr().add(c), v);
+            }
+            layer_norm(row, sum, (n.gamma, n.beta, n.eps));
+            for c in (0..h).step_by(16) {
+                let v = _mm512_mul_ps(at(row, c), at(n.inverse, c));
+                _mm512_storeu_ps(srow.as_mut_ptr().add(c), v);
+            }
         }
     }
 }
 
 /// The layer norm of one token's `row` in place, given the sum of its values in 16 lanes.
+///
+/// # Safety
+///
+/// The CPU has AVX-512F; `row`, `gamma` and `beta` have the same length, a multiple of 16.
 #[inline]
 #[target_feature(enable = "avx512f")]
 unsafe fn layer_norm(row: &mut [f32], sum: __m512, (gamma, beta, eps): (&[f32], &[f32], f32)) {
-    let h = row.len();
-    let at = |v: &[f32], k: usize| _mm512_loadu_ps(v.as_ptr().add(k));
-    let mean = _mm512_set1_ps(_mm512_reduce_add_ps(sum) / h as f32);
-    let mut var = _mm512_setzero_ps();
-    for c in (0..h).step_by(16) {
-        let d = _mm512_sub_ps(at(row, c), mean);
-        var = _mm512_fmadd_ps(d, d, var);
-    }
-    let var = _mm512_reduce_add_ps(var) / h as f32;
-    let scale = _mm512_set1_ps(1.0 / (var + eps).sqrt());
-    for c in (0..h).step_by(16) {
-        let d = _mm512_mul_ps(_mm512_sub_ps(at(row, c), mean), scale);
-        let v = _mm512_fmadd_ps(d, at(gamma, c), at(beta, c));
-        _mm512_storeu_ps(row.as_mut_ptr().add(c), v);
+    // SAFETY: the caller keeps this function's contract (# Safety), which is all its
+    // intrinsics and pointer arithmetic need
+    unsafe {
+        let h = row.len();
+        let at = |v: &[f32], k: usize| _mm512_loadu_ps(v.as_ptr().add(k));
+        let mean = _mm512_set1_ps(_mm512_reduce_add_ps(sum) / h as f32);
+        let mut var = _mm512_setzero_ps();
+        for c in (0..h).step_by(16) {
+            let d = _mm512_sub_ps(at(row, c), mean);
+            var = _mm512_fmadd_ps(d, d, var);
+        }
+        let var = _mm512_reduce_add_ps(var) / h as f32;
+        let scale = _mm512_set1_ps(1.0 / (var + eps).sqrt());
+        for c in (0..h).step_by(16) {
+            let d = _mm512_mul_ps(_mm512_sub_ps(at(row, c), mean), scale);
+            let v = _mm512_fmadd_ps(d, at(gamma, c), at(beta, c));
+            _mm512_storeu_ps(row.as_mut_ptr().add(c), v);
+        }
     }
 }
 
@@ -226,35 +289,56 @@ pub(crate) struct Output<'a> {
 }
 
 /// `o = y r + bias + exact @ weights + residual`, then the layer norm of each token.
-pub(crate) fn output(o: &Output, out: &mut [f32]) {
+pub(crate) fn output(o: &Output, out: &mut [f32]) -> Result<(), String> {
     let h = o.bias.len();
     let rows = o.r.len();
-    assert!(available() && h.is_multiple_of(16));
-    assert!(o.y.len() == rows * h && o.residual.len() == rows * h && out.len() == rows * h);
-    assert!(o.gamma.len() == h && o.beta.len() == h);
+    check(
+        available() && h.is_multiple_of(16),
+        "available() && h.is_multiple_of(16)",
+    )?;
+    check(
+        o.y.len() == rows * h && o.residual.len() == rows * h && out.len() == rows * h,
+        "o.y.len() == rows * h && o.residual.len() == rows * h && out.len() == rows * h",
+    )?;
+    check(
+        o.gamma.len() == h && o.beta.len() == h,
+        "o.gamma.len() == h && o.beta.len() == h",
+    )?;
     let e = o.exact.len() / rows.max(1);
-    assert!(o.exact.len() == rows * e && o.weights.len() == e * h);
+    check(
+        o.exact.len() == rows * e && o.weights.len() == e * h,
+        "o.exact.len() == rows * e && o.weights.len() == e * h",
+    )?;
     // SAFETY: AVX-512F is there and every index is within the slices (checked above)
-    unsafe { output_avx512(o, h, e, out) }
+    unsafe { output_avx512(o, h, e, out) };
+    Ok(())
 }
 
+/// # Safety
+///
+/// The CPU has AVX-512F, and the slices' lengths are those [`output`] checks (its only
+/// caller).
 #[target_feature(enable = "avx512f")]
 unsafe fn output_avx512(o: &Output, h: usize, e: usize, out: &mut [f32]) {
-    let at = |v: &[f32], k: usize| _mm512_loadu_ps(v.as_ptr().add(k));
-    for (t, row) in out.chunks_exact_mut(h).enumerate() {
-        let rt = _mm512_set1_ps(o.r[t]);
-        let exact = &o.exact[t * e..(t + 1) * e];
-        let mut sum = _mm512_setzero_ps();
-        for c in (0..h).step_by(16) {
-            let mut v = _mm512_fmadd_ps(at(o.y, t * h + c), rt, at(o.bias, c));
-            v = _mm512_add_ps(v, at(o.residual, t * h + c));
-            for (k, &x) in exact.iter().enumerate() {
-                v = _mm512_fmadd_ps(_mm512_set1_ps(x), at(o.weights, k * h + c), v);
+    // SAFETY: the caller keeps this function's contract (# Safety), which is all its
+    // intrinsics and pointer arithmetic need
+    unsafe {
+        let at = |v: &[f32], k: usize| _mm512_loadu_ps(v.as_ptr().add(k));
+        for (t, row) in out.chunks_exact_mut(h).enumerate() {
+            let rt = _mm512_set1_ps(o.r[t]);
+            let exact = &o.exact[t * e..(t + 1) * e];
+            let mut sum = _mm512_setzero_ps();
+            for c in (0..h).step_by(16) {
+                let mut v = _mm512_fmadd_ps(at(o.y, t * h + c), rt, at(o.bias, c));
+                v = _mm512_add_ps(v, at(o.residual, t * h + c));
+                for (k, &x) in exact.iter().enumerate() {
+                    v = _mm512_fmadd_ps(_mm512_set1_ps(x), at(o.weights, k * h + c), v);
+                }
+                sum = _mm512_add_ps(sum, v);
+                _mm512_storeu_ps(row.as_mut_ptr().add(c), v);
             }
-            sum = _mm512_add_ps(sum, v);
-            _mm512_storeu_ps(row.as_mut_ptr().add(c), v);
+            layer_norm(row, sum, (o.gamma, o.beta, o.eps));
         }
-        layer_norm(row, sum, (o.gamma, o.beta, o.eps));
     }
 }
 
@@ -320,41 +404,44 @@ impl Operator for FfnActivation {
             return Err(missing("this CPU has no AVX-512"));
         }
         Ok(Box::new(|ctx: &ComputeContext| {
-            let inputs = inputs(ctx, 8)?;
-            let data = |i: usize| f32_data(&inputs[i]);
-            let channels =
-                |i: usize| -> ort::Result<&[i64]> { Ok(inputs[i].try_extract_tensor::<i64>()?.1) };
-            let (shape, z) = inputs[0].try_extract_tensor::<f32>()?;
-            let (rows, width) = match **shape {
-                [rows, width] => (rows, width),
-                _ => return Err(missing("z is not [rows, i]")),
-            };
-            let out_channels = channels(7)?;
-            let a = Activation {
-                z,
-                bias: data(1)?,
-                x: data(2)?,
-                in_channels: channels(3)?,
-                in_weights: data(4)?,
-                inverse: data(5)?,
-                shift: data(6)?,
-                out_channels,
-            };
-            let e = out_channels.len() as i64;
-            let mut q = ctx
-                .output(0, vec![rows, width])?
-                .ok_or_else(|| missing("q"))?;
-            let mut r = ctx.output(1, vec![rows, 1])?.ok_or_else(|| missing("r"))?;
-            let mut exact = ctx
-                .output(2, vec![rows, e])?
-                .ok_or_else(|| missing("exact"))?;
-            activation(
-                &a,
-                q.try_extract_tensor_mut::<f32>()?.1,
-                r.try_extract_tensor_mut::<f32>()?.1,
-                exact.try_extract_tensor_mut::<f32>()?.1,
-            );
-            Ok(())
+            guarded("FfnActivation", || {
+                let inputs = inputs(ctx, 8)?;
+                let data = |i: usize| f32_data(&inputs[i]);
+                let channels = |i: usize| -> ort::Result<&[i64]> {
+                    Ok(inputs[i].try_extract_tensor::<i64>()?.1)
+                };
+                let (shape, z) = inputs[0].try_extract_tensor::<f32>()?;
+                let (rows, width) = match **shape {
+                    [rows, width] => (rows, width),
+                    _ => return Err(missing("z is not [rows, i]")),
+                };
+                let out_channels = channels(7)?;
+                let a = Activation {
+                    z,
+                    bias: data(1)?,
+                    x: data(2)?,
+                    in_channels: channels(3)?,
+                    in_weights: data(4)?,
+                    inverse: data(5)?,
+                    shift: data(6)?,
+                    out_channels,
+                };
+                let e = out_channels.len() as i64;
+                let mut q = ctx
+                    .output(0, vec![rows, width])?
+                    .ok_or_else(|| missing("q"))?;
+                let mut r = ctx.output(1, vec![rows, 1])?.ok_or_else(|| missing("r"))?;
+                let mut exact = ctx
+                    .output(2, vec![rows, e])?
+                    .ok_or_else(|| missing("exact"))?;
+                activation(
+                    &a,
+                    q.try_extract_tensor_mut::<f32>()?.1,
+                    r.try_extract_tensor_mut::<f32>()?.1,
+                    exact.try_extract_tensor_mut::<f32>()?.1,
+                )
+                .map_err(|e| missing(&e))
+            })
         }))
     }
 }
@@ -383,25 +470,27 @@ impl Operator for AttnNorm {
             return Err(missing("this CPU has no AVX-512"));
         }
         Ok(Box::new(|ctx: &ComputeContext| {
-            let inputs = inputs(ctx, 6)?;
-            let data = |i: usize| f32_data(&inputs[i]);
-            let shape = inputs[0].try_extract_tensor::<f32>()?.0.to_vec();
-            let n = Norm {
-                a: data(0)?,
-                residual: data(1)?,
-                gamma: data(2)?,
-                beta: data(3)?,
-                eps: *data(4)?.first().ok_or_else(|| missing("eps is empty"))?,
-                inverse: data(5)?,
-            };
-            let mut x1 = ctx.output(0, shape.clone())?.ok_or_else(|| missing("x1"))?;
-            let mut xs = ctx.output(1, shape)?.ok_or_else(|| missing("xs"))?;
-            norm(
-                &n,
-                x1.try_extract_tensor_mut::<f32>()?.1,
-                xs.try_extract_tensor_mut::<f32>()?.1,
-            );
-            Ok(())
+            guarded("AttnNorm", || {
+                let inputs = inputs(ctx, 6)?;
+                let data = |i: usize| f32_data(&inputs[i]);
+                let shape = inputs[0].try_extract_tensor::<f32>()?.0.to_vec();
+                let n = Norm {
+                    a: data(0)?,
+                    residual: data(1)?,
+                    gamma: data(2)?,
+                    beta: data(3)?,
+                    eps: *data(4)?.first().ok_or_else(|| missing("eps is empty"))?,
+                    inverse: data(5)?,
+                };
+                let mut x1 = ctx.output(0, shape.clone())?.ok_or_else(|| missing("x1"))?;
+                let mut xs = ctx.output(1, shape)?.ok_or_else(|| missing("xs"))?;
+                norm(
+                    &n,
+                    x1.try_extract_tensor_mut::<f32>()?.1,
+                    xs.try_extract_tensor_mut::<f32>()?.1,
+                )
+                .map_err(|e| missing(&e))
+            })
         }))
     }
 }
@@ -430,23 +519,24 @@ impl Operator for FfnOutput {
             return Err(missing("this CPU has no AVX-512"));
         }
         Ok(Box::new(|ctx: &ComputeContext| {
-            let inputs = inputs(ctx, 9)?;
-            let data = |i: usize| f32_data(&inputs[i]);
-            let shape = inputs[0].try_extract_tensor::<f32>()?.0.to_vec();
-            let o = Output {
-                y: data(0)?,
-                r: data(1)?,
-                exact: data(2)?,
-                weights: data(3)?,
-                bias: data(4)?,
-                residual: data(5)?,
-                gamma: data(6)?,
-                beta: data(7)?,
-                eps: *data(8)?.first().ok_or_else(|| missing("eps is empty"))?,
-            };
-            let mut out = ctx.output(0, shape)?.ok_or_else(|| missing("output"))?;
-            output(&o, out.try_extract_tensor_mut::<f32>()?.1);
-            Ok(())
+            guarded("FfnOutput", || {
+                let inputs = inputs(ctx, 9)?;
+                let data = |i: usize| f32_data(&inputs[i]);
+                let shape = inputs[0].try_extract_tensor::<f32>()?.0.to_vec();
+                let o = Output {
+                    y: data(0)?,
+                    r: data(1)?,
+                    exact: data(2)?,
+                    weights: data(3)?,
+                    bias: data(4)?,
+                    residual: data(5)?,
+                    gamma: data(6)?,
+                    beta: data(7)?,
+                    eps: *data(8)?.first().ok_or_else(|| missing("eps is empty"))?,
+                };
+                let mut out = ctx.output(0, shape)?.ok_or_else(|| missing("output"))?;
+                output(&o, out.try_extract_tensor_mut::<f32>()?.1).map_err(|e| missing(&e))
+            })
         }))
     }
 }
@@ -454,8 +544,8 @@ impl Operator for FfnOutput {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::bert::erf_f32;
-    use crate::onnx::tests::values_of as values;
+    use crate::backend::ort::test_values::values_of as values;
+    use crate::model::erf_f32;
 
     fn gelu_ref(x: f32) -> f32 {
         0.5 * x * (1.0 + erf_f32(x * std::f32::consts::FRAC_1_SQRT_2))
@@ -492,7 +582,7 @@ mod tests {
             out_channels: &out_channels,
         };
         let (mut q, mut r, mut exact) = (vec![0f32; rows * i], vec![0f32; rows], vec![0f32; 9]);
-        activation(&a, &mut q, &mut r, &mut exact);
+        activation(&a, &mut q, &mut r, &mut exact).unwrap();
         for t in 0..rows {
             let g: Vec<f32> = (0..i)
                 .map(|c| {
@@ -538,7 +628,7 @@ mod tests {
             inverse: &inverse,
         };
         let (mut x1, mut xs) = (vec![0f32; rows * h], vec![0f32; rows * h]);
-        norm(&n, &mut x1, &mut xs);
+        norm(&n, &mut x1, &mut xs).unwrap();
         for t in 0..rows {
             let v: Vec<f64> = (0..h)
                 .map(|c| f64::from(a[t * h + c] + residual[t * h + c]))
@@ -579,7 +669,7 @@ mod tests {
             eps: 1e-12,
         };
         let mut out = vec![0f32; rows * h];
-        output(&o, &mut out);
+        output(&o, &mut out).unwrap();
         for t in 0..rows {
             let v: Vec<f64> = (0..h)
                 .map(|c| {

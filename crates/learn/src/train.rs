@@ -5,8 +5,8 @@
 
 use serde::Serialize;
 
-use crate::labels::Activation;
 use crate::metrics::{best_f1_threshold, macro_avg, prf, Prf};
+use triage_classify::Activation;
 
 /// How to train.
 #[derive(Debug, Clone, PartialEq, Serialize)]

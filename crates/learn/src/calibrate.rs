@@ -7,30 +7,41 @@ use std::path::PathBuf;
 
 use anyhow::{bail, Context, Result};
 use serde::Serialize;
-use triage_batch::{Engine, WorkspaceConfig};
+use triage_batch::{Labeller, WorkspaceConfig};
 
-use crate::learn::{label_texts, read_texts, write_language_thresholds};
+use crate::eval::{label_texts, write_language_thresholds};
+use crate::examples::read_texts;
 
 /// Options of `triage calibrate`.
 pub struct CalibrateArgs {
+    /// JSON Lines of ordinary texts (`text`, optional `lang`) to calibrate on.
     pub background: PathBuf,
+    /// The workspace configuration file (`workspace.toml`).
     pub config_path: PathBuf,
+    /// The configuration as read from it.
     pub config: WorkspaceConfig,
+    /// The model directory.
     pub model_dir: PathBuf,
+    /// Where window embeddings are cached.
     pub cache_dir: PathBuf,
     /// Most share of a language's background that a label may flag.
     pub rate: f64,
     /// Fewest background records of a language to set its thresholds.
     pub min_records: usize,
+    /// Write the thresholds into the configuration file.
     pub write_thresholds: bool,
+    /// A folder for the report files.
     pub out: Option<PathBuf>,
 }
 
 /// One label in one language.
 #[derive(Debug, Serialize, PartialEq)]
 pub struct Calibrated {
+    /// The label.
     pub label: String,
+    /// The language.
     pub lang: String,
+    /// Background records of that language.
     pub records: usize,
     /// The label's threshold before (the language's own if it had one, else the label's).
     pub before: f32,
@@ -67,6 +78,9 @@ fn share(scores: &[f32], t: f32) -> f64 {
     scores.iter().filter(|&&s| s >= t).count() as f64 / scores.len().max(1) as f64
 }
 
+/// Calibrates per-language thresholds on a background sample: each label's threshold in a
+/// language is the score that flags the target share of its ordinary texts. Returns whether
+/// every background record was usable.
 pub fn calibrate(args: CalibrateArgs) -> Result<bool> {
     if !(0.0..1.0).contains(&args.rate) {
         bail!("--rate {}: a share from 0 to below 1", args.rate);
@@ -89,15 +103,15 @@ pub fn calibrate(args: CalibrateArgs) -> Result<bool> {
             e.labels
         );
     }
-    let engine = Engine::from_config(&args.config, &args.model_dir, &args.config_path)?;
+    let labeller = Labeller::from_config(&args.config, &args.model_dir, &args.config_path)?;
     let refs: Vec<&str> = texts.iter().map(|e| e.text.as_str()).collect();
-    let (results, detected) = label_texts(&engine, &refs, &args.cache_dir, &args.config)?;
+    let (results, detected) = label_texts(&labeller, &refs, &args.cache_dir, &args.config)?;
     let mut by_lang: BTreeMap<String, Vec<usize>> = BTreeMap::new();
     for (i, e) in texts.iter().enumerate() {
         let lang = e.lang.clone().unwrap_or_else(|| detected[i].to_owned());
         by_lang.entry(lang).or_default().push(i);
     }
-    let c = engine.classifier();
+    let c = labeller.classifier();
     let names: Vec<String> = c.label_names().iter().map(|s| s.to_string()).collect();
     let mut rows = Vec::new();
     for (k, name) in names.iter().enumerate() {

@@ -3,9 +3,9 @@
 
 use std::path::Path;
 
+use crate::metrics::ThresholdPoint;
 use anyhow::{anyhow, Result};
 use plotters::prelude::*;
-use triage_classify::metrics::ThresholdPoint;
 
 /// One curve per language (pooled over labels).
 pub fn pr_curves(path: &Path, curves: &[(String, Vec<ThresholdPoint>)]) -> Result<()> {

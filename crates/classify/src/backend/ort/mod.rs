@@ -1,0 +1,578 @@
+//! ONNX Runtime (the cargo feature `ort`): f32 or int8 weights, on a graph written from the
+//! weights candle loaded ([`graph`], [`proto`], [`quant`]) with triage's own operators ([`ops`]).
+
+pub(crate) mod graph;
+pub(crate) mod ops;
+pub(crate) mod proto;
+pub(crate) mod quant;
+
+use std::path::{Path, PathBuf};
+use std::sync::{Condvar, Mutex};
+
+use candle_core::{Device, Tensor};
+use ort::environment::Environment;
+use ort::session::builder::{GraphOptimizationLevel, PrepackedWeights};
+use ort::session::Session;
+use ort::value::TensorRef;
+
+use crate::backend::Encoder;
+use crate::config::ModelConfig;
+use crate::error::{Error, Result};
+use crate::model::{BertModel, EncoderInputs};
+use crate::options::{ModelOptions, OrtOperators};
+
+fn err(what: &str, e: impl std::fmt::Display) -> Error {
+    Error::Backend {
+        message: format!("ort backend: {what}: {e}"),
+    }
+}
+
+/// ONNX Runtime's library, loaded once per process, with triage's environment.
+static LOADED: Mutex<Option<(PathBuf, &'static Environment)>> = Mutex::new(None);
+
+/// Loads ONNX Runtime's `library` and makes triage's environment, once per process: a load
+/// that failed is tried again by the next call; one that succeeded serves every later call
+/// (and a later call naming another library gets an error: a process holds one).
+pub(crate) fn runtime(library: Option<&Path>) -> Result<&'static Environment> {
+    let fail = |message: String| Error::Backend {
+        message: format!("ort backend: {message}"),
+    };
+    let mut loaded = LOADED.lock().unwrap_or_else(|e| e.into_inner());
+    if let Some((path, env)) = &*loaded {
+        return match library {
+            Some(asked) if asked != path => Err(fail(format!(
+                "ONNX Runtime is already loaded from {} in this process; it cannot load {} too",
+                path.display(),
+                asked.display()
+            ))),
+            _ => Ok(env),
+        };
+    }
+    // no library, or no such file: the configuration's to fix (a library that fails to load
+    // is the engine's failure)
+    let path = library.ok_or_else(|| Error::Unsupported {
+        option: "ort_library".into(),
+        value: "none".into(),
+        requires:
+            "ORT_DYLIB_PATH is not set (nor `ort_library` in [model]): it names ONNX \
+                   Runtime's library (libonnxruntime.so, 1.22 or newer); \
+                   `eval \"$(scripts/setup_onnxruntime.sh)\"` installs 1.32.0 from PyPI and sets it"
+                .into(),
+    })?;
+    if !path.is_file() {
+        return Err(Error::Unsupported {
+            option: "ort_library".into(),
+            value: path.display().to_string(),
+            requires: "an ONNX Runtime library: no such file (ORT_DYLIB_PATH, `ort_library`)"
+                .into(),
+        });
+    }
+    let env = ort::init_from(path)
+        .map_err(|e| fail(format!("loading {}: {e}", path.display())))?
+        .with_name("triage")
+        .with_telemetry(false)
+        .build()
+        .map_err(|e| fail(format!("ONNX Runtime environment: {e}")))?;
+    let env: &'static Environment = Box::leak(Box::new(env));
+    *loaded = Some((path.to_owned(), env));
+    Ok(env)
+}
+
+/// The encoder on ONNX Runtime: candle computes the embeddings, ONNX Runtime the layers, one
+/// window per run (no padding, and a window's states never depend on its batch).
+pub(crate) struct OrtEncoder {
+    embeddings: BertModel,
+    main: Pool,
+    /// The f32 graph beside an int8 one (for the label prototypes, and for refinement).
+    exact: Option<Pool>,
+    hidden: usize,
+}
+
+/// A graph's sessions, one per thread of rayon's pool, made at load time; they share their
+/// prepacked weights, and the graph's bytes are not kept.
+struct Pool {
+    idle: Mutex<Vec<Session>>,
+    returned: Condvar,
+    _weights: PrepackedWeights,
+}
+
+impl Pool {
+    fn new(env: &'static Environment, model: &[u8]) -> Result<Self> {
+        let weights = PrepackedWeights::new();
+        let sessions = (0..rayon::current_num_threads().max(1))
+            .map(|_| session(env, model, &weights))
+            .collect::<Result<Vec<_>>>()?;
+        Ok(Pool {
+            idle: Mutex::new(sessions),
+            returned: Condvar::new(),
+            _weights: weights,
+        })
+    }
+
+    fn take(&self) -> Session {
+        let mut idle = self.idle.lock().expect("session pool");
+        loop {
+            if let Some(s) = idle.pop() {
+                return s;
+            }
+            // more callers than rayon threads (another thread pool): wait for a session
+            idle = self.returned.wait(idle).expect("session pool");
+        }
+    }
+
+    /// Runs `f` with one of the pool's sessions, which goes back to the pool afterwards.
+    fn with_session<T>(&self, f: impl FnOnce(&mut Session) -> Result<T>) -> Result<T> {
+        let mut session = self.take();
+        let result = f(&mut session);
+        self.idle.lock().expect("session pool").push(session);
+        self.returned.notify_one();
+        result
+    }
+
+    /// The second output of the graph on one window `emb` (`[1, len, h]`).
+    fn second_output(&self, emb: &[f32], len: usize) -> Result<Vec<f32>> {
+        self.with_session(|session| run_window(session, emb, len, 1, <[f32]>::to_vec))
+    }
+
+    /// Runs the graph on each row of `emb` (`[rows, t, h]`) up to its length; the states of
+    /// padding stay 0.
+    fn run(&self, emb: &[f32], lens: &[usize], t: usize, h: usize) -> Result<Vec<f32>> {
+        self.with_session(|session| {
+            let mut out = vec![0f32; lens.len() * t * h];
+            for (r, &len) in lens.iter().enumerate() {
+                let span = r * t * h..r * t * h + len * h;
+                let into = &mut out[span.clone()];
+                run_window(session, &emb[span], len, 0, |states| {
+                    into.copy_from_slice(states)
+                })?;
+            }
+            Ok(out)
+        })
+    }
+}
+
+/// Runs `session` on one window `emb` (`[1, len, h]`) and gives its output `i` to `f`
+/// (without a copy).
+fn run_window<T>(
+    session: &mut Session,
+    emb: &[f32],
+    len: usize,
+    i: usize,
+    f: impl FnOnce(&[f32]) -> T,
+) -> Result<T> {
+    let h = emb.len() / len.max(1);
+    let input = TensorRef::from_array_view(([1usize, len, h], emb)).map_err(|e| err("input", e))?;
+    let outputs = session
+        .run(ort::inputs![input])
+        .map_err(|e| err("run", e))?;
+    let (_, v) = outputs[i]
+        .try_extract_tensor::<f32>()
+        .map_err(|e| err("output", e))?;
+    Ok(f(v))
+}
+
+/// The element-wise largest of the probe graph's second output over the calibration
+/// windows (one window each), which run in parallel on the pool's sessions.
+fn calibrate(embeddings: &BertModel, probe: &Pool, windows: &[EncoderInputs]) -> Result<Vec<f32>> {
+    use rayon::prelude::*;
+    let ranges = windows
+        .par_iter()
+        .map(|x| -> Result<Vec<f32>> {
+            let emb = embeddings.embed(x)?.flatten_all()?.to_vec1::<f32>()?;
+            probe.second_output(&emb, x.ids.dims2()?.1)
+        })
+        .collect::<Result<Vec<_>>>()?;
+    Ok(ranges
+        .into_iter()
+        .reduce(|a, b| a.iter().zip(&b).map(|(x, y)| x.max(*y)).collect())
+        .unwrap_or_default())
+}
+
+fn session(env: &Environment, model: &[u8], weights: &PrepackedWeights) -> Result<Session> {
+    let build = || -> ort::Result<Session> {
+        Session::builder(env)?
+            .with_operators(ops::operators()?)?
+            .with_prepacked_weights(weights)?
+            .with_optimization_level(GraphOptimizationLevel::Level3)?
+            // triage runs windows in parallel on rayon's threads, each with a session of
+            // its own: ONNX Runtime's own threads would oversubscribe the cores
+            .with_intra_threads(1)?
+            .with_inter_threads(1)?
+            .commit_from_memory(model)
+    };
+    build().map_err(|e| err("building the session", e))
+}
+
+/// One product `x @ w.T + b` on ONNX Runtime, as the encoder's graph computes it (f32, or
+/// int8 with the quantization of the activations): for the matrix-multiply benchmark.
+pub struct OrtLinear {
+    session: Session,
+    k: usize,
+}
+
+impl OrtLinear {
+    /// A product with a random `[n, k]` weight, on `threads` threads, on ONNX Runtime's
+    /// `library`.
+    pub fn new(k: usize, n: usize, int8: bool, threads: usize, library: &Path) -> Result<Self> {
+        let env = runtime(Some(library))?;
+        let w = Tensor::randn(0f32, 0.05, (n, k), &Device::Cpu)?;
+        let b = Tensor::zeros(n, candle_core::DType::F32, &Device::Cpu)?;
+        let model = graph::linear_model(&w, &b, int8, None, 0)?;
+        let build = || -> ort::Result<Session> {
+            Session::builder(env)?
+                .with_intra_threads(threads)?
+                .commit_from_memory(&model)
+        };
+        let session = build().map_err(|e| err("building the session", e))?;
+        Ok(OrtLinear { session, k })
+    }
+
+    /// One product of `m` rows.
+    pub fn run(&mut self, x: &[f32], m: usize) -> Result<()> {
+        let input = TensorRef::from_array_view(([1usize, m, self.k], &x[..m * self.k]))
+            .map_err(|e| err("input", e))?;
+        self.session
+            .run(ort::inputs![input])
+            .map_err(|e| err("run", e))?;
+        Ok(())
+    }
+}
+
+impl OrtEncoder {
+    /// With `int8`, the products' inputs are smoothed with the ranges measured in f32 on
+    /// the `calibration` windows (one window each); with none, they are not smoothed.
+    pub fn load(
+        mut encoder: BertModel,
+        config: &ModelConfig,
+        int8: bool,
+        options: &ModelOptions,
+        calibration: &[EncoderInputs],
+    ) -> Result<Self> {
+        let env = runtime(options.ort_library.as_deref())?;
+        let layers = encoder.take_layers();
+        let mut spec = graph::GraphSpec {
+            hidden: encoder.hidden_size(),
+            heads: encoder.heads(),
+            eps: config.bert().layer_norm_eps as f32,
+            act: encoder.activation(),
+            int8,
+            bf16_attention: false,
+            fused_ffn: false,
+        };
+        // triage's own operators in the int8 graph where the CPU has them (`ort_operators =
+        // "onnx"` keeps ONNX Runtime's nodes, for comparisons)
+        let own = int8 && options.ort_operators == OrtOperators::Triage;
+        spec.bf16_attention = own && ops::attention::available();
+        spec.fused_ffn = own && ops::ffn::available();
+        // peak memory: each graph is written, becomes sessions and its bytes are freed; the
+        // layers' tensors are freed before the last graph's sessions are made
+        let f32_spec = graph::GraphSpec {
+            int8: false,
+            bf16_attention: false,
+            fused_ffn: false,
+            ..spec
+        };
+        let exact = if !int8 {
+            None
+        } else if calibration.is_empty() {
+            Some(Pool::new(
+                env,
+                &graph::encoder_model(&layers, &f32_spec, None)?,
+            )?)
+        } else {
+            // the f32 graph that also measures its products' inputs. Its second output costs
+            // 5-10% of each f32 run (prototypes, refinement; ONNX Runtime computes it even
+            // when only the states are fetched), but a probe graph of its own, freed before
+            // this one is made, raised the peak by about 60 MiB and the load by 0.4 s
+            Some(Pool::new(env, &graph::probe_model(&layers, &spec)?)?)
+        };
+        let ranges = match &exact {
+            Some(exact) if !calibration.is_empty() => {
+                let ranges = calibrate(&encoder, exact, calibration)?;
+                Some(quant::InputRanges::from_probe(&ranges, &layers)?)
+            }
+            _ => None,
+        };
+        let main = graph::encoder_model(&layers, &spec, ranges.as_deref())?;
+        drop(layers);
+        let main = Pool::new(env, &main)?;
+        Ok(OrtEncoder {
+            embeddings: encoder,
+            main,
+            exact,
+            hidden: spec.hidden,
+        })
+    }
+
+    fn forward_on(&self, pool: &Pool, x: &EncoderInputs) -> Result<Tensor> {
+        let (b, t) = x.ids.dims2()?;
+        let h = self.hidden;
+        let emb = self.embeddings.embed(x)?.flatten_all()?.to_vec1::<f32>()?;
+        let out = pool.run(&emb, &x.lens, t, h)?;
+        Ok(Tensor::from_vec(out, (b, t, h), &Device::Cpu)?)
+    }
+}
+
+impl Encoder for OrtEncoder {
+    fn forward(&self, x: &EncoderInputs) -> Result<Tensor> {
+        self.forward_on(&self.main, x)
+    }
+
+    fn forward_exact(&self, x: &EncoderInputs) -> Result<Tensor> {
+        self.forward_on(self.exact.as_ref().unwrap_or(&self.main), x)
+    }
+
+    fn drop_exact(&mut self) {
+        self.exact = None;
+    }
+}
+
+/// For the tests: ONNX Runtime's library from `ORT_DYLIB_PATH`, loaded; `None` (the test
+/// skips, and says so) when it is not set, unless `TRIAGE_TEST_STRICT` is set (as
+/// `scripts/test.sh` does), where no test may skip.
+#[cfg(test)]
+pub(crate) fn test_runtime() -> Option<&'static Environment> {
+    match std::env::var_os("ORT_DYLIB_PATH") {
+        Some(path) => Some(runtime(Some(Path::new(&path))).expect("ORT_DYLIB_PATH")),
+        None if std::env::var_os("TRIAGE_TEST_STRICT").is_some() => panic!(
+            "ORT_DYLIB_PATH is not set and TRIAGE_TEST_STRICT forbids skipping: run \
+             `eval \"$(scripts/setup_onnxruntime.sh)\"` first"
+        ),
+        None => {
+            eprintln!(
+                "skipped: ORT_DYLIB_PATH is not set (`eval \"$(scripts/setup_onnxruntime.sh)\"` \
+                 installs ONNX Runtime)"
+            );
+            None
+        }
+    }
+}
+
+/// Deterministic values for the tests.
+#[cfg(test)]
+pub(crate) mod test_values {
+    /// Deterministic values in [-1, 1) (a linear congruential generator).
+    pub(crate) fn values_of(n: usize, seed: u64) -> Vec<f32> {
+        let mut state = seed;
+        (0..n)
+            .map(|_| {
+                state = state
+                    .wrapping_mul(6364136223846793005)
+                    .wrapping_add(1442695040888963407);
+                ((state >> 40) as f32 / (1u64 << 24) as f32) * 2.0 - 1.0
+            })
+            .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::HiddenAct;
+    use crate::model::LayerWeights;
+    use graph::GraphSpec;
+    use quant::InputRanges;
+
+    use crate::backend::ort::test_values::values_of as values;
+
+    fn tensor(shape: &[usize], seed: u64, scale: f32) -> Tensor {
+        let n = shape.iter().product();
+        let v: Vec<f32> = values(n, seed).iter().map(|x| x * scale).collect();
+        Tensor::from_vec(v, shape, &Device::Cpu).unwrap()
+    }
+
+    /// Runs a graph with input `[1, len, width]` and returns its output `i`.
+    fn run_output(model: &[u8], x: &[f32], len: usize, i: usize) -> Vec<f32> {
+        let env = test_runtime().expect("the test checked for ONNX Runtime");
+        let mut session = session(env, model, &PrepackedWeights::new()).unwrap();
+        let width = x.len() / len;
+        let input = TensorRef::from_array_view(([1usize, len, width], x)).unwrap();
+        let outputs = session.run(ort::inputs![input]).unwrap();
+        outputs[i].try_extract_tensor::<f32>().unwrap().1.to_vec()
+    }
+
+    fn run(model: &[u8], x: &[f32], len: usize) -> Vec<f32> {
+        run_output(model, x, len, 0)
+    }
+
+    fn rms(a: &[f32], b: &[f32]) -> f32 {
+        let s: f32 = a.iter().zip(b).map(|(x, y)| (x - y) * (x - y)).sum();
+        (s / a.len() as f32).sqrt()
+    }
+
+    #[test]
+    fn smoothing_and_f32_outliers_cut_the_int8_error_of_outlier_channels() {
+        let Some(_) = test_runtime() else { return };
+        let (len, k, n) = (64, 256, 128);
+        let w = tensor(&[n, k], 1, 0.05);
+        let b = tensor(&[n], 2, 0.1);
+        // four channels 50 times the others, as transformers' outlier channels are
+        let mut x = values(len * k, 3);
+        for row in x.chunks_mut(k) {
+            for c in [7, 60, 130, 201] {
+                row[c] *= 50.0;
+            }
+        }
+        let mut range = vec![0f32; k];
+        for row in x.chunks(k) {
+            for (r, v) in range.iter_mut().zip(row) {
+                *r = r.max(v.abs());
+            }
+        }
+        let model = |int8, range, exact| graph::linear_model(&w, &b, int8, range, exact).unwrap();
+        let exact = run(&model(false, None, 0), &x, len);
+        let plain = rms(&run(&model(true, None, 0), &x, len), &exact);
+        let smoothed = rms(&run(&model(true, Some(&range), 0), &x, len), &exact);
+        assert!(plain > 0.0 && smoothed > 0.0, "{plain} {smoothed}");
+        assert!(
+            smoothed < plain / 2.0,
+            "smoothed int8 error {smoothed}, without smoothing {plain}"
+        );
+        // the four outlier channels computed in f32 beside the product (measured: 8 times
+        // less error than smoothing alone)
+        let split = rms(&run(&model(true, Some(&range), 4), &x, len), &exact);
+        eprintln!("int8 error: plain {plain}, smoothed {smoothed}, outliers in f32 {split}");
+        assert!(split > 0.0, "the product is still int8");
+        assert!(
+            split < smoothed / 4.0,
+            "with the outlier channels in f32 {split}, smoothed only {smoothed}"
+        );
+    }
+
+    fn layer(h: usize, inter: usize, seed: u64) -> LayerWeights {
+        let norm = |s| {
+            (
+                tensor(&[h], s, 0.2).affine(1.0, 1.0).unwrap(),
+                tensor(&[h], s + 1, 0.1),
+            )
+        };
+        LayerWeights {
+            qkv: (
+                tensor(&[3 * h, h], seed, 0.3),
+                tensor(&[3 * h], seed + 1, 0.1),
+            ),
+            attn_out: (tensor(&[h, h], seed + 2, 0.3), tensor(&[h], seed + 3, 0.1)),
+            attn_norm: norm(seed + 4),
+            ffn_in: (
+                tensor(&[inter, h], seed + 6, 0.3),
+                tensor(&[inter], seed + 7, 0.1),
+            ),
+            ffn_out: (
+                tensor(&[h, inter], seed + 8, 0.3),
+                tensor(&[h], seed + 9, 0.1),
+            ),
+            ffn_norm: norm(seed + 10),
+        }
+    }
+
+    /// The encoder's graph with triage's own operators against the same graph in ONNX
+    /// Runtime's nodes: bf16 attention in the f32 graph within bf16's rounding of the
+    /// attention's inputs; in the int8 graph (smoothed, with f32 channels, as the backend
+    /// builds it), the attention and the fused feed-forward work each add little to int8's
+    /// own error. And each changed the result (the operator ran), which is far from the f32
+    /// graph on other inputs.
+    #[test]
+    fn own_operators_keep_the_graphs_error() {
+        let Some(_) = test_runtime() else { return };
+        if !ops::attention::available() {
+            eprintln!("skipped: this CPU has no AVX-512 BF16");
+            return;
+        }
+        let (h, inter, len) = (64, 128, 37);
+        let layers = vec![layer(h, inter, 10), layer(h, inter, 30)];
+        let x = values(len * h, 4);
+        let probe = test_spec(h, (false, false, false));
+        let probe = graph::probe_model(&layers, &probe).unwrap();
+        let ranges = InputRanges::from_probe(&run_output(&probe, &x, len, 1), &layers).unwrap();
+        let graph = |variant: (bool, bool, bool)| {
+            let model = graph::encoder_model(
+                &layers,
+                &test_spec(h, variant),
+                variant.0.then_some(&ranges[..]),
+            );
+            run(&model.unwrap(), &x, len)
+        };
+        let exact = graph((false, false, false));
+        let other = rms(&run_f32_on(&layers, h, len, 5), &exact);
+        assert!(other > 0.5, "{other}");
+        // f32 products: the states have unit variance (a layer norm ends each layer), and
+        // bf16 keeps 8 bits of each input of the attention's products
+        let bf16 = rms(&graph((false, true, false)), &exact);
+        eprintln!("f32 with bf16 attention: RMS difference {bf16} (other inputs {other})");
+        assert!(bf16 > 0.0 && bf16 < 0.01, "{bf16}");
+        // int8 products: a small change flips some of the activations' roundings, so int8
+        // with and without an operator differ about as much as int8 and f32 do; the bound
+        // is int8's own error
+        let onnx = graph((true, false, false));
+        let int8 = rms(&onnx, &exact);
+        for variant in [(true, true, false), (true, false, true), (true, true, true)] {
+            let got = graph(variant);
+            let error = rms(&got, &exact);
+            eprintln!("int8 {variant:?}: RMS difference {error}, ONNX nodes' {int8}");
+            assert!(got != onnx, "{variant:?}: the operators ran");
+            assert!(error < int8 * 1.25, "{variant:?}: {error} against {int8}");
+        }
+    }
+
+    /// The test layers' graph of width `h`, two heads, GELU: `(int8, bf16_attention,
+    /// fused_ffn)`.
+    fn test_spec(h: usize, (int8, bf16_attention, fused_ffn): (bool, bool, bool)) -> GraphSpec {
+        GraphSpec {
+            hidden: h,
+            heads: 2,
+            eps: 1e-12,
+            act: HiddenAct::Gelu,
+            int8,
+            bf16_attention,
+            fused_ffn,
+        }
+    }
+
+    /// The f32 graph of `layers` on the test input of `seed`.
+    fn run_f32_on(layers: &[LayerWeights], h: usize, len: usize, seed: u64) -> Vec<f32> {
+        let spec = test_spec(h, (false, false, false));
+        let model = graph::encoder_model(layers, &spec, None).unwrap();
+        run(&model, &values(len * h, seed), len)
+    }
+
+    #[test]
+    fn the_probe_measures_each_products_input() {
+        let Some(_) = test_runtime() else { return };
+        let (h, inter, len) = (8, 16, 5);
+        let layers = vec![layer(h, inter, 10), layer(h, inter, 30)];
+        let spec = test_spec(h, (false, false, false));
+        let x = values(len * h, 4);
+        let probe = graph::probe_model(&layers, &spec).unwrap();
+        let out = run_output(&probe, &x, len, 1);
+        assert_eq!(out.len(), 2 * (3 * h + inter));
+        assert_eq!(graph::probe_width(&layers).unwrap(), out.len());
+        let ranges = InputRanges::from_probe(&out, &layers).unwrap();
+        assert_eq!(ranges.len(), 2);
+        let column_max = |v: &[f32], width: usize| {
+            let mut m = vec![0f32; width];
+            for row in v.chunks(width) {
+                for (m, x) in m.iter_mut().zip(row) {
+                    *m = m.max(x.abs());
+                }
+            }
+            m
+        };
+        // the first product's input is the graph's input
+        assert_eq!(ranges[0].qkv, column_max(&x, h));
+        // the second layer's is the first layer's output
+        let first = graph::encoder_model(&layers[..1], &spec, None).unwrap();
+        let states = run(&first, &x, len);
+        for (a, b) in ranges[1].qkv.iter().zip(column_max(&states, h)) {
+            assert!((a - b).abs() < 1e-5, "{a} vs {b}");
+        }
+        // its first output is the f32 graph's
+        let all = graph::encoder_model(&layers, &spec, None).unwrap();
+        assert_eq!(run(&probe, &x, len), run(&all, &x, len));
+        for r in &ranges {
+            assert_eq!(r.ffn_out.len(), inter);
+            // GELU's outputs, at least -0.17, reach above 0 somewhere
+            assert!(r.ffn_out.iter().all(|v| v.is_finite() && *v >= 0.0));
+            assert!(r.attn_out.iter().chain(&r.ffn_in).all(|v| *v > 0.0));
+        }
+    }
+}

@@ -1,0 +1,345 @@
+//! The public classifier: a builder ([`ClassifierBuilder`], `builder.rs`) that loads a model
+//! directory and yields an immutable, `Send + Sync` [`Classifier`]; how windows are batched
+//! through the encoder and pooled (`windows.rs`); how their states become label scores and a
+//! text's scores become flags (`scoring.rs`).
+
+mod builder;
+mod scoring;
+mod windows;
+
+use std::borrow::Borrow;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use candle_core::{Device, IndexOp, Tensor};
+use serde::{Deserialize, Serialize};
+
+use crate::backend::Encoder;
+use crate::config::PoolingConfig;
+use crate::error::{Error, Result};
+use crate::model::InputsOf;
+use crate::tokenize::{Prepared, TextTokenizer};
+
+pub use builder::ClassifierBuilder;
+use scoring::{LabelInfo, Scorer};
+pub use windows::BUCKET;
+use windows::{by_text, every_window};
+
+struct Inner {
+    encoder: Box<dyn Encoder>,
+    /// Large passes in turn, pooled at once (a GPU's way; see `run_items`).
+    gpu_passes: bool,
+    refine_margin: Option<f32>,
+    hidden_size: usize,
+    inputs_of: InputsOf,
+    tokenizer: TextTokenizer,
+    pooling: PoolingConfig,
+    scorer: Scorer,
+    labels: Vec<LabelInfo>,
+    multi_label: bool,
+    model_id: String,
+    weights_sha256: String,
+    dir: PathBuf,
+}
+
+/// A loaded model with its labels: immutable, cheap to clone, `Send + Sync`.
+#[derive(Clone)]
+pub struct Classifier {
+    inner: Arc<Inner>,
+}
+
+/// A character span of the input text, `start..end` in chars.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Span {
+    /// First character.
+    pub start: usize,
+    /// One past the last character.
+    pub end: usize,
+}
+
+/// One label's score for one text.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct LabelScore {
+    label: String,
+    score: f32,
+    flagged: bool,
+}
+
+impl LabelScore {
+    /// The label's name.
+    pub fn label(&self) -> &str {
+        &self.label
+    }
+    /// The score, within 0 and 1: the maximum over the text's windows.
+    pub fn score(&self) -> f32 {
+        self.score
+    }
+    /// Whether the score reaches the label's threshold (and, single-label, the label is the top).
+    pub fn flagged(&self) -> bool {
+        self.flagged
+    }
+}
+
+/// The labels of one text.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Classification {
+    labels: Vec<LabelScore>,
+    top: usize,
+    evidence: Span,
+    windows: usize,
+    chars: usize,
+    tokens: usize,
+}
+
+impl Classification {
+    /// Every label, in the configured order.
+    pub fn labels(&self) -> &[LabelScore] {
+        &self.labels
+    }
+    /// The highest-scoring label if it is flagged; `None` when the text belongs to none of the
+    /// labels (no label reaches its threshold).
+    pub fn top(&self) -> Option<&LabelScore> {
+        self.best().filter(|l| l.flagged)
+    }
+    /// The highest-scoring label, flagged or not.
+    pub fn best(&self) -> Option<&LabelScore> {
+        self.labels.get(self.top)
+    }
+    /// The span of the window where the highest-scoring label scored highest.
+    pub fn evidence(&self) -> Span {
+        self.evidence
+    }
+    /// How many windows the text was cut into.
+    pub fn windows(&self) -> usize {
+        self.windows
+    }
+    /// Length of the text in characters.
+    pub fn chars(&self) -> usize {
+        self.chars
+    }
+    /// Tokens of the text (without specials and prefix).
+    pub fn tokens(&self) -> usize {
+        self.tokens
+    }
+}
+
+impl std::fmt::Debug for Classifier {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Classifier")
+            .field("model", &self.inner.model_id)
+            .field("labels", &self.label_names())
+            .finish()
+    }
+}
+
+impl Classifier {
+    /// `<name>@sha256:<checksum of the weights>`.
+    pub fn model_id(&self) -> &str {
+        &self.inner.model_id
+    }
+    /// SHA-256 of the weights.
+    pub fn weights_sha256(&self) -> &str {
+        &self.inner.weights_sha256
+    }
+    /// The model directory.
+    pub fn model_dir(&self) -> &Path {
+        &self.inner.dir
+    }
+    /// Label names, in output order.
+    pub fn label_names(&self) -> Vec<&str> {
+        self.inner.labels.iter().map(|l| l.name.as_str()).collect()
+    }
+    /// Width of the embeddings.
+    pub fn hidden_size(&self) -> usize {
+        self.inner.hidden_size
+    }
+    /// The tokenizer with the windowing rules.
+    pub fn tokenizer(&self) -> &TextTokenizer {
+        &self.inner.tokenizer
+    }
+
+    /// Labels one text.
+    pub fn classify(&self, text: &str) -> Result<Classification> {
+        Ok(self.classify_batch(&[text])?.remove(0))
+    }
+
+    /// Labels several texts; each text's scores are the same as if it were alone.
+    #[tracing::instrument(skip_all, fields(texts = texts.len()))]
+    pub fn classify_batch(&self, texts: &[&str]) -> Result<Vec<Classification>> {
+        let prepared = texts
+            .iter()
+            .map(|t| self.prepare(t))
+            .collect::<Result<Vec<_>>>()?;
+        self.classify_prepared(&prepared)
+    }
+
+    /// Tokenizes a text into windows (the CPU-light half of the work; thread-safe).
+    pub fn prepare(&self, text: &str) -> Result<Prepared> {
+        self.inner.tokenizer.prepare(text)
+    }
+
+    /// Labels prepared texts (their windows run in parallel).
+    pub fn classify_prepared(&self, prepared: &[Prepared]) -> Result<Vec<Classification>> {
+        Ok(self.aggregate(prepared, self.window_scores(prepared)?))
+    }
+
+    /// Label scores of every window of every text (`[text][window][label]`); with
+    /// [`Classifier::classify_scored`] the same result as [`Classifier::classify_prepared`].
+    /// A window's scores depend only on its tokens (bit for bit), so they can be reused for
+    /// another text with the same tokens.
+    pub fn window_scores<P: Borrow<Prepared> + Sync>(
+        &self,
+        prepared: &[P],
+    ) -> Result<Vec<Vec<Vec<f32>>>> {
+        let all = every_window(prepared);
+        let mut out = by_text(prepared, self.scores_of(prepared, &all, false)?);
+        if let Some(margin) = self.inner.refine_margin {
+            // decided by the window's own scores, so a window's scores still depend only on
+            // its tokens
+            let near: Vec<(usize, usize)> = all
+                .into_iter()
+                .filter(|&(d, w)| self.near_a_decision(&out[d][w], margin))
+                .collect();
+            tracing::debug!(windows = near.len(), "refined in f32");
+            for ((d, w), row) in near.iter().zip(self.scores_of(prepared, &near, true)?) {
+                out[*d][*w] = row;
+            }
+        }
+        Ok(out)
+    }
+
+    /// Label scores of the windows `items` (`(text, window)`), on the main encoder or, with
+    /// `exact`, its f32 one.
+    fn scores_of<P: Borrow<Prepared> + Sync>(
+        &self,
+        prepared: &[P],
+        items: &[(usize, usize)],
+        exact: bool,
+    ) -> Result<Vec<Vec<f32>>> {
+        if self.uses_embeddings() {
+            // each window's pooled row stays a tensor (on the host), and the rows are scored
+            // together as one matrix
+            let pooled: Vec<Tensor> =
+                self.run_items(prepared, items, exact, |this, hidden, mask| {
+                    let pooled = this.pool(hidden, mask)?.to_device(&Device::Cpu)?;
+                    Ok((0..pooled.dim(0)?)
+                        .map(|r| pooled.narrow(0, r, 1))
+                        .collect::<candle_core::Result<Vec<_>>>()?)
+                })?;
+            if pooled.is_empty() {
+                return Ok(Vec::new());
+            }
+            return self.score_pooled(&Tensor::cat(&pooled, 0)?);
+        }
+        self.run_items(prepared, items, exact, |this, hidden, _| {
+            this.checkpoint_rows(hidden)
+        })
+    }
+
+    /// Labels one text from its window scores (see [`Classifier::window_scores`]), flagged at
+    /// the thresholds of language `lang` (`[labels.<name>.language_thresholds]`, each label's
+    /// own where it has none for `lang`, or with `None`).
+    pub fn classify_window_scores(
+        &self,
+        prepared: &Prepared,
+        window_scores: &[Vec<f32>],
+        lang: Option<&str>,
+    ) -> Classification {
+        self.aggregate_one(prepared, window_scores, lang)
+    }
+
+    /// Labels texts from their window scores (see [`Classifier::window_scores`]).
+    pub fn classify_scored(
+        &self,
+        prepared: &[Prepared],
+        window_scores: Vec<Vec<Vec<f32>>>,
+    ) -> Vec<Classification> {
+        self.aggregate(prepared, window_scores)
+    }
+
+    /// Whether the encoder runs on a GPU.
+    pub fn on_gpu(&self) -> bool {
+        self.inner.inputs_of.device.is_cuda()
+    }
+
+    /// Whether labels are scored from pooled window embeddings (`prototypes`, `head`), so that
+    /// [`Classifier::window_embeddings`] can be cached and fed to [`Classifier::classify_embedded`].
+    pub fn uses_embeddings(&self) -> bool {
+        !matches!(self.inner.scorer, Scorer::Checkpoint { .. })
+    }
+
+    /// The pooled embedding of every window of every text (`[text][window][hidden]`).
+    pub fn window_embeddings(&self, prepared: &[Prepared]) -> Result<Vec<Vec<Vec<f32>>>> {
+        self.window_embeddings_on(prepared, false)
+    }
+
+    fn window_embeddings_on(
+        &self,
+        prepared: &[Prepared],
+        exact: bool,
+    ) -> Result<Vec<Vec<Vec<f32>>>> {
+        self.run_windows(prepared, exact, |this, hidden, mask| {
+            Ok(this.pool(hidden, mask)?.to_vec2::<f32>()?)
+        })
+    }
+
+    /// Labels texts from their window embeddings (as [`Classifier::window_embeddings`] made them);
+    /// the same result as [`Classifier::classify_prepared`].
+    pub fn classify_embedded(
+        &self,
+        prepared: &[Prepared],
+        windows: &[Vec<Vec<f32>>],
+    ) -> Result<Vec<Classification>> {
+        Ok(self.aggregate(prepared, self.scores_of_window_embeddings(windows)?))
+    }
+
+    fn scores_of_window_embeddings(&self, windows: &[Vec<Vec<f32>>]) -> Result<Vec<Vec<Vec<f32>>>> {
+        let flat: Vec<Vec<f32>> = windows.iter().flatten().cloned().collect();
+        let mut scores = self.score_embeddings(&flat)?.into_iter();
+        Ok(windows
+            .iter()
+            .map(|w| scores.by_ref().take(w.len()).collect())
+            .collect())
+    }
+
+    /// Sentence embeddings as the model's pooling makes them (`modules.json`), one per text;
+    /// the windows of a long text are averaged, weighted by their token counts.
+    pub fn embed(&self, texts: &[&str]) -> Result<Vec<Vec<f32>>> {
+        let prepared = texts
+            .iter()
+            .map(|t| self.prepare(t))
+            .collect::<Result<Vec<_>>>()?;
+        self.embed_prepared(&prepared)
+    }
+
+    /// [`Classifier::embed`] for prepared texts.
+    pub fn embed_prepared(&self, prepared: &[Prepared]) -> Result<Vec<Vec<f32>>> {
+        self.embed_prepared_on(prepared, false)
+    }
+
+    /// Raw logits of the checkpoint head for each text's first window (for reference checks).
+    pub fn checkpoint_logits(&self, texts: &[&str]) -> Result<Vec<Vec<f32>>> {
+        let Scorer::Checkpoint { head, .. } = &self.inner.scorer else {
+            return Err(Error::Labels {
+                key: "mode".into(),
+                message: "checkpoint_logits needs checkpoint mode".into(),
+            });
+        };
+        let ids = texts
+            .iter()
+            .map(|t| {
+                self.inner
+                    .tokenizer
+                    .prepare(t)
+                    .map(|p| p.windows[0].ids.clone())
+            })
+            .collect::<Result<Vec<_>>>()?;
+        let refs: Vec<&[u32]> = ids.iter().map(Vec::as_slice).collect();
+        let inputs = self.inner.inputs_of.inputs(&refs, 0)?;
+        let hidden = self.inner.encoder.forward(&inputs)?;
+        Ok(head.forward(&hidden.i((.., 0))?.contiguous()?)?.to_vec2()?)
+    }
+}
+
+#[cfg(test)]
+mod tests;

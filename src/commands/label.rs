@@ -1,0 +1,271 @@
+//! `triage label`: a dump in, labelled records out, resumable, with a progress bar and a
+//! summary.
+
+use std::io::{IsTerminal, Write};
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Instant;
+
+use anyhow::Context;
+use triage_batch::{CheckpointFile, InputFormat, RunOptions, Sink};
+
+use super::{chunk_records, exit_for};
+use crate::cli::{parse_shard, ConfigArgs, Failure, When};
+
+/// `triage label`: label every record of a dump.
+#[derive(clap::Args)]
+pub(crate) struct LabelArgs {
+    /// Input file or folder (`-` for standard input); `.gz` and `.zst` are decompressed.
+    pub(crate) input: String,
+    /// Output file (`-` for standard output); CSV when it ends in `.csv`, JSON Lines otherwise.
+    #[arg(long, short = 'o', default_value = "-")]
+    pub(crate) output: String,
+    /// Input format (default: from the extension; JSON Lines for `-`).
+    #[arg(long, value_parser = ["jsonl", "csv", "tsv", "txt", "dir"])]
+    pub(crate) format: Option<String>,
+    /// CSV/TSV column that holds the text (default: `[input] text_field`).
+    #[arg(long)]
+    pub(crate) text_column: Option<String>,
+    /// Output format (default: from the output's extension).
+    #[arg(long, value_parser = ["jsonl", "csv"])]
+    pub(crate) output_format: Option<String>,
+    /// Texts longer than this many characters become error records.
+    #[arg(long, default_value_t = 1_000_000)]
+    pub(crate) max_chars: usize,
+    /// Label every record, even one whose text was seen before in this run.
+    #[arg(long)]
+    pub(crate) no_dedupe: bool,
+    /// How many distinct texts to remember for reuse (memory: about 100 bytes each).
+    #[arg(long, default_value_t = 200_000)]
+    pub(crate) dedupe_capacity: usize,
+    /// Label only shard I of N (`I/N`, I from 0): records whose id hashes there. Join the
+    /// shards' outputs with `triage merge`.
+    #[arg(long, value_parser = parse_shard)]
+    pub(crate) shard: Option<(u64, u64)>,
+    /// Error records (default: `<output>.errors.jsonl`; standard error when the output is `-`).
+    #[arg(long)]
+    pub(crate) errors: Option<PathBuf>,
+    /// Stop after this many bad records.
+    #[arg(long)]
+    pub(crate) max_errors: Option<u64>,
+    /// Progress bar on standard error.
+    #[arg(long, value_enum, default_value = "auto")]
+    pub(crate) progress: When,
+    /// Where to write the summary as JSON (default: `<output>.summary.json`).
+    #[arg(long)]
+    pub(crate) summary_json: Option<PathBuf>,
+    /// Continue a killed or interrupted run from its checkpoint (`<output>.checkpoint.json`).
+    #[arg(long)]
+    pub(crate) resume: bool,
+    #[command(flatten)]
+    pub(crate) config: ConfigArgs,
+}
+
+/// Ctrl-C (or SIGTERM) once: stop reading, write what was read, checkpoint. Twice: exit now.
+fn install_signal_handler() -> Arc<AtomicBool> {
+    let stop = Arc::new(AtomicBool::new(false));
+    let flag = stop.clone();
+    let result = ctrlc::set_handler(move || {
+        if flag.swap(true, Ordering::SeqCst) {
+            // stderr stays locked until the process is gone: a summary the main thread is
+            // about to print must not follow this line
+            let mut err = std::io::stderr().lock();
+            let _ = writeln!(err, "\ntriage: interrupted again: exiting now");
+            std::process::exit(130);
+        }
+        eprintln!("\ntriage: interrupted: finishing what was read, then writing a checkpoint (Ctrl-C again to exit now)");
+    });
+    if let Err(e) = result {
+        tracing::warn!("cannot handle Ctrl-C: {e}");
+    }
+    stop
+}
+
+pub(crate) fn label(a: LabelArgs) -> Result<ExitCode, Failure> {
+    if a.resume && a.output == "-" {
+        return Err(Failure::Usage(anyhow::anyhow!(
+            "--resume needs an output file (-o FILE), not standard output"
+        )));
+    }
+    let (labeller, workspace) = a.config.labeller()?;
+    let columns = triage_batch::Columns {
+        text: a
+            .text_column
+            .clone()
+            .unwrap_or_else(|| workspace.input.text_field.clone()),
+        id: workspace.input.id_field.clone(),
+    };
+    let format = a
+        .format
+        .as_deref()
+        .map(|f| InputFormat::from_name(f).expect("clap checked the value"));
+    let triage_batch::input::Input {
+        records: input,
+        len: input_len,
+        bytes_read,
+    } = triage_batch::input::open(&a.input, format, &columns).map_err(Failure::usage)?;
+    let to_file = a.output != "-";
+    let csv_output = match a.output_format.as_deref() {
+        Some(f) => f == "csv",
+        None => a.output.ends_with(".csv"),
+    };
+    let checkpoint_path = PathBuf::from(format!("{}.checkpoint.json", a.output));
+    let errors_path = a
+        .errors
+        .clone()
+        .or_else(|| to_file.then(|| PathBuf::from(format!("{}.errors.jsonl", a.output))));
+    let summary_path = a
+        .summary_json
+        .clone()
+        .or_else(|| to_file.then(|| PathBuf::from(format!("{}.summary.json", a.output))));
+    let shard = a
+        .shard
+        .map(|(i, n)| format!(" shard {i}/{n}"))
+        .unwrap_or_default();
+    let config_sha = triage_batch::config_sha256(
+        &a.config.config,
+        &format!("{}{shard}", labeller.classifier().model_id()),
+    );
+    let previous = if a.resume {
+        let cp = CheckpointFile::read(&checkpoint_path).map_err(Failure::usage)?;
+        match &cp {
+            Some(cp) => cp
+                .check_matches(&checkpoint_path, &a.input, input_len, &config_sha)
+                .map_err(Failure::usage)?,
+            None => eprintln!(
+                "triage: no checkpoint at {}: starting from the beginning",
+                checkpoint_path.display()
+            ),
+        }
+        cp
+    } else {
+        None
+    };
+    if let Some(cp) = &previous {
+        if cp.complete {
+            eprint!("{}", cp.summary.table());
+            eprintln!("triage: {} is already complete", a.output);
+            return Ok(exit_for(&cp.summary));
+        }
+        eprintln!(
+            "triage: resuming after input line {} ({} records done)",
+            cp.lines_done, cp.summary.records
+        );
+    }
+    fn sink_err(p: &Path) -> impl Fn(std::io::Error) -> Failure + '_ {
+        move |e| Failure::Usage(anyhow::anyhow!("cannot write {}: {e}", p.display()))
+    }
+    let mut output = if to_file {
+        let p = Path::new(&a.output);
+        Sink::file(p, previous.as_ref().map(|c| c.output_bytes)).map_err(sink_err(p))?
+    } else {
+        Sink::stream(Box::new(std::io::stdout()), "standard output")
+    };
+    let mut errors = match &errors_path {
+        Some(p) => Sink::file(p, previous.as_ref().map(|c| c.errors_bytes)).map_err(sink_err(p))?,
+        None => Sink::stream(Box::new(std::io::stderr()), "standard error"),
+    };
+    let show = match a.progress {
+        When::Always => true,
+        When::Never => false,
+        When::Auto => std::io::stderr().is_terminal(),
+    };
+    let bar = show.then(|| {
+        let bar = match input_len {
+            Some(n) => indicatif::ProgressBar::new(n),
+            None => indicatif::ProgressBar::new_spinner(),
+        };
+        bar.set_style(
+            indicatif::ProgressStyle::with_template(
+                "{spinner} [{elapsed_precise}] {wide_bar} {percent:>3}% {msg} (left {eta})",
+            )
+            .expect("valid template"),
+        );
+        bar.set_draw_target(indicatif::ProgressDrawTarget::stderr());
+        bar.set_message("starting");
+        bar.enable_steady_tick(std::time::Duration::from_millis(250));
+        bar
+    });
+    let started = Instant::now();
+    let progress = |p: triage_batch::ProgressInfo| {
+        if let Some(bar) = &bar {
+            bar.set_position(bytes_read.load(Ordering::Relaxed));
+            let rate = p.records as f64 / started.elapsed().as_secs_f64().max(1e-9);
+            bar.set_message(format!(
+                "{} records, {} errors, {rate:.1} records/s",
+                p.records, p.errors
+            ));
+        }
+    };
+    let stop = install_signal_handler();
+    let options = RunOptions {
+        input_name: a.input.clone(),
+        output_name: a.output.clone(),
+        chunk_records: chunk_records(&workspace),
+        max_errors: a.max_errors,
+        skip_lines: previous.as_ref().map_or(0, |c| c.lines_done),
+        stop: Some(stop),
+        max_chars: a.max_chars,
+        csv_output,
+        dedupe_capacity: if a.no_dedupe { 0 } else { a.dedupe_capacity },
+        shard: a.shard,
+    };
+    let make_checkpoint = |c: &triage_batch::Checkpoint, complete: bool| {
+        CheckpointFile::at(c, &a.input, input_len, &config_sha, complete)
+    };
+    let mut last_lines_done = previous.as_ref().map_or(0, |c| c.lines_done);
+    let mut on_chunk = |c: &triage_batch::Checkpoint| -> std::io::Result<()> {
+        last_lines_done = c.lines_done;
+        if to_file {
+            make_checkpoint(c, false).write(&checkpoint_path)?;
+        }
+        Ok(())
+    };
+    let result = triage_batch::run(
+        &labeller,
+        input,
+        &mut output,
+        &mut errors,
+        &options,
+        previous.map(|c| c.summary),
+        &progress,
+        &mut on_chunk,
+    );
+    if let Some(bar) = &bar {
+        bar.finish_and_clear();
+    }
+    let summary = match result {
+        Ok(s) => s,
+        Err(e) if e.is_broken_pipe() => return Ok(ExitCode::SUCCESS),
+        Err(e) => return Err(Failure::Run(e.into())),
+    };
+    eprint!("\n{}", summary.table());
+    if let Some(p) = &errors_path {
+        if summary.errors > 0 {
+            eprintln!("error records: {}", p.display());
+        }
+    }
+    if summary.interrupted {
+        eprintln!("triage: stopped; `triage label ... --resume` continues after input line {last_lines_done}");
+        return Ok(ExitCode::from(130));
+    }
+    if to_file && !summary.stopped_early {
+        let done = triage_batch::Checkpoint {
+            lines_done: last_lines_done,
+            output_bytes: output.written(),
+            errors_bytes: errors.written(),
+            summary: &summary,
+        };
+        make_checkpoint(&done, true)
+            .write(&checkpoint_path)
+            .with_context(|| format!("writing {}", checkpoint_path.display()))?;
+    }
+    if let Some(p) = &summary_path {
+        let mut json = serde_json::to_vec_pretty(&summary).map_err(anyhow::Error::from)?;
+        json.push(b'\n');
+        triage_batch::write_atomic(p, &json).with_context(|| format!("writing {}", p.display()))?;
+    }
+    Ok(exit_for(&summary))
+}
