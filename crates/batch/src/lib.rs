@@ -4,6 +4,14 @@
 //! batches of similar length, and writes one output record per input record in input order.
 //! A record that cannot be labelled becomes an error record (file, line, field, reason) and the
 //! run goes on.
+//!
+//! - [`reader`]: the input formats as records; [`input`]: opening a file, standard input or a
+//!   folder for a run, with its size and bytes read.
+//! - `pipeline.rs`: the [`Labeller`] (classifier, language detector, field names) and [`run`]:
+//!   bounded channels, rayon for detection and tokenization, an ordered writer.
+//! - `checkpoint.rs`: [`CheckpointFile`], what `--resume` reads and refuses.
+//! - [`merge`]: the outputs of a sharded run joined, summaries added ([`Summary::add`]).
+//! - `record.rs`, `sink.rs`, `summary.rs`, `config.rs` (`workspace.toml`), `error.rs`.
 #![deny(missing_docs)]
 
 mod checkpoint;

@@ -41,15 +41,23 @@ fn read_lines(
     input: &InputConfig,
     labelled: bool,
 ) -> Result<(Vec<Example>, Vec<String>)> {
-    let bytes = std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
+    // the batch crate's line reader: `.gz` / `.zst` by extension, a byte-order mark and CR
+    // line ends dropped, blank lines skipped, a read error reported where it happened
+    let name = path.display().to_string();
+    let raw = triage_batch::reader::open(&name).with_context(|| format!("cannot read {name}"))?;
     let mut out = Vec::new();
     let mut bad = Vec::new();
-    for (i, line) in bytes.split(|&b| b == b'\n').enumerate() {
-        let line_no = i as u64 + 1;
-        let line = line.strip_suffix(b"\r").unwrap_or(line);
-        if line.iter().all(u8::is_ascii_whitespace) {
-            continue;
-        }
+    for record in triage_batch::reader::lines(raw, name.clone(), true) {
+        let line_no = record.line;
+        let line = match record.payload {
+            triage_batch::reader::Payload::Json(line) => line,
+            triage_batch::reader::Payload::Error(e) => {
+                bad.push(format!("{}:{line_no}: {}", path.display(), e.error.reason));
+                continue;
+            }
+            triage_batch::reader::Payload::Fields { text, .. } => text,
+        };
+        let line = line.as_slice();
         let at = |why: String| format!("{}:{line_no}: {why}", path.display());
         let v: Value = match serde_json::from_slice(line) {
             Ok(v) => v,

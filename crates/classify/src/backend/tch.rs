@@ -28,6 +28,7 @@ pub(crate) struct TchEncoder {
 // SAFETY: after loading, the model's tensors are only read (forward passes under
 // `no_grad`), and libtorch's CPU kernels may run concurrently on shared read-only tensors.
 unsafe impl Sync for TchEncoder {}
+// SAFETY: as for Sync: the tensors are owned by the encoder and only read after loading.
 unsafe impl Send for TchEncoder {}
 
 fn err(dir: &Path, message: impl std::fmt::Display) -> Error {
