@@ -1,8 +1,14 @@
-//! A bank: confirmed items with their exact digest and MinHash signature, saved as a folder
-//! (`bank.json`: format, name, item count, content hash, thresholds; `items.jsonl`: one item
-//! per line) and queried through in-memory indexes built at load time.
+//! A bank: confirmed items with their exact digest, MinHash signature and (optionally) the
+//! encoder's embedding, saved as a folder and queried through in-memory indexes built at load
+//! time.
+//!
+//! The folder holds `bank.json` (format, name, version, item count, the SHA-256 of every other
+//! file and of them all, the model of the embeddings), `items.jsonl` (id, digest, metadata: one
+//! item per line, in the order they were added), `signatures.bin` (per item `ROWS` u32,
+//! little-endian) and, when the bank was built with a model, `embeddings.bin` (per item a f32
+//! scale and `dim` signed bytes: the embedding divided by the scale, rounded).
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::io::{BufRead, Write};
 use std::path::{Path, PathBuf};
 
@@ -10,10 +16,14 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use crate::minhash::{self, Signature, ANCHORS, BANDS, ROWS};
-use crate::normalize::normalize;
+use crate::normalize::{normalize, Normalized};
 
 /// The bank format this crate writes and reads; a newer one is refused.
 pub const FORMAT: u32 = 1;
+
+const ITEMS: &str = "items.jsonl";
+const SIGNATURES: &str = "signatures.bin";
+const EMBEDDINGS: &str = "embeddings.bin";
 
 /// What can go wrong with a bank.
 #[derive(Debug, thiserror::Error)]
@@ -21,28 +31,61 @@ pub enum BankError {
     /// A file could not be read or written.
     #[error("{path}: {source}")]
     Io {
+        /// The file.
         path: PathBuf,
+        /// The underlying error.
         #[source]
         source: std::io::Error,
     },
     /// A file is not what a bank holds.
     #[error("{path}:{line}: {message}")]
     Invalid {
+        /// The file.
         path: PathBuf,
+        /// 1-based line (0: the whole file).
         line: u64,
+        /// What is wrong.
         message: String,
     },
     /// Written by a newer triage.
     #[error("{path}: bank format {found}, newer than the {FORMAT} this triage reads")]
-    Newer { path: PathBuf, found: u32 },
-    /// The items do not hash to what the bank says (truncated or edited).
+    Newer {
+        /// `bank.json`.
+        path: PathBuf,
+        /// The format it names.
+        found: u32,
+    },
+    /// A file does not hash to what `bank.json` says (truncated or edited).
     #[error(
         "{path}: content hash {found} differs from {expected} in bank.json (damaged or edited)"
     )]
     Damaged {
+        /// The file.
         path: PathBuf,
+        /// What `bank.json` says.
         expected: String,
+        /// What the file hashes to.
         found: String,
+    },
+    /// The bank's embeddings were made by another model than the one asked for.
+    #[error("{path}: embeddings made by model {found}, not by {expected} (rebuild the bank with this model, or label with that one)")]
+    ForeignModel {
+        /// `bank.json`.
+        path: PathBuf,
+        /// The model in use (id and weights checksum).
+        expected: String,
+        /// The bank's model.
+        found: String,
+    },
+    /// An embedding of the wrong size was added.
+    #[error("item {id}: embedding of {found} values, the bank's model makes {expected}")]
+    Dimension {
+        /// The item.
+        id: String,
+        /// The bank's dimension.
+        expected: usize,
+        /// The item's.
+        found: usize,
     },
 }
 
@@ -53,29 +96,64 @@ pub struct Item {
     pub id: String,
     /// SHA-256 (hex) of the normalised text.
     pub digest: String,
-    /// The MinHash signature (absent for an item imported as a digest only).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub signature: Option<Vec<u32>>,
+    /// Imported as a digest only (no signature, no embedding: exact matches only).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub digest_only: bool,
     /// Source, entity, ideology, date, notes: whatever the team keeps.
     #[serde(default, skip_serializing_if = "serde_json::Map::is_empty")]
     pub meta: serde_json::Map<String, serde_json::Value>,
+    /// The MinHash signature (kept in `signatures.bin`).
+    #[serde(skip)]
+    pub signature: Option<Signature>,
+    /// The encoder's embedding of the text (kept in `embeddings.bin`).
+    #[serde(skip)]
+    pub embedding: Option<Vec<f32>>,
 }
 
 impl Item {
-    /// An item from its text.
+    /// An item from its text (no embedding: see [`Item::with_embedding`]).
     pub fn from_text(
         id: &str,
         text: &str,
         meta: serde_json::Map<String, serde_json::Value>,
     ) -> Item {
         let n = normalize(text);
-        let sig = minhash::signature(minhash::shingles(&n.text).into_iter().map(|s| s.0));
         Item {
             id: id.to_owned(),
-            digest: digest(text),
-            signature: sig.map(|s| s.to_vec()),
+            digest: hex(&Sha256::digest(n.text.as_bytes())),
+            digest_only: false,
             meta,
+            signature: minhash::signature(minhash::shingles(&n.text).into_iter().map(|s| s.0)),
+            embedding: None,
         }
+    }
+
+    /// An item known by its digest alone (a partner's list): it matches exactly or not at all.
+    /// `digest` must be 64 hexadecimal digits (case is folded).
+    pub fn from_digest(
+        id: &str,
+        digest: &str,
+        meta: serde_json::Map<String, serde_json::Value>,
+    ) -> Result<Item, String> {
+        if digest.len() != 64 || !digest.bytes().all(|b| b.is_ascii_hexdigit()) {
+            return Err(format!(
+                "{digest:?} is not a SHA-256 digest (64 hexadecimal digits)"
+            ));
+        }
+        Ok(Item {
+            id: id.to_owned(),
+            digest: digest.to_ascii_lowercase(),
+            digest_only: true,
+            meta,
+            signature: None,
+            embedding: None,
+        })
+    }
+
+    /// The item with its text's embedding.
+    pub fn with_embedding(mut self, embedding: Vec<f32>) -> Item {
+        self.embedding = Some(embedding);
+        self
     }
 }
 
@@ -88,14 +166,38 @@ fn hex(b: &[u8]) -> String {
     b.iter().map(|x| format!("{x:02x}")).collect()
 }
 
+fn unhex(s: &str) -> Option<[u8; 32]> {
+    if s.len() != 64 {
+        return None;
+    }
+    let mut out = [0u8; 32];
+    for (i, o) in out.iter_mut().enumerate() {
+        *o = u8::from_str_radix(s.get(2 * i..2 * i + 2)?, 16).ok()?;
+    }
+    Some(out)
+}
+
 /// How an item was matched.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Method {
     /// The same normalised text.
     Exact,
     /// A near duplicate of the whole text, or the item contained in it.
     Near,
+    /// Close in the encoder's embedding space (a translation, a paraphrase).
+    Semantic,
+}
+
+impl Method {
+    /// The method's name as written (`exact`, `near`, `semantic`).
+    pub fn name(self) -> &'static str {
+        match self {
+            Method::Exact => "exact",
+            Method::Near => "near",
+            Method::Semantic => "semantic",
+        }
+    }
 }
 
 /// One match of a text against a bank item.
@@ -107,8 +209,8 @@ pub struct Match {
     pub item: String,
     /// How it matched.
     pub method: Method,
-    /// 1 for exact; the estimated Jaccard similarity, or the share of the item found in the
-    /// text, for near.
+    /// 1 for exact; for near, the estimated Jaccard similarity of the whole text or the share
+    /// of the item's signature found in the text; for semantic, the cosine similarity.
     pub similarity: f32,
     /// The text's characters that hold the item `[start, end)`.
     pub start: usize,
@@ -116,23 +218,152 @@ pub struct Match {
     pub end: usize,
 }
 
+/// The least similarities of a match (`[banks]` in `workspace.toml`).
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Thresholds {
+    /// Estimated Jaccard similarity of the whole text's shingles with the item's.
+    #[serde(default = "default_near")]
+    pub near: f32,
+    /// Share of the item's signature rows found in a longer text.
+    #[serde(default = "default_contained")]
+    pub contained: f32,
+    /// Cosine similarity of the text's (or a window's) embedding with the item's.
+    #[serde(default = "default_semantic")]
+    pub semantic: f32,
+}
+
+fn default_near() -> f32 {
+    Thresholds::default().near
+}
+fn default_contained() -> f32 {
+    Thresholds::default().contained
+}
+fn default_semantic() -> f32 {
+    Thresholds::default().semantic
+}
+
+impl Default for Thresholds {
+    /// Measured by `scripts/matching/evaluate.sh` (reports/matching/).
+    fn default() -> Self {
+        Thresholds {
+            near: 0.5,
+            contained: 0.6,
+            semantic: 0.9,
+        }
+    }
+}
+
+/// The model that made a bank's embeddings.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EmbeddingModel {
+    /// The model's id.
+    pub model: String,
+    /// SHA-256 of its weights.
+    pub weights_sha256: String,
+    /// Values per embedding.
+    pub dim: usize,
+}
+
+impl EmbeddingModel {
+    fn describe(&self) -> String {
+        format!("{} (weights {})", self.model, short(&self.weights_sha256))
+    }
+}
+
+fn short(s: &str) -> &str {
+    &s[..s.len().min(12)]
+}
+
 /// `bank.json`.
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct BankInfo {
     /// Bank format.
     pub format: u32,
     /// The bank's name.
     pub name: String,
-    /// Items held.
-    pub items: u64,
-    /// SHA-256 of `items.jsonl`.
-    pub content_sha256: String,
     /// Incremented by every change.
     pub version: u64,
-    /// Least estimated Jaccard similarity of a near match of the whole text.
-    pub near_threshold: f32,
-    /// Least share of an item's signature found in a longer text for a contained match.
-    pub contained_threshold: f32,
+    /// Items held.
+    pub items: u64,
+    /// Items held as a digest only.
+    #[serde(default)]
+    pub digest_only: u64,
+    /// SHA-256 of the other files' hashes, in the order of `files`.
+    pub content_sha256: String,
+    /// SHA-256 of each file of the bank.
+    pub files: BTreeMap<String, String>,
+    /// The model of the embeddings (none: the bank matches exactly and near only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub embeddings: Option<EmbeddingModel>,
+}
+
+/// A text prepared for look-up in any number of banks (normalised, shingled, signed once).
+#[derive(Debug, Clone)]
+pub struct Query {
+    normalized: Normalized,
+    chars: usize,
+    digest: [u8; 32],
+    shingles: Vec<(u64, usize, usize)>,
+    signature: Option<Signature>,
+    /// Embeddings of the text or its windows, with the span each covers, unit length.
+    embeddings: Vec<(Vec<f32>, usize, usize)>,
+}
+
+impl Query {
+    /// Prepares `text`.
+    pub fn new(text: &str) -> Query {
+        let normalized = normalize(text);
+        let shingles = minhash::shingles(&normalized.text);
+        Query {
+            chars: text.chars().count(),
+            digest: Sha256::digest(normalized.text.as_bytes()).into(),
+            signature: minhash::signature(shingles.iter().map(|s| s.0)),
+            shingles,
+            normalized,
+            embeddings: Vec::new(),
+        }
+    }
+
+    /// Adds the embedding of the text's characters `[start, end)` (the whole text or one of
+    /// its windows) for semantic look-up.
+    pub fn add_embedding(&mut self, embedding: &[f32], start: usize, end: usize) {
+        self.embeddings.push((unit(embedding), start, end));
+    }
+
+    /// The normalised text.
+    pub fn normalized(&self) -> &Normalized {
+        &self.normalized
+    }
+
+    /// The MinHash signature (none for a text without characters left by normalisation).
+    pub fn signature(&self) -> Option<&Signature> {
+        self.signature.as_ref()
+    }
+
+    /// SHA-256 (hex) of the normalised text.
+    pub fn digest(&self) -> String {
+        hex(&self.digest)
+    }
+
+    /// SHA-256 of the normalised text.
+    pub fn digest_bytes(&self) -> [u8; 32] {
+        self.digest
+    }
+}
+
+fn unit(v: &[f32]) -> Vec<f32> {
+    let n = v.iter().map(|x| x * x).sum::<f32>().sqrt().max(1e-12);
+    v.iter().map(|x| x / n).collect()
+}
+
+/// An embedding in 8 bits: the unit vector over its largest magnitude, times 127.
+fn quantize(v: &[f32]) -> (f32, Vec<i8>) {
+    let u = unit(v);
+    let max = u.iter().fold(0f32, |m, x| m.max(x.abs())).max(1e-12);
+    let scale = max / 127.0;
+    (scale, u.iter().map(|x| (x / scale).round() as i8).collect())
 }
 
 /// A bank, loaded and indexed.
@@ -140,77 +371,114 @@ pub struct BankInfo {
 pub struct Bank {
     info: BankInfo,
     items: Vec<Item>,
-    signatures: Vec<Option<Signature>>,
-    exact: HashMap<String, u32>,
+    ids: HashSet<String>,
+    exact: HashMap<[u8; 32], u32>,
     bands: Vec<(u64, u32)>,
     anchors: Vec<(u64, u32)>,
+    /// Per item: scale (0 without an embedding) and `dim` bytes.
+    scales: Vec<f32>,
+    vectors: Vec<i8>,
+    sorted: bool,
 }
 
 impl Bank {
-    /// An empty bank.
-    pub fn new(name: &str) -> Bank {
-        Bank::from_parts(
-            BankInfo {
+    /// An empty bank; `embeddings`: the model whose embeddings its items carry, if any.
+    pub fn new(name: &str, embeddings: Option<EmbeddingModel>) -> Bank {
+        Bank {
+            info: BankInfo {
                 format: FORMAT,
                 name: name.to_owned(),
-                items: 0,
-                content_sha256: String::new(),
                 version: 0,
-                near_threshold: 0.5,
-                contained_threshold: 0.6,
+                items: 0,
+                digest_only: 0,
+                content_sha256: String::new(),
+                files: BTreeMap::new(),
+                embeddings,
             },
-            Vec::new(),
-        )
-    }
-
-    fn from_parts(info: BankInfo, items: Vec<Item>) -> Bank {
-        let mut b = Bank {
-            info,
             items: Vec::new(),
-            signatures: Vec::new(),
+            ids: HashSet::new(),
             exact: HashMap::new(),
             bands: Vec::new(),
             anchors: Vec::new(),
-        };
-        for item in items {
-            b.push(item);
+            scales: Vec::new(),
+            vectors: Vec::new(),
+            sorted: true,
         }
-        b.bands.sort_unstable();
-        b.anchors.sort_unstable();
-        b
     }
 
-    fn push(&mut self, item: Item) {
+    fn dim(&self) -> usize {
+        self.info.embeddings.as_ref().map_or(0, |e| e.dim)
+    }
+
+    /// Whether the bank holds an item with this id.
+    pub fn contains(&self, id: &str) -> bool {
+        self.ids.contains(id)
+    }
+
+    /// Adds one item. An id the bank already holds is refused (`Ok(false)`); an embedding of
+    /// the wrong size is an error. Indexes are sorted again by [`Bank::finish`] (called by
+    /// `save` and `find` needs it: call it after adding).
+    pub fn insert(&mut self, mut item: Item) -> Result<bool, BankError> {
+        if self.ids.contains(&item.id) {
+            return Ok(false);
+        }
+        let dim = self.dim();
+        let (scale, bytes) = match item.embedding.take() {
+            Some(e) if dim == 0 => {
+                // a bank without a model keeps no embeddings
+                drop(e);
+                (0.0, Vec::new())
+            }
+            Some(e) if e.len() != dim => {
+                return Err(BankError::Dimension {
+                    id: item.id,
+                    expected: dim,
+                    found: e.len(),
+                })
+            }
+            Some(e) => quantize(&e),
+            None => (0.0, vec![0; dim]),
+        };
         let i = self.items.len() as u32;
-        let sig: Option<Signature> = item.signature.as_deref().and_then(|s| s.try_into().ok());
-        if let Some(s) = &sig {
+        if let Some(s) = &item.signature {
             for band in 0..BANDS {
                 self.bands.push((minhash::band_key(s, band), i));
             }
             for (row, v) in s.iter().enumerate().take(ANCHORS) {
                 self.anchors.push((minhash::anchor_key(row, *v), i));
             }
+            self.sorted = false;
         }
-        self.exact.entry(item.digest.clone()).or_insert(i);
-        self.signatures.push(sig);
+        if let Some(d) = unhex(&item.digest) {
+            self.exact.entry(d).or_insert(i);
+        }
+        self.info.digest_only += item.digest_only as u64;
+        self.scales.push(scale);
+        self.vectors.extend(bytes);
+        self.ids.insert(item.id.clone());
         self.items.push(item);
+        self.info.items = self.items.len() as u64;
+        Ok(true)
     }
 
-    /// Adds items (an id already held is replaced by nothing: the first stays). Returns how
-    /// many were new.
-    pub fn add(&mut self, items: impl IntoIterator<Item = Item>) -> usize {
-        let known: std::collections::HashSet<String> =
-            self.items.iter().map(|i| i.id.clone()).collect();
-        let before = self.items.len();
-        for item in items {
-            if !known.contains(&item.id) && !self.items[before..].iter().any(|x| x.id == item.id) {
-                self.push(item);
-            }
+    /// Sorts the look-up indexes after items were inserted.
+    pub fn finish(&mut self) {
+        if !self.sorted {
+            self.bands.sort_unstable();
+            self.anchors.sort_unstable();
+            self.sorted = true;
         }
-        self.bands.sort_unstable();
-        self.anchors.sort_unstable();
-        self.info.version += 1;
-        self.items.len() - before
+    }
+
+    /// Adds items (an id already held is skipped) and sorts the indexes. Returns how many were
+    /// new.
+    pub fn add(&mut self, items: impl IntoIterator<Item = Item>) -> Result<usize, BankError> {
+        let mut n = 0;
+        for item in items {
+            n += self.insert(item)? as usize;
+        }
+        self.finish();
+        Ok(n)
     }
 
     /// The bank's description.
@@ -218,53 +486,98 @@ impl Bank {
         &self.info
     }
 
-    /// The items, in the order they were added.
+    /// The bank's name.
+    pub fn name(&self) -> &str {
+        &self.info.name
+    }
+
+    /// The items, in the order they were added (signatures and embeddings are in the bank's
+    /// files, not in these).
     pub fn items(&self) -> &[Item] {
         &self.items
     }
 
-    /// Sets the near and contained thresholds.
-    pub fn set_thresholds(&mut self, near: f32, contained: f32) {
-        self.info.near_threshold = near;
-        self.info.contained_threshold = contained;
+    /// Refuses a bank whose embeddings another model made: `model` and `weights_sha256` are
+    /// the model in use. A bank without embeddings suits every model.
+    pub fn check_model(
+        &self,
+        dir: &Path,
+        model: &str,
+        weights_sha256: &str,
+    ) -> Result<(), BankError> {
+        match &self.info.embeddings {
+            Some(e) if e.weights_sha256 != weights_sha256 => Err(BankError::ForeignModel {
+                path: dir.join("bank.json"),
+                expected: format!("{model} (weights {})", short(weights_sha256)),
+                found: e.describe(),
+            }),
+            _ => Ok(()),
+        }
     }
 
-    /// Writes the bank to folder `dir` (created if missing).
+    /// Writes the bank to folder `dir` (created if missing); its version goes up by one.
     pub fn save(&mut self, dir: &Path) -> Result<(), BankError> {
+        self.finish();
         let io = |path: &Path| {
             let path = path.to_owned();
             move |source| BankError::Io { path, source }
         };
         std::fs::create_dir_all(dir).map_err(io(dir))?;
-        let items_path = dir.join("items.jsonl");
-        let mut body = Vec::new();
+        let mut items = Vec::new();
+        let mut sigs = Vec::with_capacity(self.items.len() * ROWS * 4);
         for item in &self.items {
-            serde_json::to_writer(&mut body, item).expect("items serialise");
-            body.push(b'\n');
+            serde_json::to_writer(&mut items, item).expect("items serialise");
+            items.push(b'\n');
+            let s = item.signature.unwrap_or([u32::MAX; ROWS]);
+            for v in s {
+                sigs.extend_from_slice(&v.to_le_bytes());
+            }
         }
-        std::fs::write(&items_path, &body).map_err(io(&items_path))?;
-        self.info.items = self.items.len() as u64;
-        self.info.content_sha256 = hex(&Sha256::digest(&body));
+        let mut files: Vec<(&str, Vec<u8>)> = vec![(ITEMS, items), (SIGNATURES, sigs)];
+        if self.info.embeddings.is_some() {
+            let dim = self.dim();
+            let mut e = Vec::with_capacity(self.items.len() * (4 + dim));
+            for (i, scale) in self.scales.iter().enumerate() {
+                e.extend_from_slice(&scale.to_le_bytes());
+                e.extend(
+                    self.vectors[i * dim..(i + 1) * dim]
+                        .iter()
+                        .map(|b| *b as u8),
+                );
+            }
+            files.push((EMBEDDINGS, e));
+        }
+        self.info.files.clear();
+        for (name, body) in &files {
+            let path = dir.join(name);
+            write_atomic(&path, body).map_err(io(&path))?;
+            self.info
+                .files
+                .insert((*name).to_owned(), hex(&Sha256::digest(body)));
+        }
+        self.info.content_sha256 = content_hash(&self.info.files);
+        self.info.version += 1;
         let info_path = dir.join("bank.json");
-        let mut f = std::fs::File::create(&info_path).map_err(io(&info_path))?;
-        serde_json::to_writer_pretty(&mut f, &self.info).expect("info serialises");
-        f.write_all(b"\n").map_err(io(&info_path))?;
+        let mut json = serde_json::to_vec_pretty(&self.info).expect("info serialises");
+        json.push(b'\n');
+        write_atomic(&info_path, &json).map_err(io(&info_path))?;
         Ok(())
     }
 
-    /// Reads the bank in folder `dir`, checking its format and content hash.
+    /// Reads the bank in folder `dir`, checking its format and every file's hash.
     pub fn load(dir: &Path) -> Result<Bank, BankError> {
         let info_path = dir.join("bank.json");
         let raw = std::fs::read(&info_path).map_err(|source| BankError::Io {
             path: info_path.clone(),
             source,
         })?;
-        let value: serde_json::Value =
-            serde_json::from_slice(&raw).map_err(|e| BankError::Invalid {
-                path: info_path.clone(),
-                line: e.line() as u64,
-                message: e.to_string(),
-            })?;
+        let invalid = |path: &Path, line: u64, message: String| BankError::Invalid {
+            path: path.to_owned(),
+            line,
+            message,
+        };
+        let value: serde_json::Value = serde_json::from_slice(&raw)
+            .map_err(|e| invalid(&info_path, e.line() as u64, e.to_string()))?;
         let found = value.get("format").and_then(|f| f.as_u64()).unwrap_or(0) as u32;
         if found > FORMAT {
             return Err(BankError::Newer {
@@ -272,45 +585,119 @@ impl Bank {
                 found,
             });
         }
-        let info: BankInfo = serde_json::from_value(value).map_err(|e| BankError::Invalid {
-            path: info_path.clone(),
-            line: 0,
-            message: e.to_string(),
-        })?;
-        let items_path = dir.join("items.jsonl");
-        let body = std::fs::read(&items_path).map_err(|source| BankError::Io {
-            path: items_path.clone(),
-            source,
-        })?;
-        let hash = hex(&Sha256::digest(&body));
-        if hash != info.content_sha256 {
+        let info: BankInfo =
+            serde_json::from_value(value).map_err(|e| invalid(&info_path, 0, e.to_string()))?;
+        if content_hash(&info.files) != info.content_sha256 {
             return Err(BankError::Damaged {
-                path: items_path,
-                expected: info.content_sha256,
-                found: hash,
+                path: info_path,
+                expected: info.content_sha256.clone(),
+                found: content_hash(&info.files),
             });
         }
-        let mut items = Vec::with_capacity(info.items as usize);
-        for (n, line) in body.lines().enumerate() {
+        let read = |name: &str| -> Result<Vec<u8>, BankError> {
+            let path = dir.join(name);
+            let body = std::fs::read(&path).map_err(|source| BankError::Io {
+                path: path.clone(),
+                source,
+            })?;
+            let expected = info.files.get(name).cloned().unwrap_or_default();
+            let found = hex(&Sha256::digest(&body));
+            if found != expected {
+                return Err(BankError::Damaged {
+                    path,
+                    expected,
+                    found,
+                });
+            }
+            Ok(body)
+        };
+        for name in [ITEMS, SIGNATURES] {
+            if !info.files.contains_key(name) {
+                return Err(invalid(&info_path, 0, format!("no hash for {name}")));
+            }
+        }
+        let body = read(ITEMS)?;
+        let sigs = read(SIGNATURES)?;
+        let n = info.items as usize;
+        let sig_path = dir.join(SIGNATURES);
+        if sigs.len() != n * ROWS * 4 {
+            return Err(invalid(
+                &sig_path,
+                0,
+                format!("{} bytes, {n} items need {}", sigs.len(), n * ROWS * 4),
+            ));
+        }
+        let emb = match &info.embeddings {
+            Some(e) => {
+                if !info.files.contains_key(EMBEDDINGS) {
+                    return Err(invalid(&info_path, 0, format!("no hash for {EMBEDDINGS}")));
+                }
+                let b = read(EMBEDDINGS)?;
+                if b.len() != n * (4 + e.dim) {
+                    return Err(invalid(
+                        &dir.join(EMBEDDINGS),
+                        0,
+                        format!(
+                            "{} bytes, {n} items of {} values need {}",
+                            b.len(),
+                            e.dim,
+                            n * (4 + e.dim)
+                        ),
+                    ));
+                }
+                Some(b)
+            }
+            None => None,
+        };
+        let mut bank = Bank::new(&info.name, info.embeddings.clone());
+        let items_path = dir.join(ITEMS);
+        let dim = bank.dim();
+        for (k, line) in body.lines().enumerate() {
             let line = line.map_err(|source| BankError::Io {
                 path: items_path.clone(),
                 source,
             })?;
-            let item: Item = serde_json::from_str(&line).map_err(|e| BankError::Invalid {
-                path: items_path.clone(),
-                line: n as u64 + 1,
-                message: e.to_string(),
-            })?;
-            if item.signature.as_ref().is_some_and(|s| s.len() != ROWS) {
-                return Err(BankError::Invalid {
-                    path: items_path.clone(),
-                    line: n as u64 + 1,
-                    message: format!("a signature of {ROWS} rows expected"),
-                });
+            let mut item: Item = serde_json::from_str(&line)
+                .map_err(|e| invalid(&items_path, k as u64 + 1, e.to_string()))?;
+            if k >= n {
+                return Err(invalid(
+                    &items_path,
+                    k as u64 + 1,
+                    format!("more items than the {n} of bank.json"),
+                ));
             }
-            items.push(item);
+            if !item.digest_only {
+                let s = &sigs[k * ROWS * 4..(k + 1) * ROWS * 4];
+                item.signature = Some(std::array::from_fn(|r| {
+                    u32::from_le_bytes(s[r * 4..r * 4 + 4].try_into().expect("4 bytes"))
+                }));
+            }
+            if !bank.insert(item)? {
+                return Err(invalid(
+                    &items_path,
+                    k as u64 + 1,
+                    "an id seen on an earlier line".into(),
+                ));
+            }
+            if let Some(b) = &emb {
+                let at = k * (4 + dim);
+                bank.scales[k] = f32::from_le_bytes(b[at..at + 4].try_into().expect("4 bytes"));
+                let v = &mut bank.vectors[k * dim..(k + 1) * dim];
+                for (o, x) in v.iter_mut().zip(&b[at + 4..at + 4 + dim]) {
+                    *o = *x as i8;
+                }
+            }
         }
-        Ok(Bank::from_parts(info, items))
+        if bank.items.len() != n {
+            return Err(invalid(
+                &items_path,
+                0,
+                format!("{} items, bank.json says {n}", bank.items.len()),
+            ));
+        }
+        bank.finish();
+        bank.info = info;
+        Ok(bank)
     }
 
     fn lookup(index: &[(u64, u32)], key: u64) -> impl Iterator<Item = u32> + '_ {
@@ -321,54 +708,69 @@ impl Bank {
             .map(|e| e.1)
     }
 
-    /// The items `text` matches, best first (exact, then by similarity), at most one per item.
-    pub fn find(&self, text: &str) -> Vec<Match> {
-        let n = normalize(text);
-        let chars = text.chars().count();
+    /// [`Bank::find`] for a text, at the default thresholds.
+    pub fn find_text(&self, text: &str) -> Vec<Match> {
+        self.find(&Query::new(text), &Thresholds::default())
+    }
+
+    /// The items the query matches, best first (exact, near, semantic; then by similarity),
+    /// at most one per item.
+    pub fn find(&self, q: &Query, t: &Thresholds) -> Vec<Match> {
+        debug_assert!(self.sorted, "Bank::finish after inserting");
         let mut best: HashMap<u32, Match> = HashMap::new();
-        let mut offer = |i: u32, m: Match| {
-            let e = best.entry(i).or_insert_with(|| m.clone());
-            if (m.method == Method::Exact && e.method != Method::Exact)
-                || (m.method == e.method && m.similarity > e.similarity)
-            {
-                *e = m;
+        let mut offer = |i: u32, method, similarity, (start, end)| {
+            let m = Match {
+                bank: self.info.name.clone(),
+                item: self.items[i as usize].id.clone(),
+                method,
+                similarity,
+                start,
+                end,
+            };
+            match best.get(&i) {
+                Some(e) if (e.method, -e.similarity) <= (m.method, -m.similarity) => {}
+                _ => {
+                    best.insert(i, m);
+                }
             }
         };
-        let mk = |i: u32, method, similarity, (start, end)| Match {
-            bank: self.info.name.clone(),
-            item: self.items[i as usize].id.clone(),
-            method,
-            similarity,
-            start,
-            end,
-        };
-        let d = hex(&Sha256::digest(n.text.as_bytes()));
-        if let Some(&i) = self.exact.get(&d) {
-            offer(i, mk(i, Method::Exact, 1.0, (0, chars)));
+        if let Some(&i) = self.exact.get(&q.digest) {
+            offer(i, Method::Exact, 1.0, (0, q.chars));
         }
-        let shingles = minhash::shingles(&n.text);
-        let Some(sig) = minhash::signature(shingles.iter().map(|s| s.0)) else {
-            return finish(best);
-        };
+        if let Some(sig) = &q.signature {
+            self.near(q, sig, t, &mut offer);
+        }
+        self.semantic(q, t, &mut offer);
+        finish(best)
+    }
+
+    fn near(
+        &self,
+        q: &Query,
+        sig: &Signature,
+        t: &Thresholds,
+        offer: &mut impl FnMut(u32, Method, f32, (usize, usize)),
+    ) {
         // whole-text near duplicates: candidates share a band
         let mut candidates: Vec<u32> = (0..BANDS)
-            .flat_map(|b| Bank::lookup(&self.bands, minhash::band_key(&sig, b)))
+            .flat_map(|b| Bank::lookup(&self.bands, minhash::band_key(sig, b)))
             .collect();
         candidates.sort_unstable();
         candidates.dedup();
         for i in candidates {
-            if let Some(s) = &self.signatures[i as usize] {
-                let j = minhash::jaccard(&sig, s);
-                if j >= self.info.near_threshold {
-                    offer(i, mk(i, Method::Near, j, (0, chars)));
+            if let Some(s) = &self.items[i as usize].signature {
+                let j = minhash::jaccard(sig, s);
+                if j >= t.near {
+                    offer(i, Method::Near, j, (0, q.chars));
                 }
             }
         }
         // items contained in the text: their anchor rows' minima are among the text's values
         let mut hits: HashMap<u32, usize> = HashMap::new();
+        let mut seen = HashSet::new();
         for row in 0..ANCHORS {
-            let mut seen = std::collections::HashSet::new();
-            for (h, _, _) in &shingles {
+            seen.clear();
+            for (h, _, _) in &q.shingles {
                 let v = minhash::permute(row, *h);
                 for i in Bank::lookup(&self.anchors, minhash::anchor_key(row, v)) {
                     if seen.insert(i) {
@@ -378,65 +780,184 @@ impl Bank {
             }
         }
         for (i, count) in hits {
-            if (count as f32) < ANCHORS as f32 * self.info.contained_threshold * 0.75 {
+            if (count as f32) < ANCHORS as f32 * t.contained * 0.75 {
                 continue;
             }
-            let Some(s) = &self.signatures[i as usize] else {
+            let Some(s) = &self.items[i as usize].signature else {
                 continue;
             };
-            // every row: is the item's minimum realised by one of the text's shingles, and
-            // where (a shingle the item shares with the rest of the text, such as " the ",
-            // occurs more than once: the occurrence nearest the others counts)
-            let occurrences: Vec<Vec<(usize, usize)>> = s
-                .iter()
-                .enumerate()
-                .map(|(row, want)| {
-                    shingles
-                        .iter()
-                        .filter(|(h, _, _)| minhash::permute(row, *h) == *want)
-                        .map(|&(_, a, b)| (a, b))
-                        .collect()
-                })
-                .collect();
-            let found = occurrences.iter().filter(|o| !o.is_empty()).count();
-            let mut unique: Vec<usize> = occurrences
-                .iter()
-                .filter(|o| o.len() == 1)
-                .map(|o| o[0].0)
-                .collect();
-            if unique.is_empty() {
-                unique = occurrences
-                    .iter()
-                    .filter_map(|o| o.first())
-                    .map(|o| o.0)
-                    .collect();
-            }
-            unique.sort_unstable();
-            let centre = unique.get(unique.len() / 2).copied().unwrap_or(0);
-            let (mut lo, mut hi) = (usize::MAX, 0);
-            for o in &occurrences {
-                if let Some(&(a, b)) = o.iter().min_by_key(|(a, _)| a.abs_diff(centre)) {
-                    lo = lo.min(a);
-                    hi = hi.max(b);
+            if let Some((share, span)) = contained(q, s) {
+                if share >= t.contained {
+                    offer(i, Method::Near, share, span);
                 }
             }
-            let share = found as f32 / ROWS as f32;
-            if share >= self.info.contained_threshold {
-                offer(i, mk(i, Method::Near, share, n.input_span(lo, hi)));
+        }
+    }
+
+    fn semantic(
+        &self,
+        q: &Query,
+        t: &Thresholds,
+        offer: &mut impl FnMut(u32, Method, f32, (usize, usize)),
+    ) {
+        for (k, i, sim) in self.semantic_hits(q.embeddings.iter().map(|e| e.0.as_slice()), t) {
+            let (_, start, end) = q.embeddings[k];
+            offer(i, Method::Semantic, sim, (start, end));
+        }
+    }
+
+    /// Semantic matches of unit-length embeddings (of a text, or its windows): `(which
+    /// embedding, item index, cosine)` for every pair at or over the threshold. A bank without
+    /// embeddings finds nothing.
+    fn semantic_hits<'a>(
+        &self,
+        embeddings: impl Iterator<Item = &'a [f32]>,
+        t: &Thresholds,
+    ) -> Vec<(usize, u32, f32)> {
+        let dim = self.dim();
+        let mut hits = Vec::new();
+        if dim == 0 {
+            return hits;
+        }
+        for (k, e) in embeddings.enumerate() {
+            if e.len() != dim {
+                continue;
+            }
+            for (i, scale) in self.scales.iter().enumerate() {
+                if *scale == 0.0 {
+                    continue;
+                }
+                let v = &self.vectors[i * dim..(i + 1) * dim];
+                let dot: f32 = v.iter().zip(e).map(|(a, b)| *a as f32 * b).sum::<f32>() * scale;
+                if dot >= t.semantic {
+                    hits.push((k, i as u32, dot));
+                }
             }
         }
-        finish(best)
+        hits
     }
+
+    /// Semantic matches of embeddings (each normalised here): for each match, the index of the
+    /// embedding that made it (its span is the caller's to set: `start` and `end` are 0).
+    pub fn find_semantic(&self, embeddings: &[Vec<f32>], t: &Thresholds) -> Vec<(usize, Match)> {
+        let units: Vec<Vec<f32>> = embeddings.iter().map(|e| unit(e)).collect();
+        self.semantic_hits(units.iter().map(|e| e.as_slice()), t)
+            .into_iter()
+            .map(|(k, i, sim)| {
+                (
+                    k,
+                    Match {
+                        bank: self.info.name.clone(),
+                        item: self.items[i as usize].id.clone(),
+                        method: Method::Semantic,
+                        similarity: sim,
+                        start: 0,
+                        end: 0,
+                    },
+                )
+            })
+            .collect()
+    }
+
+    /// Whether the bank holds embeddings (semantic look-up).
+    pub fn has_embeddings(&self) -> bool {
+        self.info.embeddings.is_some()
+    }
+}
+
+/// Matches from several look-ups (banks, methods) as one list: one per bank item, the best
+/// method kept (exact, near, semantic; then the higher similarity), best first.
+pub fn merge_matches(matches: impl IntoIterator<Item = Match>) -> Vec<Match> {
+    let mut best: HashMap<(String, String), Match> = HashMap::new();
+    for m in matches {
+        let key = (m.bank.clone(), m.item.clone());
+        match best.get(&key) {
+            Some(e) if (e.method, -e.similarity) <= (m.method, -m.similarity) => {}
+            _ => {
+                best.insert(key, m);
+            }
+        }
+    }
+    let mut v: Vec<Match> = best.into_values().collect();
+    sort_matches(&mut v);
+    v
+}
+
+fn sort_matches(v: &mut [Match]) {
+    v.sort_by(|a, b| {
+        a.method
+            .cmp(&b.method)
+            .then(b.similarity.total_cmp(&a.similarity))
+            .then(a.bank.cmp(&b.bank))
+            .then(a.item.cmp(&b.item))
+    });
+}
+
+/// How much of an item's signature a longer text holds, and where: every row whose minimum one
+/// of the text's shingles realises counts (a shingle the item shares with the rest of the
+/// text, such as " the ", occurs more than once: the occurrence nearest the others counts).
+fn contained(q: &Query, s: &Signature) -> Option<(f32, (usize, usize))> {
+    let occurrences: Vec<Vec<(usize, usize)>> = s
+        .iter()
+        .enumerate()
+        .map(|(row, want)| {
+            q.shingles
+                .iter()
+                .filter(|(h, _, _)| minhash::permute(row, *h) == *want)
+                .map(|&(_, a, b)| (a, b))
+                .collect()
+        })
+        .collect();
+    let found = occurrences.iter().filter(|o| !o.is_empty()).count();
+    if found == 0 {
+        return None;
+    }
+    let mut unique: Vec<usize> = occurrences
+        .iter()
+        .filter(|o| o.len() == 1)
+        .map(|o| o[0].0)
+        .collect();
+    if unique.is_empty() {
+        unique = occurrences
+            .iter()
+            .filter_map(|o| o.first())
+            .map(|o| o.0)
+            .collect();
+    }
+    unique.sort_unstable();
+    let centre = unique.get(unique.len() / 2).copied().unwrap_or(0);
+    let (mut lo, mut hi) = (usize::MAX, 0);
+    for o in &occurrences {
+        if let Some(&(a, b)) = o.iter().min_by_key(|(a, _)| a.abs_diff(centre)) {
+            lo = lo.min(a);
+            hi = hi.max(b);
+        }
+    }
+    Some((found as f32 / ROWS as f32, q.normalized.input_span(lo, hi)))
+}
+
+fn content_hash(files: &BTreeMap<String, String>) -> String {
+    let mut h = Sha256::new();
+    for (name, sha) in files {
+        h.update(name.as_bytes());
+        h.update(b" ");
+        h.update(sha.as_bytes());
+        h.update(b"\n");
+    }
+    hex(&h.finalize())
+}
+
+fn write_atomic(path: &Path, body: &[u8]) -> std::io::Result<()> {
+    let tmp = path.with_extension("tmp");
+    let mut f = std::fs::File::create(&tmp)?;
+    f.write_all(body)?;
+    f.sync_all()?;
+    std::fs::rename(&tmp, path)
 }
 
 fn finish(best: HashMap<u32, Match>) -> Vec<Match> {
     let mut v: Vec<Match> = best.into_values().collect();
-    v.sort_by(|a, b| {
-        (b.method == Method::Exact)
-            .cmp(&(a.method == Method::Exact))
-            .then(b.similarity.total_cmp(&a.similarity))
-            .then(a.item.cmp(&b.item))
-    });
+    sort_matches(&mut v);
     v
 }
 
@@ -451,17 +972,20 @@ mod tests {
     ];
 
     fn bank() -> Bank {
-        let mut b = Bank::new("test");
+        let mut b = Bank::new("test", None);
         b.add(
             ITEMS
                 .iter()
                 .map(|(id, t)| Item::from_text(id, t, Default::default())),
-        );
+        )
+        .unwrap();
         b
     }
 
     fn top(b: &Bank, text: &str) -> Option<(String, Method)> {
-        b.find(text).first().map(|m| (m.item.clone(), m.method))
+        b.find_text(text)
+            .first()
+            .map(|m| (m.item.clone(), m.method))
     }
 
     #[test]
@@ -479,7 +1003,7 @@ mod tests {
             .replace(' ', " \u{200b}");
         assert_eq!(top(&b, &obfuscated).map(|x| x.0), Some("call-2".into()));
         let cut: String = t.chars().take(t.chars().count() * 8 / 10).collect();
-        let m = &b.find(&cut)[0];
+        let m = &b.find_text(&cut)[0];
         assert_eq!((m.item.as_str(), m.method), ("call-2", Method::Near));
         let linked = format!("{t}\nhttps://t.me/channel #jihad #news");
         assert_eq!(top(&b, &linked), Some(("call-2".into(), Method::Exact)));
@@ -495,7 +1019,7 @@ mod tests {
             " Report this account to the platform please, it keeps coming back under new names.";
         let post = format!("{before}{}{after}", ITEMS[0].1);
         let m = b
-            .find(&post)
+            .find_text(&post)
             .into_iter()
             .find(|m| m.item == "claim-1")
             .expect("found");
@@ -515,7 +1039,7 @@ mod tests {
             "اعتقلت الشرطة مشتبهين اثنين بعد التفجير في السوق",
             "",
         ] {
-            assert!(b.find(t).is_empty(), "{t}: {:?}", b.find(t));
+            assert!(b.find_text(t).is_empty(), "{t}: {:?}", b.find_text(t));
         }
     }
 
@@ -529,6 +1053,7 @@ mod tests {
         assert_eq!(again.info().items, 3);
         assert_eq!(top(&again, ITEMS[0].1).map(|x| x.0), Some("claim-1".into()));
         // truncated items
+        assert_eq!(again.info().version, 1);
         let items = dir.path().join("items.jsonl");
         let body = std::fs::read(&items).unwrap();
         std::fs::write(&items, &body[..body.len() / 2]).unwrap();
@@ -553,17 +1078,74 @@ mod tests {
 
     #[test]
     fn digests_alone_match_exactly() {
-        let mut b = Bank::new("partner");
-        b.add([Item {
-            id: "p1".into(),
-            digest: digest(ITEMS[1].1),
-            signature: None,
-            meta: Default::default(),
-        }]);
+        let mut b = Bank::new("partner", None);
+        b.add([
+            Item::from_digest("p1", &digest(ITEMS[1].1).to_uppercase(), Default::default())
+                .unwrap(),
+        ])
+        .unwrap();
+        assert!(Item::from_digest("p2", "abc", Default::default()).is_err());
         assert_eq!(
             top(&b, &ITEMS[1].1.to_lowercase()),
             Some(("p1".into(), Method::Exact))
         );
-        assert!(b.find(ITEMS[0].1).is_empty());
+        assert!(b.find_text(ITEMS[0].1).is_empty());
+    }
+
+    fn model() -> EmbeddingModel {
+        EmbeddingModel {
+            model: "m".into(),
+            weights_sha256: "ab".repeat(32),
+            dim: 4,
+        }
+    }
+
+    #[test]
+    fn embeddings_match_semantically_survive_saving_and_name_their_model() {
+        let mut b = Bank::new("sem", Some(model()));
+        b.add([
+            Item::from_text("x", "one text", Default::default())
+                .with_embedding(vec![1.0, 0.0, 0.0, 0.0]),
+            Item::from_text("y", "another", Default::default())
+                .with_embedding(vec![0.0, 0.6, 0.8, 0.0]),
+        ])
+        .unwrap();
+        let bad = Item::from_text("z", "t", Default::default()).with_embedding(vec![1.0]);
+        assert!(matches!(b.insert(bad), Err(BankError::Dimension { .. })));
+        let dir = tempfile::tempdir().unwrap();
+        b.save(dir.path()).unwrap();
+        let b = Bank::load(dir.path()).unwrap();
+        let mut q = Query::new("a translation of nothing in the bank");
+        // a window over characters 3..9 close to "y" (cosine 0.98), far from "x"
+        q.add_embedding(&[0.1, 0.5, 0.9, 0.0], 3, 9);
+        let m = b.find(&q, &Thresholds::default());
+        assert_eq!(m.len(), 1, "{m:?}");
+        assert_eq!(
+            (m[0].item.as_str(), m[0].method, m[0].start, m[0].end),
+            ("y", Method::Semantic, 3, 9)
+        );
+        let truth = (0.6 * 0.5 + 0.8 * 0.9) / (0.1f32 * 0.1 + 0.25 + 0.81).sqrt();
+        assert!(
+            (m[0].similarity - truth).abs() < 0.01,
+            "{} vs {truth}",
+            m[0].similarity
+        );
+        b.check_model(dir.path(), "m", &"ab".repeat(32)).unwrap();
+        let e = b
+            .check_model(dir.path(), "other", &"cd".repeat(32))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("bank.json") && e.contains("abababab"), "{e}");
+        // a bank without embeddings suits any model
+        Bank::new("plain", None)
+            .check_model(dir.path(), "other", "cd")
+            .unwrap();
+        // a damaged embeddings file is named
+        let f = dir.path().join("embeddings.bin");
+        let mut body = std::fs::read(&f).unwrap();
+        body[5] ^= 1;
+        std::fs::write(&f, body).unwrap();
+        let e = Bank::load(dir.path()).unwrap_err().to_string();
+        assert!(e.contains("embeddings.bin"), "{e}");
     }
 }

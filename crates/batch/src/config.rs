@@ -36,6 +36,58 @@ impl Default for InputConfig {
     }
 }
 
+/// The `[banks]` section: banks of known content every run matches against, and the least
+/// similarities of a match.
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct BanksConfig {
+    /// Bank folders (`triage bank build`), relative to the folder of `workspace.toml`.
+    #[serde(default)]
+    pub paths: Vec<PathBuf>,
+    /// Least estimated Jaccard similarity of a near match of the whole text (also the edge of
+    /// a re-upload family).
+    #[serde(default = "default_near")]
+    pub near: f32,
+    /// Least share of an item's signature found in a longer text.
+    #[serde(default = "default_contained")]
+    pub contained: f32,
+    /// Least cosine similarity of a semantic match.
+    #[serde(default = "default_semantic")]
+    pub semantic: f32,
+}
+
+fn default_near() -> f32 {
+    triage_bank::Thresholds::default().near
+}
+fn default_contained() -> f32 {
+    triage_bank::Thresholds::default().contained
+}
+fn default_semantic() -> f32 {
+    triage_bank::Thresholds::default().semantic
+}
+
+impl Default for BanksConfig {
+    fn default() -> Self {
+        BanksConfig {
+            paths: Vec::new(),
+            near: default_near(),
+            contained: default_contained(),
+            semantic: default_semantic(),
+        }
+    }
+}
+
+impl BanksConfig {
+    /// The thresholds as the bank crate takes them.
+    pub fn thresholds(&self) -> triage_bank::Thresholds {
+        triage_bank::Thresholds {
+            near: self.near,
+            contained: self.contained,
+            semantic: self.semantic,
+        }
+    }
+}
+
 /// The whole `workspace.toml`.
 #[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
@@ -51,6 +103,9 @@ pub struct WorkspaceConfig {
     /// Where records keep their fields.
     #[serde(default)]
     pub input: InputConfig,
+    /// Banks of known content to match every record against.
+    #[serde(default)]
+    pub banks: BanksConfig,
 }
 
 impl WorkspaceConfig {
@@ -69,6 +124,18 @@ impl WorkspaceConfig {
             path: path.to_owned(),
             message: e.to_string().trim_end().replace('\n', "\n  "),
         })?;
+        for (key, v) in [
+            ("near", config.banks.near),
+            ("contained", config.banks.contained),
+            ("semantic", config.banks.semantic),
+        ] {
+            if !(0.0..=1.0).contains(&v) {
+                return Err(Error::Config {
+                    path: path.to_owned(),
+                    message: format!("[banks] {key} = {v}: a similarity between 0 and 1"),
+                });
+            }
+        }
         triage_langid::Detector::new(&config.languages).map_err(|source| Error::Languages {
             path: path.to_owned(),
             source,

@@ -65,6 +65,9 @@ pub enum Error {
         /// What is wrong with it.
         message: String,
     },
+    /// A bank cannot be used (missing, damaged, newer, another model's).
+    #[error("bank: {0}")]
+    Bank(#[from] triage_bank::BankError),
     /// Sharded outputs cannot be merged.
     #[error("{0}")]
     Merge(String),
@@ -89,7 +92,8 @@ impl Error {
             | Error::Languages { .. }
             | Error::Open { .. }
             | Error::Header { .. }
-            | Error::Checkpoint { .. } => true,
+            | Error::Checkpoint { .. }
+            | Error::Bank(_) => true,
             Error::Classify(e) => e.is_config(),
             Error::Read { .. } | Error::Write { .. } | Error::Merge(_) => false,
         }

@@ -26,7 +26,7 @@ mod sink;
 mod summary;
 
 pub use checkpoint::{config_sha256, CheckpointFile};
-pub use config::{InputConfig, WorkspaceConfig};
+pub use config::{BanksConfig, InputConfig, WorkspaceConfig};
 pub use error::{Error, Result};
 pub use pipeline::{run, shard_of, Checkpoint, Labeller, ProgressInfo, RunOptions};
 pub use reader::{Columns, InputFormat};
@@ -34,4 +34,4 @@ pub use record::{
     csv_header, parse_json_line, record_from_fields, ErrorDetail, OutputRecord, Record, RecordError,
 };
 pub use sink::{write_atomic, Sink};
-pub use summary::{LabelCount, Summary};
+pub use summary::{BankCount, LabelCount, Summary};

@@ -9,6 +9,7 @@ use std::time::Instant;
 
 use crossbeam_channel::bounded;
 use rayon::prelude::*;
+use triage_bank::{Bank, Match, Query, Thresholds};
 use triage_classify::{Classifier, Prepared};
 use triage_langid::{Detection, Detector};
 
@@ -21,12 +22,15 @@ use crate::record::{
 use crate::sink::Sink;
 use crate::summary::{LabelCount, Summary};
 
-/// What labels records: the classifier, the language detector and the input's field names.
+/// What labels records: the classifier, the language detector, the input's field names and
+/// the banks of known content.
 #[derive(Debug, Clone)]
 pub struct Labeller {
     classifier: Classifier,
     detector: std::sync::Arc<Detector>,
     input: InputConfig,
+    banks: Arc<Vec<Bank>>,
+    thresholds: Thresholds,
 }
 
 impl Labeller {
@@ -36,7 +40,46 @@ impl Labeller {
             classifier,
             detector: std::sync::Arc::new(detector),
             input,
+            banks: Arc::new(Vec::new()),
+            thresholds: Thresholds::default(),
         }
+    }
+
+    /// The labeller matching every record against `banks` at `thresholds`. Refuses a bank
+    /// whose embeddings another model made, and two banks of one name.
+    pub fn with_banks(
+        mut self,
+        banks: Vec<(std::path::PathBuf, Bank)>,
+        thresholds: Thresholds,
+    ) -> Result<Self> {
+        let mut names = std::collections::HashSet::new();
+        for (dir, b) in &banks {
+            b.check_model(
+                dir,
+                self.classifier.model_id(),
+                self.classifier.weights_sha256(),
+            )?;
+            if !names.insert(b.name().to_owned()) {
+                return Err(Error::Config {
+                    path: dir.join("bank.json"),
+                    message: format!("a second bank named {:?}", b.name()),
+                });
+            }
+        }
+        self.banks = Arc::new(banks.into_iter().map(|(_, b)| b).collect());
+        self.thresholds = thresholds;
+        Ok(self)
+    }
+
+    /// The banks every record is matched against.
+    pub fn banks(&self) -> &[Bank] {
+        &self.banks
+    }
+
+    /// Whether a bank holds embeddings, so that the run keeps each window's embedding for
+    /// semantic look-up.
+    fn semantic(&self) -> bool {
+        self.banks.iter().any(Bank::has_embeddings)
     }
 
     /// Loads the model of `config` from `model_dir` and builds the detector.
@@ -50,11 +93,23 @@ impl Labeller {
             path: config_path.to_owned(),
             source,
         })?;
+        // banks first: a missing or damaged one fails before the model is loaded
+        let root = config_path.parent().unwrap_or(std::path::Path::new(""));
+        let banks = config
+            .banks
+            .paths
+            .iter()
+            .map(|p| {
+                let dir = root.join(p);
+                Bank::load(&dir).map(|b| (dir, b))
+            })
+            .collect::<std::result::Result<Vec<_>, _>>()?;
         let classifier = triage_classify::ClassifierBuilder::new(model_dir)
             .options(config.model.clone())
             .labels(config.labels.clone())
             .build()?;
-        Ok(Labeller::new(classifier, detector, config.input.clone()))
+        Labeller::new(classifier, detector, config.input.clone())
+            .with_banks(banks, config.banks.thresholds())
     }
 
     /// The classifier.
@@ -143,7 +198,8 @@ struct RawChunk {
 }
 
 enum Item {
-    Ready(u64, Record, Detection, Prepared),
+    /// Position, record, language, windows, exact and near bank matches.
+    Ready(u64, Record, Detection, Prepared, Vec<Match>),
     Failed(u64, RecordError),
     /// Another shard's record.
     Skipped,
@@ -165,8 +221,44 @@ struct PrepChunk {
     items: Vec<Item>,
 }
 
-/// A text's window scores (`[window][label]`), shared by the texts with its tokens.
-type Scores = Arc<Vec<Vec<f32>>>;
+/// A text's window scores (`[window][label]`) and its semantic bank matches, shared by the
+/// texts with its tokens.
+type Scores = Arc<Scored>;
+
+struct Scored {
+    scores: Vec<Vec<f32>>,
+    /// Semantic matches: the window that made each (`None`: the whole text), its span set
+    /// per record from that record's windows.
+    semantic: Vec<(Option<usize>, Match)>,
+}
+
+impl Scored {
+    fn plain(scores: Vec<Vec<f32>>) -> Scores {
+        Arc::new(Scored {
+            scores,
+            semantic: Vec::new(),
+        })
+    }
+}
+
+/// Semantic matches of a text from its windows' embeddings: the text's embedding (the
+/// token-weighted mean) and, for a text of several windows, each window's.
+fn semantic_matches(
+    labeller: &Labeller,
+    p: &Prepared,
+    windows: &[Vec<f32>],
+) -> Vec<(Option<usize>, Match)> {
+    let mut embeddings = vec![labeller.classifier.text_embedding(p, windows)];
+    if windows.len() > 1 {
+        embeddings.extend(windows.iter().cloned());
+    }
+    labeller
+        .banks
+        .iter()
+        .flat_map(|b| b.find_semantic(&embeddings, &labeller.thresholds))
+        .map(|(k, m)| ((k > 0).then(|| k - 1), m))
+        .collect()
+}
 
 /// Window scores of texts seen before, keyed by a hash of their windows' token ids (the
 /// tokenizer has already normalised the text), forgotten oldest first.
@@ -215,6 +307,8 @@ enum Line {
         encoder_tokens: usize,
         windows: usize,
         reused: bool,
+        /// Per bank matched: its name and the record's best method.
+        bank_hits: Vec<(String, triage_bank::Method)>,
     },
     Failed {
         json: String,
@@ -335,8 +429,18 @@ fn prepare_chunk(labeller: &Labeller, options: &RunOptions, chunk: RawChunk) -> 
                 );
             }
             let lang = labeller.detector.detect(&rec.text);
+            let matches = if labeller.banks.is_empty() {
+                Vec::new()
+            } else {
+                let q = Query::new(&rec.text);
+                labeller
+                    .banks
+                    .iter()
+                    .flat_map(|b| b.find(&q, &labeller.thresholds))
+                    .collect()
+            };
             match labeller.classifier.prepare(&rec.text) {
-                Ok(p) => Item::Ready(pos, rec, lang, p),
+                Ok(p) => Item::Ready(pos, rec, lang, p, matches),
                 Err(e) => fail("tokenize", e.to_string()),
             }
         })
@@ -346,6 +450,18 @@ fn prepare_chunk(labeller: &Labeller, options: &RunOptions, chunk: RawChunk) -> 
         last_line: chunk.last_line,
         items,
     }
+}
+
+/// Each bank a record matched, with its best method (`matches` are best first).
+fn bank_hits(matches: &[Match]) -> Vec<(String, triage_bank::Method)> {
+    let mut hits: Vec<(String, triage_bank::Method)> = Vec::new();
+    for m in matches {
+        match hits.iter_mut().find(|h| h.0 == m.bank) {
+            Some(h) => h.1 = h.1.min(m.method),
+            None => hits.push((m.bank.clone(), m.method)),
+        }
+    }
+    hits
 }
 
 fn error_line(e: &RecordError, position: u64) -> Line {
@@ -372,7 +488,7 @@ fn infer_chunk(
         .items
         .iter()
         .filter_map(|i| match i {
-            Item::Ready(_, _, _, p) => Some(p),
+            Item::Ready(_, _, _, p, _) => Some(p),
             Item::Failed(..) | Item::Skipped => None,
         })
         .collect();
@@ -397,20 +513,42 @@ fn infer_chunk(
         }
     }
     let todo_prepared: Vec<&Prepared> = todo.iter().map(|&i| ready[i]).collect();
-    match labeller.classifier.window_scores(&todo_prepared) {
+    let score = |prepared: &[&Prepared]| -> triage_classify::Result<Vec<Scores>> {
+        if labeller.semantic() {
+            let (scores, embeddings) =
+                labeller.classifier.window_scores_and_embeddings(prepared)?;
+            Ok(scores
+                .into_iter()
+                .zip(embeddings)
+                .zip(prepared)
+                .map(|((scores, windows), p)| {
+                    Arc::new(Scored {
+                        scores,
+                        semantic: semantic_matches(labeller, p, &windows),
+                    })
+                })
+                .collect())
+        } else {
+            Ok(labeller
+                .classifier
+                .window_scores(prepared)?
+                .into_iter()
+                .map(Scored::plain)
+                .collect())
+        }
+    };
+    match score(&todo_prepared) {
         Ok(scores) => {
             for (&i, s) in todo.iter().zip(scores) {
-                results[i] = Some(Ok(Arc::new(s)));
+                results[i] = Some(Ok(s));
             }
         }
         // One failing record must not sink the chunk: on error, score the records one by one.
         Err(_) => {
             for (&i, p) in todo.iter().zip(&todo_prepared) {
                 results[i] = Some(
-                    labeller
-                        .classifier
-                        .window_scores(std::slice::from_ref(p))
-                        .map(|mut v| Arc::new(v.remove(0)))
+                    score(std::slice::from_ref(p))
+                        .map(|mut v| v.remove(0))
                         .map_err(|e| e.to_string()),
                 );
             }
@@ -443,15 +581,31 @@ fn infer_chunk(
         .filter_map(|item| match item {
             Item::Skipped => None,
             Item::Failed(pos, e) => Some(error_line(e, *pos)),
-            Item::Ready(pos, rec, lang, p) => {
+            Item::Ready(pos, rec, lang, p, matches) => {
                 Some(match results.next().expect("one result per record") {
-                    (Ok(scores), reused) => {
+                    (Ok(scored), reused) => {
                         let c = labeller.classifier.classify_window_scores(
                             p,
-                            &scores,
+                            &scored.scores,
                             Some(lang.lang()),
                         );
-                        let out = OutputRecord::new(&rec.id, *pos, lang, &c, model);
+                        let matches = (!labeller.banks.is_empty()).then(|| {
+                            let semantic = scored.semantic.iter().map(|(w, m)| {
+                                let (start, end) = match w.and_then(|w| p.windows.get(w)) {
+                                    Some(w) => (w.start, w.end),
+                                    None => (0, p.chars),
+                                };
+                                Match {
+                                    start,
+                                    end,
+                                    ..m.clone()
+                                }
+                            });
+                            triage_bank::merge_matches(matches.iter().cloned().chain(semantic))
+                        });
+                        let bank_hits = matches.as_deref().map(bank_hits).unwrap_or_default();
+                        let out =
+                            OutputRecord::new(&rec.id, *pos, lang, &c, model).with_matches(matches);
                         Line::Labelled {
                             json: if options.csv_output {
                                 out.csv()
@@ -475,6 +629,7 @@ fn infer_chunk(
                             encoder_tokens: if reused { 0 } else { p.window_tokens() },
                             windows: c.windows(),
                             reused,
+                            bank_hits,
                         }
                     }
                     (Err(reason), _) => error_line(
@@ -527,6 +682,7 @@ pub fn run(
             .collect(),
         ..Default::default()
     });
+    summary.list_banks(labeller.banks.iter().map(Bank::name));
     summary.threads = rayon::current_num_threads();
     summary.stopped_early = false;
     let stop = AtomicBool::new(false);
@@ -537,7 +693,10 @@ pub fn run(
     // a CSV output starts with its header (a resumed one already has it)
     if options.csv_output && output.written() == 0 {
         output
-            .line(&crate::record::csv_header(&names))
+            .line(&crate::record::csv_header(
+                &names,
+                !labeller.banks.is_empty(),
+            ))
             .map_err(|e| werr(output.name(), e))?;
     }
     let result = std::thread::scope(|s| -> Result<()> {
@@ -596,7 +755,9 @@ pub fn run(
                                 encoder_tokens,
                                 windows,
                                 reused,
+                                bank_hits,
                             } => {
+                                summary.count_bank_hits(&bank_hits);
                                 output.line(&json).map_err(|e| werr(output.name(), e))?;
                                 summary.reused += reused as u64;
                                 summary.labelled += 1;

@@ -205,6 +205,9 @@ pub struct OutputRecord<'a> {
     model: &'a str,
     chars: usize,
     windows: usize,
+    /// Bank matches, best first (absent when no bank is configured).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    matches: Option<Vec<triage_bank::Match>>,
 }
 
 /// Scores are written with 6 decimals: more is noise, and fewer digits diff better.
@@ -212,8 +215,9 @@ fn round6(x: f64) -> f64 {
     (x * 1e6).round() / 1e6
 }
 
-/// The CSV header of output records with these labels.
-pub fn csv_header(labels: &[&str]) -> String {
+/// The CSV header of output records with these labels (and a last `matches` column when
+/// banks are configured).
+pub fn csv_header(labels: &[&str], with_matches: bool) -> String {
     let mut cols: Vec<String> = [
         "id",
         "position",
@@ -235,6 +239,9 @@ pub fn csv_header(labels: &[&str]) -> String {
     for l in labels {
         cols.push(format!("{l}_score"));
         cols.push(format!("{l}_flagged"));
+    }
+    if with_matches {
+        cols.push("matches".into());
     }
     csv_row(&cols)
 }
@@ -271,6 +278,23 @@ impl<'a> OutputRecord<'a> {
         for l in &self.labels {
             f.push(l.score.to_string());
             f.push(l.flagged.to_string());
+        }
+        if let Some(m) = &self.matches {
+            // bank/item:method:similarity, best first, `;` between matches
+            f.push(
+                m.iter()
+                    .map(|m| {
+                        format!(
+                            "{}/{}:{}:{}",
+                            m.bank,
+                            m.item,
+                            m.method.name(),
+                            round6(m.similarity as f64)
+                        )
+                    })
+                    .collect::<Vec<_>>()
+                    .join(";"),
+            );
         }
         csv_row(&f)
     }
@@ -310,7 +334,14 @@ impl<'a> OutputRecord<'a> {
             model,
             chars: c.chars(),
             windows: c.windows(),
+            matches: None,
         }
+    }
+
+    /// The record with its bank matches (`None`: no bank configured, no `matches` field).
+    pub fn with_matches(mut self, matches: Option<Vec<triage_bank::Match>>) -> Self {
+        self.matches = matches;
+        self
     }
 }
 

@@ -15,6 +15,19 @@ pub struct LabelCount {
     pub top: u64,
 }
 
+/// Per-bank counts: records that matched the bank, by their best method.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BankCount {
+    /// Records with at least one match in the bank.
+    pub records: u64,
+    /// Of those, records whose best match was exact.
+    pub exact: u64,
+    /// ... near.
+    pub near: u64,
+    /// ... semantic.
+    pub semantic: u64,
+}
+
 /// What a run did.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct Summary {
@@ -37,6 +50,9 @@ pub struct Summary {
     pub labels: Vec<(String, LabelCount)>,
     /// Error records per kind.
     pub error_kinds: BTreeMap<String, u64>,
+    /// Records that matched each bank (absent when no bank is configured).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub banks: BTreeMap<String, BankCount>,
     /// Characters labelled.
     pub chars: u64,
     /// Text tokens (without specials and prefix).
@@ -105,7 +121,34 @@ impl Summary {
         for (k, v) in &s.error_kinds {
             *self.error_kinds.entry(k.clone()).or_default() += v;
         }
+        for (k, v) in &s.banks {
+            let c = self.banks.entry(k.clone()).or_default();
+            c.records += v.records;
+            c.exact += v.exact;
+            c.near += v.near;
+            c.semantic += v.semantic;
+        }
         Ok(())
+    }
+
+    /// Counts a record's bank matches: per bank matched, its best method.
+    pub fn count_bank_hits(&mut self, hits: &[(String, triage_bank::Method)]) {
+        for (bank, method) in hits {
+            let c = self.banks.entry(bank.clone()).or_default();
+            c.records += 1;
+            match method {
+                triage_bank::Method::Exact => c.exact += 1,
+                triage_bank::Method::Near => c.near += 1,
+                triage_bank::Method::Semantic => c.semantic += 1,
+            }
+        }
+    }
+
+    /// Starts the per-bank counts at zero, so that a bank nothing matched is listed too.
+    pub fn list_banks<'a>(&mut self, names: impl IntoIterator<Item = &'a str>) {
+        for n in names {
+            self.banks.entry(n.to_owned()).or_default();
+        }
     }
 
     /// Records per second of wall time.
@@ -163,6 +206,20 @@ impl Summary {
             let _ = writeln!(s, "{label:<w$}  {:>8}  {:>8}", c.flagged, c.top);
         }
         let _ = writeln!(s, "{:<w$}  {:>8}  {:>8}", "(none)", "", self.unflagged);
+        if !self.banks.is_empty() {
+            let _ = writeln!(
+                s,
+                "\n{:<w$}  {:>8}  {:>8}  {:>8}  {:>8}",
+                "bank", "records", "exact", "near", "semantic"
+            );
+            for (b, c) in &self.banks {
+                let _ = writeln!(
+                    s,
+                    "{b:<w$}  {:>8}  {:>8}  {:>8}  {:>8}",
+                    c.records, c.exact, c.near, c.semantic
+                );
+            }
+        }
         if !self.error_kinds.is_empty() {
             let _ = writeln!(s, "\n{:<w$}  {:>8}", "error", "records");
             for (k, n) in &self.error_kinds {

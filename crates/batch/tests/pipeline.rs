@@ -215,7 +215,7 @@ fn a_csv_output_starts_with_its_header() {
     );
     let lines: Vec<&str> = r.output.lines().collect();
     let names = labeller.classifier().label_names();
-    assert_eq!(lines[0], triage_batch::csv_header(&names));
+    assert_eq!(lines[0], triage_batch::csv_header(&names, false));
     assert_eq!(lines.len(), whole.output.lines().count() + 1);
 }
 
@@ -306,4 +306,124 @@ fn the_shards_of_a_run_merge_into_the_whole_run() {
     let twice = [parts[0].clone(), parts[0].clone()];
     let e = merge::merge(&twice, &dir.path().join("twice.jsonl")).unwrap_err();
     assert!(e.to_string().contains("out of order or repeated"), "{e}");
+}
+
+/// The tiny BERT checkpoint in prototypes mode (one label), so that windows have embeddings.
+fn prototypes_labeller() -> Labeller {
+    let classifier = ClassifierBuilder::new(tiny("tiny-bert-cls"))
+        .labels(LabelsConfig {
+            mode: Mode::Prototypes,
+            labels: vec![(
+                "spam".into(),
+                triage_classify::LabelSpec {
+                    examples: vec!["Gagnez de l'argent, cliquez ici".into()],
+                    ..Default::default()
+                },
+            )],
+            ..Default::default()
+        })
+        .build()
+        .unwrap();
+    let detector = triage_langid::Detector::new(&Default::default()).unwrap();
+    Labeller::new(classifier, detector, InputConfig::default())
+}
+
+#[test]
+fn bank_matches_are_added_without_changing_a_label() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = dump(dir.path());
+    let plain = prototypes_labeller();
+    let c = plain.classifier();
+    let known = "Join the fight, brothers, the hour has come.";
+    let far = "Bugün hava çok güzel, parka gidelim.";
+    // a bank with the model's own embeddings: "known" matches itself exactly; an item whose
+    // embedding is the embedding of "far" but whose text is elsewhere matches "far" semantically
+    let model = triage_bank::EmbeddingModel {
+        model: c.model_id().into(),
+        weights_sha256: c.weights_sha256().into(),
+        dim: c.hidden_size(),
+    };
+    let mut bank = triage_bank::Bank::new("seized", Some(model.clone()));
+    let e = c.embed(&[known, far]).unwrap();
+    bank.add([
+        triage_bank::Item::from_text("k1", &known.to_uppercase(), Default::default())
+            .with_embedding(e[0].clone()),
+        triage_bank::Item::from_text("t1", "a translation kept elsewhere", Default::default())
+            .with_embedding(e[1].clone()),
+    ])
+    .unwrap();
+    let bank_dir = dir.path().join("banks/seized");
+    bank.save(&bank_dir).unwrap();
+    let loaded = triage_bank::Bank::load(&bank_dir).unwrap();
+    let with = prototypes_labeller()
+        .with_banks(
+            vec![(bank_dir.clone(), loaded)],
+            triage_bank::Thresholds::default(),
+        )
+        .unwrap();
+    let a = run_with(
+        &plain,
+        &input,
+        &dir.path().join("a.jsonl"),
+        RunOptions::default(),
+    );
+    let b = run_with(
+        &with,
+        &input,
+        &dir.path().join("b.jsonl"),
+        RunOptions::default(),
+    );
+    let (ra, rb) = (records(&a.output), records(&b.output));
+    assert!(ra.iter().all(|r| r.get("matches").is_none()));
+    for (x, y) in ra.iter().zip(&rb) {
+        let mut y = y.clone();
+        let m = y
+            .as_object_mut()
+            .unwrap()
+            .remove("matches")
+            .expect("a matches field");
+        assert_eq!(x, &y, "labels change with a bank");
+        let text_id = x["id"].as_str().unwrap();
+        let items: Vec<(&str, &str)> = m
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|m| (m["item"].as_str().unwrap(), m["method"].as_str().unwrap()))
+            .collect();
+        match text_id {
+            // r6 is "known": exact beats its own semantic match (one entry per item)
+            "r6" => assert_eq!(items[0], ("k1", "exact"), "{m}"),
+            "r9" => {
+                assert!(items.contains(&("t1", "semantic")), "{m}");
+                let sim = m[0]["similarity"].as_f64().unwrap();
+                assert!(sim > 0.99, "{m}"); // the same embedding, stored in 8 bits
+            }
+            _ => assert!(!items.contains(&("k1", "exact")), "{text_id}: {m}"),
+        }
+    }
+    let counts = &b.summary.banks["seized"];
+    assert_eq!((counts.exact, counts.records >= 2), (1, true), "{counts:?}");
+    assert!(a.summary.banks.is_empty());
+    // a bank another model made is refused, naming its bank.json
+    let mut foreign = triage_bank::Bank::new(
+        "other",
+        Some(triage_bank::EmbeddingModel {
+            weights_sha256: "00".repeat(32),
+            ..model
+        }),
+    );
+    foreign.save(&dir.path().join("banks/other")).unwrap();
+    let e = prototypes_labeller()
+        .with_banks(
+            vec![(
+                dir.path().join("banks/other"),
+                triage_bank::Bank::load(&dir.path().join("banks/other")).unwrap(),
+            )],
+            Default::default(),
+        )
+        .unwrap_err();
+    assert!(
+        e.is_config() && e.to_string().contains("banks/other/bank.json"),
+        "{e}"
+    );
 }

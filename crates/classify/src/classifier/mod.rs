@@ -208,6 +208,39 @@ impl Classifier {
         Ok(out)
     }
 
+    /// [`Classifier::window_scores`] and, from the same passes, the pooled embedding of every
+    /// window (`[text][window][hidden]`, as [`Classifier::window_embeddings`] gives them; a
+    /// refined window's from the f32 pass). The scores are the same bits as
+    /// `window_scores`'. Needs `prototypes` or `head` mode.
+    #[allow(clippy::type_complexity)]
+    pub fn window_scores_and_embeddings<P: Borrow<Prepared> + Sync>(
+        &self,
+        prepared: &[P],
+    ) -> Result<(Vec<Vec<Vec<f32>>>, Vec<Vec<Vec<f32>>>)> {
+        if !self.uses_embeddings() {
+            return Err(Error::Labels {
+                key: "mode".into(),
+                message: "window embeddings need prototypes or head mode".into(),
+            });
+        }
+        let all = every_window(prepared);
+        let (scores, rows) = self.scores_and_rows_of(prepared, &all, false, true)?;
+        let mut out = by_text(prepared, scores);
+        let mut emb = by_text(prepared, rows);
+        if let Some(margin) = self.inner.refine_margin {
+            let near: Vec<(usize, usize)> = all
+                .into_iter()
+                .filter(|&(d, w)| self.near_a_decision(&out[d][w], margin))
+                .collect();
+            let (scores, rows) = self.scores_and_rows_of(prepared, &near, true, true)?;
+            for (((d, w), s), r) in near.iter().zip(scores).zip(rows) {
+                out[*d][*w] = s;
+                emb[*d][*w] = r;
+            }
+        }
+        Ok((out, emb))
+    }
+
     /// Label scores of the windows `items` (`(text, window)`), on the main encoder or, with
     /// `exact`, its f32 one.
     fn scores_of<P: Borrow<Prepared> + Sync>(
@@ -216,6 +249,18 @@ impl Classifier {
         items: &[(usize, usize)],
         exact: bool,
     ) -> Result<Vec<Vec<f32>>> {
+        Ok(self.scores_and_rows_of(prepared, items, exact, false)?.0)
+    }
+
+    /// [`Classifier::scores_of`], and with `keep_rows` the pooled rows the scores came from.
+    #[allow(clippy::type_complexity)]
+    fn scores_and_rows_of<P: Borrow<Prepared> + Sync>(
+        &self,
+        prepared: &[P],
+        items: &[(usize, usize)],
+        exact: bool,
+        keep_rows: bool,
+    ) -> Result<(Vec<Vec<f32>>, Vec<Vec<f32>>)> {
         if self.uses_embeddings() {
             // each window's pooled row stays a tensor (on the host), and the rows are scored
             // together as one matrix
@@ -227,13 +272,20 @@ impl Classifier {
                         .collect::<candle_core::Result<Vec<_>>>()?)
                 })?;
             if pooled.is_empty() {
-                return Ok(Vec::new());
+                return Ok((Vec::new(), Vec::new()));
             }
-            return self.score_pooled(&Tensor::cat(&pooled, 0)?);
+            let matrix = Tensor::cat(&pooled, 0)?;
+            let rows = if keep_rows {
+                matrix.to_vec2::<f32>()?
+            } else {
+                Vec::new()
+            };
+            return Ok((self.score_pooled(&matrix)?, rows));
         }
-        self.run_items(prepared, items, exact, |this, hidden, _| {
+        let scores = self.run_items(prepared, items, exact, |this, hidden, _| {
             this.checkpoint_rows(hidden)
-        })
+        })?;
+        Ok((scores, Vec::new()))
     }
 
     /// Labels one text from its window scores (see [`Classifier::window_scores`]), flagged at

@@ -136,3 +136,38 @@ fn single_label_flags_only_the_top_label() {
         }
     }
 }
+
+#[test]
+fn scores_with_embeddings_are_the_same_bits_as_scores_alone() {
+    let dir =
+        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../tests/data/models/tiny-bert-cls");
+    let labels = LabelsConfig {
+        mode: Mode::Prototypes,
+        labels: vec![(
+            "spam".into(),
+            LabelSpec {
+                examples: vec!["Free money, click this link now".into()],
+                ..Default::default()
+            },
+        )],
+        ..Default::default()
+    };
+    let options = crate::ModelOptions {
+        max_tokens: Some(24),
+        window_overlap: 4,
+        ..crate::ModelOptions::new("tiny-bert-cls")
+    };
+    let c = ClassifierBuilder::new(dir)
+        .options(options)
+        .labels(labels)
+        .build()
+        .unwrap();
+    let prepared: Vec<_> = [LONG, "short text", "Free money!"]
+        .iter()
+        .map(|t| c.prepare(t).unwrap())
+        .collect();
+    let (scores, embeddings) = c.window_scores_and_embeddings(&prepared).unwrap();
+    assert_eq!(scores, c.window_scores(&prepared).unwrap());
+    assert_eq!(embeddings, c.window_embeddings(&prepared).unwrap());
+    assert!(scores[0].len() > 1, "the long text has several windows");
+}
