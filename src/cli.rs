@@ -129,7 +129,20 @@ impl ConfigArgs {
 
     /// The labeller the workspace describes, loaded.
     pub(crate) fn labeller(&self) -> Result<(Labeller, WorkspaceConfig), Failure> {
-        let (config, dir) = self.load()?;
+        self.labeller_with(&[])
+    }
+
+    /// The labeller the workspace describes with more banks (`--bank`, relative to the
+    /// current folder; the configuration's are relative to its own folder).
+    pub(crate) fn labeller_with(
+        &self,
+        banks: &[PathBuf],
+    ) -> Result<(Labeller, WorkspaceConfig), Failure> {
+        let (mut config, dir) = self.load()?;
+        for b in banks {
+            let abs = std::path::absolute(b).unwrap_or_else(|_| b.clone());
+            config.banks.paths.push(abs);
+        }
         let labeller = Labeller::from_config(&config, &dir, &self.config).map_err(|e| {
             let config_error = e.is_config();
             let e = anyhow::Error::new(e).context(format!("loading {}", self.config.display()));
@@ -163,6 +176,11 @@ enum Command {
     /// Install and list models.
     #[command(subcommand)]
     Models(commands::ModelsCommand),
+    /// Give each record of a labelled output its re-upload family (`<output>.families.jsonl`).
+    Families(commands::FamiliesArgs),
+    /// Build, extend, list and describe banks of known content (`label --bank`).
+    #[command(subcommand)]
+    Bank(commands::BankCommand),
 }
 
 /// How a command failed: a usage or configuration error (exit 2) or a runtime one (exit 1).
@@ -234,5 +252,7 @@ fn run(command: Command) -> Result<ExitCode, Failure> {
         Command::Calibrate(a) => commands::calibrate(a),
         Command::Merge(a) => commands::merge(a),
         Command::Models(m) => commands::models(m),
+        Command::Bank(b) => commands::bank(b),
+        Command::Families(a) => commands::families(a),
     }
 }

@@ -59,6 +59,14 @@ pub(crate) struct LabelArgs {
     /// Continue a killed or interrupted run from its checkpoint (`<output>.checkpoint.json`).
     #[arg(long)]
     pub(crate) resume: bool,
+    /// Match every record against this bank of known content (`triage bank build`);
+    /// repeatable, added to `[banks] paths` of the configuration.
+    #[arg(long = "bank", value_name = "DIR")]
+    pub(crate) banks: Vec<PathBuf>,
+    /// After labelling, give each record its re-upload `family` and write
+    /// `<output>.families.jsonl` (`triage families` does it for a merged sharded output).
+    #[arg(long)]
+    pub(crate) families: bool,
     #[command(flatten)]
     pub(crate) config: ConfigArgs,
 }
@@ -89,7 +97,12 @@ pub(crate) fn label(a: LabelArgs) -> Result<ExitCode, Failure> {
             "--resume needs an output file (-o FILE), not standard output"
         )));
     }
-    let (labeller, workspace) = a.config.labeller()?;
+    if a.families && (a.output == "-" || a.shard.is_some()) {
+        return Err(Failure::Usage(anyhow::anyhow!(
+            "--families needs the whole output in a file (-o FILE, no --shard: run `triage families` on the merged output)"
+        )));
+    }
+    let (labeller, workspace) = a.config.labeller_with(&a.banks)?;
     let columns = triage_batch::Columns {
         text: a
             .text_column
@@ -124,9 +137,14 @@ pub(crate) fn label(a: LabelArgs) -> Result<ExitCode, Failure> {
         .shard
         .map(|(i, n)| format!(" shard {i}/{n}"))
         .unwrap_or_default();
+    let banks: String = labeller
+        .banks()
+        .iter()
+        .map(|b| format!(" bank {} {}", b.name(), b.info().content_sha256))
+        .collect();
     let config_sha = triage_batch::config_sha256(
         &a.config.config,
-        &format!("{}{shard}", labeller.classifier().model_id()),
+        &format!("{}{shard}{banks}", labeller.classifier().model_id()),
     );
     let previous = if a.resume {
         let cp = CheckpointFile::read(&checkpoint_path).map_err(Failure::usage)?;
@@ -266,6 +284,24 @@ pub(crate) fn label(a: LabelArgs) -> Result<ExitCode, Failure> {
         let mut json = serde_json::to_vec_pretty(&summary).map_err(anyhow::Error::from)?;
         json.push(b'\n');
         triage_batch::write_atomic(p, &json).with_context(|| format!("writing {}", p.display()))?;
+    }
+    if a.families && !summary.stopped_early {
+        if csv_output {
+            return Err(Failure::Usage(anyhow::anyhow!(
+                "--families needs a JSON Lines output, not CSV"
+            )));
+        }
+        let reopened =
+            triage_batch::input::open(&a.input, format, &columns).map_err(Failure::usage)?;
+        let f = triage_batch::families::families(
+            Path::new(&a.output),
+            reopened.records,
+            &a.input,
+            &workspace.input,
+            workspace.banks.near,
+        )
+        .map_err(|e| Failure::Run(e.into()))?;
+        super::families::print(&f);
     }
     Ok(exit_for(&summary))
 }

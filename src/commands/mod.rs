@@ -1,9 +1,11 @@
 //! One file per command: each turns its arguments into the crates' calls and prints.
 
+mod bank;
 mod bench;
 mod calibrate;
 mod detect;
 mod eval;
+mod families;
 mod label;
 mod merge;
 mod models;
@@ -13,10 +15,12 @@ use std::process::ExitCode;
 
 use triage_batch::{RunOptions, WorkspaceConfig};
 
+pub(crate) use bank::{bank, BankCommand};
 pub(crate) use bench::{bench, BenchArgs};
 pub(crate) use calibrate::{calibrate, CalibrateArgs};
 pub(crate) use detect::{detect, DetectArgs};
 pub(crate) use eval::{eval, EvalArgs};
+pub(crate) use families::{families, FamiliesArgs};
 pub(crate) use label::{label, LabelArgs};
 pub(crate) use merge::{merge, MergeArgs};
 pub(crate) use models::{models, ModelsCommand};

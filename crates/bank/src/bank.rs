@@ -29,13 +29,12 @@ const EMBEDDINGS: &str = "embeddings.bin";
 #[derive(Debug, thiserror::Error)]
 pub enum BankError {
     /// A file could not be read or written.
-    #[error("{path}: {source}")]
+    #[error("{path}: {error}")]
     Io {
         /// The file.
         path: PathBuf,
-        /// The underlying error.
-        #[source]
-        source: std::io::Error,
+        /// The underlying error (not a `source`: the message already says it).
+        error: std::io::Error,
     },
     /// A file is not what a bank holds.
     #[error("{path}:{line}: {message}")]
@@ -520,7 +519,7 @@ impl Bank {
         self.finish();
         let io = |path: &Path| {
             let path = path.to_owned();
-            move |source| BankError::Io { path, source }
+            move |error| BankError::Io { path, error }
         };
         std::fs::create_dir_all(dir).map_err(io(dir))?;
         let mut items = Vec::new();
@@ -569,7 +568,7 @@ impl Bank {
         let info_path = dir.join("bank.json");
         let raw = std::fs::read(&info_path).map_err(|source| BankError::Io {
             path: info_path.clone(),
-            source,
+            error: source,
         })?;
         let invalid = |path: &Path, line: u64, message: String| BankError::Invalid {
             path: path.to_owned(),
@@ -598,7 +597,7 @@ impl Bank {
             let path = dir.join(name);
             let body = std::fs::read(&path).map_err(|source| BankError::Io {
                 path: path.clone(),
-                source,
+                error: source,
             })?;
             let expected = info.files.get(name).cloned().unwrap_or_default();
             let found = hex(&Sha256::digest(&body));
@@ -655,7 +654,7 @@ impl Bank {
         for (k, line) in body.lines().enumerate() {
             let line = line.map_err(|source| BankError::Io {
                 path: items_path.clone(),
-                source,
+                error: source,
             })?;
             let mut item: Item = serde_json::from_str(&line)
                 .map_err(|e| invalid(&items_path, k as u64 + 1, e.to_string()))?;

@@ -10,6 +10,7 @@
 //! - `pipeline.rs`: the [`Labeller`] (classifier, language detector, field names) and [`run`]:
 //!   bounded channels, rayon for detection and tokenization, an ordered writer.
 //! - `checkpoint.rs`: [`CheckpointFile`], what `--resume` reads and refuses.
+//! - [`families`]: re-upload families of a labelled output and its input.
 //! - [`merge`]: the outputs of a sharded run joined, summaries added ([`Summary::add`]).
 //! - `record.rs`, `sink.rs`, `summary.rs`, `config.rs` (`workspace.toml`), `error.rs`.
 #![deny(missing_docs)]
@@ -17,6 +18,7 @@
 mod checkpoint;
 mod config;
 mod error;
+pub mod families;
 pub mod input;
 pub mod merge;
 mod pipeline;

@@ -371,25 +371,39 @@ fn read_chunks(
     }
 }
 
+/// A raw record parsed into a record, or the error record that says why it cannot be one.
+pub(crate) fn parse_raw(
+    raw: RawRecord,
+    input_name: &str,
+    input: &InputConfig,
+) -> std::result::Result<Record, RecordError> {
+    let file = raw.file.as_deref().unwrap_or(input_name);
+    match raw.payload {
+        Payload::Json(bytes) => parse_json_line(&bytes, raw.line, file, input),
+        Payload::Fields { id, text } => record_from_fields(
+            id.as_deref(),
+            &text,
+            raw.line,
+            raw.pos,
+            file,
+            &input.text_field,
+        ),
+        Payload::Error(e) => Err(e),
+    }
+}
+
 fn prepare_chunk(labeller: &Labeller, options: &RunOptions, chunk: RawChunk) -> PrepChunk {
     let items: Vec<Item> = chunk
         .records
         .into_par_iter()
         .map(|raw| {
-            let file = raw.file.as_deref().unwrap_or(&options.input_name);
-            let parsed = match raw.payload {
-                Payload::Json(bytes) => parse_json_line(&bytes, raw.line, file, &labeller.input),
-                Payload::Fields { id, text } => record_from_fields(
-                    id.as_deref(),
-                    &text,
-                    raw.line,
-                    raw.pos,
-                    file,
-                    &labeller.input.text_field,
-                ),
-                Payload::Error(e) => Err(e),
-            };
+            let file = raw
+                .file
+                .clone()
+                .unwrap_or_else(|| options.input_name.clone());
+            let file = file.as_str();
             let pos = raw.pos;
+            let parsed = parse_raw(raw, &options.input_name, &labeller.input);
             if let Some((i, n)) = options.shard {
                 let key = match &parsed {
                     Ok(r) => r.id.clone(),
