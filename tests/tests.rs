@@ -1,5 +1,6 @@
 //! End-to-end tests of the `triage` command.
 
+mod banks;
 mod hub;
 mod inputs;
 mod label;

@@ -98,6 +98,10 @@ pub struct Item {
     /// Imported as a digest only (no signature, no embedding: exact matches only).
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub digest_only: bool,
+    /// Distinct shingles of the normalised text (0 for a digest): an item of fewer than
+    /// [`MIN_CONTAINED_SHINGLES`] is matched as a whole text only, not inside longer ones.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub shingles: u32,
     /// Source, entity, ideology, date, notes: whatever the team keeps.
     #[serde(default, skip_serializing_if = "serde_json::Map::is_empty")]
     pub meta: serde_json::Map<String, serde_json::Value>,
@@ -117,12 +121,15 @@ impl Item {
         meta: serde_json::Map<String, serde_json::Value>,
     ) -> Item {
         let n = normalize(text);
+        let shingles = minhash::shingles(&n.text);
+        let distinct: HashSet<u64> = shingles.iter().map(|s| s.0).collect();
         Item {
             id: id.to_owned(),
             digest: hex(&Sha256::digest(n.text.as_bytes())),
             digest_only: false,
+            shingles: distinct.len() as u32,
             meta,
-            signature: minhash::signature(minhash::shingles(&n.text).into_iter().map(|s| s.0)),
+            signature: minhash::signature(shingles.into_iter().map(|s| s.0)),
             embedding: None,
         }
     }
@@ -143,6 +150,7 @@ impl Item {
             id: id.to_owned(),
             digest: digest.to_ascii_lowercase(),
             digest_only: true,
+            shingles: 0,
             meta,
             signature: None,
             embedding: None,
@@ -154,6 +162,15 @@ impl Item {
         self.embedding = Some(embedding);
         self
     }
+}
+
+/// Least distinct shingles of an item found inside a longer text: a shorter one (about 60
+/// characters) is mostly a stock phrase ("everyone has the right to ...") that longer texts
+/// hold by chance (reports/matching/).
+pub const MIN_CONTAINED_SHINGLES: u32 = 60;
+
+fn is_zero(n: &u32) -> bool {
+    *n == 0
 }
 
 /// SHA-256 (hex) of a text's normalised form: what partners share without sharing the text.
@@ -230,7 +247,15 @@ pub struct Thresholds {
     /// Cosine similarity of the text's (or a window's) embedding with the item's.
     #[serde(default = "default_semantic")]
     pub semantic: f32,
+    /// Least margin of a semantic match: its cosine less the mean cosine of the text's next
+    /// [`MARGIN_NEIGHBOURS`] nearest items (missing neighbours count as `semantic`). A
+    /// translation stands out from the bank's other items; a text on the same topic does not.
+    #[serde(default = "default_margin")]
+    pub semantic_margin: f32,
 }
+
+/// Neighbours whose mean cosine a semantic match must exceed by `semantic_margin`.
+pub const MARGIN_NEIGHBOURS: usize = 4;
 
 fn default_near() -> f32 {
     Thresholds::default().near
@@ -241,14 +266,19 @@ fn default_contained() -> f32 {
 fn default_semantic() -> f32 {
     Thresholds::default().semantic
 }
+fn default_margin() -> f32 {
+    Thresholds::default().semantic_margin
+}
 
 impl Default for Thresholds {
-    /// Measured by `scripts/matching/evaluate.sh` (reports/matching/).
+    /// Chosen on the dev split of `cargo run --release -p triage-learn --example matching`
+    /// (reports/matching/README.md: data, sweeps, and the test figures).
     fn default() -> Self {
         Thresholds {
-            near: 0.5,
+            near: 0.35,
             contained: 0.6,
-            semantic: 0.9,
+            semantic: 0.8,
+            semantic_margin: 0.05,
         }
     }
 }
@@ -782,9 +812,13 @@ impl Bank {
             if (count as f32) < ANCHORS as f32 * t.contained * 0.75 {
                 continue;
             }
-            let Some(s) = &self.items[i as usize].signature else {
+            let item = &self.items[i as usize];
+            let Some(s) = &item.signature else {
                 continue;
             };
+            if item.shingles < MIN_CONTAINED_SHINGLES {
+                continue;
+            }
             if let Some((share, span)) = contained(q, s) {
                 if share >= t.contained {
                     offer(i, Method::Near, share, span);
@@ -822,14 +856,42 @@ impl Bank {
             if e.len() != dim {
                 continue;
             }
+            // every item's cosine; the best MARGIN_NEIGHBOURS + 1 kept for the margin
+            let mut top: Vec<f32> = Vec::with_capacity(MARGIN_NEIGHBOURS + 2);
+            let mut candidates = Vec::new();
             for (i, scale) in self.scales.iter().enumerate() {
                 if *scale == 0.0 {
                     continue;
                 }
                 let v = &self.vectors[i * dim..(i + 1) * dim];
                 let dot: f32 = v.iter().zip(e).map(|(a, b)| *a as f32 * b).sum::<f32>() * scale;
+                if top.len() <= MARGIN_NEIGHBOURS || dot > top[top.len() - 1] {
+                    let at = top.partition_point(|x| *x >= dot);
+                    top.insert(at, dot);
+                    top.truncate(MARGIN_NEIGHBOURS + 1);
+                }
                 if dot >= t.semantic {
-                    hits.push((k, i as u32, dot));
+                    candidates.push((i as u32, dot));
+                }
+            }
+            for (i, dot) in candidates {
+                // the mean of the best others (this item left out once), padded with the floor
+                let mut others = 0f32;
+                let mut skipped = false;
+                let mut n = 0;
+                for &x in &top {
+                    if !skipped && x == dot {
+                        skipped = true;
+                        continue;
+                    }
+                    if n < MARGIN_NEIGHBOURS {
+                        others += x;
+                        n += 1;
+                    }
+                }
+                others += (MARGIN_NEIGHBOURS - n) as f32 * t.semantic;
+                if dot - others / MARGIN_NEIGHBOURS as f32 >= t.semantic_margin {
+                    hits.push((k, i, dot));
                 }
             }
         }

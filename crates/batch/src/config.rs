@@ -54,6 +54,10 @@ pub struct BanksConfig {
     /// Least cosine similarity of a semantic match.
     #[serde(default = "default_semantic")]
     pub semantic: f32,
+    /// Least margin of a semantic match over the text's next nearest items
+    /// (`triage_bank::Thresholds::semantic_margin`).
+    #[serde(default = "default_margin")]
+    pub semantic_margin: f32,
 }
 
 fn default_near() -> f32 {
@@ -65,6 +69,9 @@ fn default_contained() -> f32 {
 fn default_semantic() -> f32 {
     triage_bank::Thresholds::default().semantic
 }
+fn default_margin() -> f32 {
+    triage_bank::Thresholds::default().semantic_margin
+}
 
 impl Default for BanksConfig {
     fn default() -> Self {
@@ -73,6 +80,7 @@ impl Default for BanksConfig {
             near: default_near(),
             contained: default_contained(),
             semantic: default_semantic(),
+            semantic_margin: default_margin(),
         }
     }
 }
@@ -84,6 +92,7 @@ impl BanksConfig {
             near: self.near,
             contained: self.contained,
             semantic: self.semantic,
+            semantic_margin: self.semantic_margin,
         }
     }
 }
@@ -128,6 +137,7 @@ impl WorkspaceConfig {
             ("near", config.banks.near),
             ("contained", config.banks.contained),
             ("semantic", config.banks.semantic),
+            ("semantic_margin", config.banks.semantic_margin),
         ] {
             if !(0.0..=1.0).contains(&v) {
                 return Err(Error::Config {

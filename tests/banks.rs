@@ -1,0 +1,401 @@
+//! Banks of known content end to end, on the tiny test checkpoints: `triage bank build`, `add`,
+//! `list`, `info`, `label --bank` (matches, spans, summary counts), `--families` and
+//! `triage families`, and the bad banks that stop a run before it labels anything.
+
+use std::path::{Path, PathBuf};
+use std::process::Output;
+
+use crate::util::{lines, root, triage};
+
+const CLAIM: &str = "The soldiers of the caliphate attacked the apostate checkpoint near the river and killed twelve of them, praise be to God.";
+const CALL: &str = "Brothers, the time has come: leave your homes, pick up your weapons and join the ranks of the mujahideen on the front.";
+const STATEMENT: &str = "We announce to the world that the brigade will strike again wherever the enemies of the faith gather, and no wall will protect them.";
+
+/// A workspace on a tiny checkpoint in prototypes mode (so that windows have embeddings).
+fn config(dir: &Path, model: &str) -> PathBuf {
+    let p = dir.join(format!("{model}.toml"));
+    let m = root().join("tests/data/models").join(model);
+    std::fs::write(
+        &p,
+        format!(
+            "[model]\nname = {:?}\n[labels]\nmode = \"prototypes\"\n[labels.spam]\nexamples = [\"free money click this link\"]\n",
+            m.to_str().unwrap()
+        ),
+    )
+    .unwrap();
+    p
+}
+
+fn run(args: &[&str]) -> Output {
+    let out = triage().args(args).output().unwrap();
+    eprintln!("{}", String::from_utf8_lossy(&out.stderr));
+    out
+}
+
+fn s(p: &Path) -> &str {
+    p.to_str().unwrap()
+}
+
+fn items(dir: &Path) -> PathBuf {
+    let p = dir.join("items.jsonl");
+    let mut body = String::new();
+    for (id, text) in [("claim-1", CLAIM), ("call-2", CALL), ("stmt-3", STATEMENT)] {
+        body += &serde_json::json!({"id": id, "text": text, "source": "seized channel", "date": "2026-11-30"})
+            .to_string();
+        body.push('\n');
+    }
+    body += "{\"id\": \"x\", \"text\": 5}\n"; // line 4: a bad field
+    body += "{not json\n"; // line 5
+    body += &serde_json::json!({"id": "claim-1", "text": "again"}).to_string(); // line 6: repeated
+    body.push('\n');
+    std::fs::write(&p, body).unwrap();
+    p
+}
+
+fn dump(dir: &Path) -> PathBuf {
+    let texts = [
+        // d1, d2, d4: one family of edited copies of CLAIM
+        CLAIM.to_owned(),
+        CLAIM.to_uppercase().replace(' ', "  ").replace('a', "\u{0430}"),
+        "The city council approved the library budget on Tuesday evening after a long debate.".into(),
+        format!("{}\nhttps://t.me/channel #news", CLAIM.replace('o', "0")),
+        // d5: CALL pasted inside a longer post
+        format!("Look what they posted again on the channel yesterday, everyone is sharing it: {CALL} Report this account to the platform please, it keeps coming back."),
+        "The weather will be sunny tomorrow with a light breeze from the west and no rain.".into(),
+    ];
+    let body: String = texts
+        .iter()
+        .enumerate()
+        .map(|(i, t)| {
+            serde_json::json!({"id": format!("d{}", i + 1), "text": t}).to_string() + "\n"
+        })
+        .collect();
+    let p = dir.join("dump.jsonl");
+    std::fs::write(&p, body).unwrap();
+    p
+}
+
+#[test]
+fn banks_are_built_matched_in_a_run_and_families_found() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let cfg = config(d, "tiny-bert-cls");
+    let bank = d.join("banks/seized");
+    // build: three items, the bad and the repeated ones reported with their lines
+    let out = run(&["bank", "build", s(&items(d)), "-o", s(&bank), "-c", s(&cfg)]);
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "bad items make the exit status 1"
+    );
+    let errs = String::from_utf8_lossy(&out.stderr);
+    let records: Vec<serde_json::Value> = errs
+        .lines()
+        .filter(|l| l.starts_with('{'))
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let at: Vec<(u64, &str)> = records
+        .iter()
+        .map(|r| {
+            (
+                r["line"].as_u64().unwrap(),
+                r["error"]["kind"].as_str().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        at,
+        [
+            (4, "invalid_field"),
+            (5, "invalid_json"),
+            (6, "repeated_id")
+        ]
+    );
+    let info = run(&["bank", "info", s(&bank)]);
+    assert!(info.status.success());
+    let info: serde_json::Value = serde_json::from_slice(&info.stdout).unwrap();
+    assert_eq!(
+        (info["items"].as_u64(), info["version"].as_u64()),
+        (Some(3), Some(1))
+    );
+    assert_eq!(info["embeddings"]["dim"].as_u64(), Some(32), "{info}");
+    let items_file = std::fs::read_to_string(bank.join("items.jsonl")).unwrap();
+    assert!(
+        items_file.contains("seized channel"),
+        "metadata kept: {items_file}"
+    );
+    // a partner's list of digests of normalised text: exact matches only
+    let partner = d.join("partner.txt");
+    let stmt_digest = {
+        // the digest of STATEMENT's normalised text, as the bank stores it
+        let first: serde_json::Value =
+            serde_json::from_str(items_file.lines().nth(2).unwrap()).unwrap();
+        first["digest"].as_str().unwrap().to_owned()
+    };
+    std::fs::write(&partner, format!("{stmt_digest} p-77\nnot-a-digest\n")).unwrap();
+    let pbank = d.join("banks/partner");
+    let out = run(&["bank", "build", "--digests", s(&partner), "-o", s(&pbank)]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("\"line\":2"));
+    let list = run(&["bank", "list", s(&d.join("banks"))]);
+    let list = String::from_utf8_lossy(&list.stdout);
+    assert!(
+        list.contains("seized") && list.contains("partner"),
+        "{list}"
+    );
+
+    // label with both banks and families
+    let input = dump(d);
+    let labelled = d.join("out.jsonl");
+    let out = run(&[
+        "label",
+        s(&input),
+        "-o",
+        s(&labelled),
+        "-c",
+        s(&cfg),
+        "--progress",
+        "never",
+        "--bank",
+        s(&bank),
+        "--bank",
+        s(&pbank),
+        "--families",
+    ]);
+    assert!(out.status.success());
+    let recs = lines(&labelled);
+    assert_eq!(recs.len(), 6);
+    let near_or_exact = |r: &serde_json::Value| -> Vec<(String, String)> {
+        r["matches"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|m| m["method"] != "semantic")
+            .map(|m| {
+                (
+                    m["item"].as_str().unwrap().to_owned(),
+                    m["method"].as_str().unwrap().to_owned(),
+                )
+            })
+            .collect()
+    };
+    assert_eq!(
+        near_or_exact(&recs[0]),
+        [("claim-1".to_owned(), "exact".to_owned())]
+    );
+    assert_eq!(near_or_exact(&recs[1])[0].0, "claim-1", "{}", recs[1]);
+    assert_eq!(near_or_exact(&recs[3])[0].0, "claim-1", "{}", recs[3]);
+    assert!(near_or_exact(&recs[2]).is_empty() && near_or_exact(&recs[5]).is_empty());
+    // the pasted statement, with its span
+    let m = recs[4]["matches"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|m| m["item"] == "call-2")
+        .expect("call-2 found inside d5")
+        .clone();
+    assert_eq!(m["method"], "near");
+    let text = recs[4]["chars"].as_u64().unwrap();
+    let (start, end) = (m["start"].as_u64().unwrap(), m["end"].as_u64().unwrap());
+    let want = "Look what they posted again on the channel yesterday, everyone is sharing it: "
+        .chars()
+        .count() as u64;
+    assert!(start.abs_diff(want) <= 6, "{m} vs {want}");
+    let call_end = want + CALL.chars().count() as u64;
+    assert!(
+        end.abs_diff(call_end) <= 6 && end <= text,
+        "{m} vs {call_end}"
+    );
+    // families: the copies of CLAIM are one family, named by its first record
+    let fam: Vec<&str> = recs.iter().map(|r| r["family"].as_str().unwrap()).collect();
+    assert_eq!(fam, ["d1", "d1", "d3", "d1", "d5", "d6"]);
+    let families = lines(&d.join("out.jsonl.families.jsonl"));
+    assert_eq!(families.len(), 1);
+    assert_eq!(families[0]["size"], 3);
+    assert_eq!(
+        families[0]["members"],
+        serde_json::json!(["d1", "d2", "d4"])
+    );
+    // the summary counts per bank
+    let summary: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(d.join("out.jsonl.summary.json")).unwrap()).unwrap();
+    assert!(
+        summary["banks"]["seized"]["records"].as_u64().unwrap() >= 4,
+        "{summary}"
+    );
+    assert!(summary["banks"]["partner"].is_object(), "{summary}");
+
+    // `triage families` over the output gives the same file, and one thread the same output
+    let before = std::fs::read(&labelled).unwrap();
+    let out = run(&[
+        "families",
+        s(&labelled),
+        "--input",
+        s(&input),
+        "-c",
+        s(&cfg),
+    ]);
+    assert!(out.status.success());
+    assert_eq!(std::fs::read(&labelled).unwrap(), before);
+    let one = d.join("one.jsonl");
+    let out = run(&[
+        "--threads",
+        "1",
+        "label",
+        s(&input),
+        "-o",
+        s(&one),
+        "-c",
+        s(&cfg),
+        "--progress",
+        "never",
+        "--bank",
+        s(&bank),
+        "--bank",
+        s(&pbank),
+        "--families",
+        "--dedupe-capacity",
+        "0",
+    ]);
+    assert!(out.status.success());
+    assert_eq!(std::fs::read(&one).unwrap(), before);
+
+    // bank add: new items in, a held id skipped, the version up
+    let more = d.join("more.jsonl");
+    std::fs::write(
+        &more,
+        "{\"id\": \"new-4\", \"text\": \"A fourth item about something else entirely, long enough.\"}\n{\"id\": \"call-2\", \"text\": \"x\"}\n",
+    )
+    .unwrap();
+    let out = run(&["bank", "add", s(&bank), s(&more), "-c", s(&cfg)]);
+    assert_eq!(out.status.code(), Some(1), "the repeated id is reported");
+    let info = run(&["bank", "info", s(&bank)]);
+    let info: serde_json::Value = serde_json::from_slice(&info.stdout).unwrap();
+    assert_eq!(
+        (info["items"].as_u64(), info["version"].as_u64()),
+        (Some(4), Some(2))
+    );
+    // a CSV output carries the matches in its last column
+    let csv = d.join("out.csv");
+    let out = run(&[
+        "label",
+        s(&input),
+        "-o",
+        s(&csv),
+        "-c",
+        s(&cfg),
+        "--progress",
+        "never",
+        "--bank",
+        s(&bank),
+    ]);
+    assert!(out.status.success());
+    let body = std::fs::read_to_string(&csv).unwrap();
+    assert!(body.lines().next().unwrap().ends_with(",matches"));
+    assert!(
+        body.lines()
+            .nth(1)
+            .unwrap()
+            .contains("seized/claim-1:exact:1"),
+        "{body}"
+    );
+}
+
+#[test]
+fn a_missing_damaged_newer_or_foreign_bank_stops_the_run_before_labelling() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let cfg = config(d, "tiny-bert-cls");
+    let input = dump(d);
+    let label = |bank: &Path, cfg: &Path| {
+        let out_path = d.join("never.jsonl");
+        let out = run(&[
+            "label",
+            s(&input),
+            "-o",
+            s(&out_path),
+            "-c",
+            s(cfg),
+            "--progress",
+            "never",
+            "--bank",
+            s(bank),
+        ]);
+        assert!(!out_path.exists(), "nothing is labelled");
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    let (code, err) = label(&d.join("banks/none"), &cfg);
+    assert_eq!(code, Some(2));
+    assert!(err.contains("banks/none/bank.json"), "{err}");
+    let bank = d.join("banks/b");
+    assert!(
+        run(&["bank", "build", s(&items(d)), "-o", s(&bank), "-c", s(&cfg)])
+            .status
+            .code()
+            == Some(1)
+    );
+    // a bank built with another model's embeddings
+    let other = config(d, "tiny-xlmr-cls");
+    let (code, err) = label(&bank, &other);
+    assert_eq!(code, Some(2));
+    assert!(
+        err.contains("bank.json") && err.contains("tiny-bert-cls"),
+        "{err}"
+    );
+    // truncated items
+    let items_file = bank.join("items.jsonl");
+    let body = std::fs::read(&items_file).unwrap();
+    std::fs::write(&items_file, &body[..body.len() / 2]).unwrap();
+    let (code, err) = label(&bank, &cfg);
+    assert_eq!(code, Some(2));
+    assert!(
+        err.contains("items.jsonl") && err.contains("damaged"),
+        "{err}"
+    );
+    std::fs::write(&items_file, &body).unwrap();
+    // a newer format
+    let info = bank.join("bank.json");
+    let text = std::fs::read_to_string(&info).unwrap();
+    std::fs::write(&info, text.replace("\"format\": 1", "\"format\": 7")).unwrap();
+    let (code, err) = label(&bank, &cfg);
+    assert_eq!(code, Some(2));
+    assert!(err.contains("format 7"), "{err}");
+    // and in workspace.toml: paths relative to the file
+    std::fs::write(&info, text).unwrap();
+    let with = d.join("with.toml");
+    let base = std::fs::read_to_string(&cfg).unwrap();
+    std::fs::write(
+        &with,
+        format!("{base}[banks]\npaths = [\"banks/b\"]\nnear = 0.5\n"),
+    )
+    .unwrap();
+    let out_path = d.join("ok.jsonl");
+    let out = run(&[
+        "label",
+        s(&input),
+        "-o",
+        s(&out_path),
+        "-c",
+        s(&with),
+        "--progress",
+        "never",
+    ]);
+    assert!(out.status.success());
+    assert_eq!(lines(&out_path)[0]["matches"][0]["item"], "claim-1");
+    std::fs::write(&with, format!("{base}[banks]\nnear = 1.5\n")).unwrap();
+    let out = run(&[
+        "label",
+        s(&input),
+        "-o",
+        s(&out_path),
+        "-c",
+        s(&with),
+        "--progress",
+        "never",
+    ]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("[banks] near"));
+}
