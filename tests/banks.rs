@@ -369,7 +369,7 @@ fn a_missing_damaged_newer_or_foreign_bank_stops_the_run_before_labelling() {
     let base = std::fs::read_to_string(&cfg).unwrap();
     std::fs::write(
         &with,
-        format!("{base}[banks]\npaths = [\"banks/b\"]\nnear = 0.5\n"),
+        format!("{base}[banks]\npaths = [\"banks/b\"]\nnear = 0.5\nsemantic = 0.0\nsemantic_margin = 0.0\nmax_matches = 1\n"),
     )
     .unwrap();
     let out_path = d.join("ok.jsonl");
@@ -384,7 +384,35 @@ fn a_missing_damaged_newer_or_foreign_bank_stops_the_run_before_labelling() {
         "never",
     ]);
     assert!(out.status.success());
-    assert_eq!(lines(&out_path)[0]["matches"][0]["item"], "claim-1");
+    let recs = lines(&out_path);
+    assert_eq!(recs[0]["matches"][0]["item"], "claim-1");
+    // the same run uncapped has records of several matches
+    let capped = std::fs::read_to_string(&with).unwrap();
+    std::fs::write(&with, capped.replace("max_matches = 1\n", "")).unwrap();
+    let all_path = d.join("all.jsonl");
+    let out = run(&[
+        "label",
+        s(&input),
+        "-o",
+        s(&all_path),
+        "-c",
+        s(&with),
+        "--progress",
+        "never",
+    ]);
+    assert!(out.status.success());
+    assert!(lines(&all_path)
+        .iter()
+        .any(|r| r["matches"].as_array().unwrap().len() > 1));
+    assert!(recs
+        .iter()
+        .all(|r| r["matches"].as_array().unwrap().len() <= 1));
+    let summary: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(d.join("ok.jsonl.summary.json")).unwrap()).unwrap();
+    assert!(
+        summary["banks"]["b"]["records"].as_u64().unwrap() >= 4,
+        "{summary}"
+    );
     std::fs::write(&with, format!("{base}[banks]\nnear = 1.5\n")).unwrap();
     let out = run(&[
         "label",

@@ -255,11 +255,13 @@ fn parse_item(bytes: &[u8], file: &str, line: u64, digests: bool) -> Option<Pars
             )))
         }
     };
-    let item = match (obj.remove("text"), obj.remove("digest")) {
+    let (text, digest) = (obj.remove("text"), obj.remove("digest"));
+    // what is left is the item's metadata
+    Some(match (text, digest) {
         (Some(Value::String(t)), _) if !t.trim().is_empty() => {
-            Ok((Item::from_text(&id, &t, Map::new()), Some(t)))
+            Ok((Item::from_text(&id, &t, obj), Some(t)))
         }
-        (None, Some(Value::String(d))) => Item::from_digest(&id, &d, Map::new())
+        (None, Some(Value::String(d))) => Item::from_digest(&id, &d, obj)
             .map(|i| (i, None))
             .map_err(|e| error_record(file, line, "invalid_digest", Some("digest"), e)),
         (Some(_), _) => Err(error_record(
@@ -276,11 +278,7 @@ fn parse_item(bytes: &[u8], file: &str, line: u64, digests: bool) -> Option<Pars
             Some("text"),
             "missing \"text\" (or \"digest\")".into(),
         )),
-    };
-    Some(item.map(|(mut i, t)| {
-        i.meta = obj;
-        (i, t)
-    }))
+    })
 }
 
 const CHUNK: usize = 8192;
@@ -303,7 +301,6 @@ fn fill(
         None => Box::new(std::io::stderr()),
     };
     let (mut added, mut bad, mut repeated, mut line) = (0u64, 0u64, 0u64, 0u64);
-    let mut first_line: std::collections::HashMap<String, u64> = Default::default();
     loop {
         let mut chunk: Vec<(u64, Vec<u8>)> = Vec::with_capacity(CHUNK);
         while chunk.len() < CHUNK {
@@ -352,14 +349,9 @@ fn fill(
                 .collect();
         }
         for (n, item, _) in good {
-            let id = item.id.clone();
-            if bank.contains(&id) {
+            if bank.contains(&item.id) {
+                let id = &item.id;
                 repeated += 1;
-                let before = first_line
-                    .get(&id)
-                    .map_or("already in the bank".to_owned(), |l| {
-                        format!("first on line {l}")
-                    });
                 writeln!(
                     errors,
                     "{}",
@@ -368,14 +360,15 @@ fn fill(
                         n,
                         "repeated_id",
                         Some("id"),
-                        format!("id {id:?} repeated ({before}); skipped")
+                        format!(
+                            "id {id:?} is already in the bank (or earlier in this file); skipped"
+                        )
                     )
                 )
                 .context("writing an error record")?;
                 continue;
             }
             bank.insert(item).map_err(|e| Failure::Run(e.into()))?;
-            first_line.insert(id, n);
             added += 1;
         }
         if embedder.is_some() {

@@ -9,7 +9,7 @@
 //! scale and `dim` signed bytes: the embedding divided by the scale, rounded).
 
 use std::collections::{BTreeMap, HashMap, HashSet};
-use std::io::{BufRead, Write};
+use std::io::{BufRead, Read, Write};
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
@@ -89,7 +89,7 @@ pub enum BankError {
 }
 
 /// One confirmed item.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Item {
     /// The item's id, unique in its bank.
     pub id: String,
@@ -103,14 +103,28 @@ pub struct Item {
     #[serde(default, skip_serializing_if = "is_zero")]
     pub shingles: u32,
     /// Source, entity, ideology, date, notes: whatever the team keeps.
-    #[serde(default, skip_serializing_if = "serde_json::Map::is_empty")]
-    pub meta: serde_json::Map<String, serde_json::Value>,
+    /// Kept as its JSON text (an object): a million items' metadata as maps would take
+    /// hundreds of bytes each.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub meta: Option<Box<serde_json::value::RawValue>>,
     /// The MinHash signature (kept in `signatures.bin`).
     #[serde(skip)]
     pub signature: Option<Signature>,
     /// The encoder's embedding of the text (kept in `embeddings.bin`).
     #[serde(skip)]
     pub embedding: Option<Vec<f32>>,
+}
+
+impl PartialEq for Item {
+    fn eq(&self, o: &Item) -> bool {
+        self.id == o.id
+            && self.digest == o.digest
+            && self.digest_only == o.digest_only
+            && self.shingles == o.shingles
+            && self.meta.as_ref().map(|m| m.get()) == o.meta.as_ref().map(|m| m.get())
+            && self.signature == o.signature
+            && self.embedding == o.embedding
+    }
 }
 
 impl Item {
@@ -128,7 +142,7 @@ impl Item {
             digest: hex(&Sha256::digest(n.text.as_bytes())),
             digest_only: false,
             shingles: distinct.len() as u32,
-            meta,
+            meta: raw(meta),
             signature: minhash::signature(shingles.into_iter().map(|s| s.0)),
             embedding: None,
         }
@@ -151,7 +165,7 @@ impl Item {
             digest: digest.to_ascii_lowercase(),
             digest_only: true,
             shingles: 0,
-            meta,
+            meta: raw(meta),
             signature: None,
             embedding: None,
         })
@@ -171,6 +185,12 @@ pub const MIN_CONTAINED_SHINGLES: u32 = 60;
 
 fn is_zero(n: &u32) -> bool {
     *n == 0
+}
+
+fn raw(
+    meta: serde_json::Map<String, serde_json::Value>,
+) -> Option<Box<serde_json::value::RawValue>> {
+    (!meta.is_empty()).then(|| serde_json::value::to_raw_value(&meta).expect("a map serialises"))
 }
 
 /// SHA-256 (hex) of a text's normalised form: what partners share without sharing the text.
@@ -402,8 +422,11 @@ pub struct Bank {
     items: Vec<Item>,
     ids: HashSet<String>,
     exact: HashMap<[u8; 32], u32>,
-    bands: Vec<(u64, u32)>,
-    anchors: Vec<(u64, u32)>,
+    /// (band key's high 32 bits, item), sorted: 8 bytes an entry (a shorter key only adds
+    /// candidates, each checked by its similarity).
+    bands: Vec<(u32, u32)>,
+    /// Per anchor row: (the item's minimum, item), sorted.
+    anchors: Vec<Vec<(u32, u32)>>,
     /// Per item: scale (0 without an embedding) and `dim` bytes.
     scales: Vec<f32>,
     vectors: Vec<i8>,
@@ -428,7 +451,7 @@ impl Bank {
             ids: HashSet::new(),
             exact: HashMap::new(),
             bands: Vec::new(),
-            anchors: Vec::new(),
+            anchors: vec![Vec::new(); ANCHORS],
             scales: Vec::new(),
             vectors: Vec::new(),
             sorted: true,
@@ -471,10 +494,10 @@ impl Bank {
         let i = self.items.len() as u32;
         if let Some(s) = &item.signature {
             for band in 0..BANDS {
-                self.bands.push((minhash::band_key(s, band), i));
+                self.bands.push((band32(s, band), i));
             }
             for (row, v) in s.iter().enumerate().take(ANCHORS) {
-                self.anchors.push((minhash::anchor_key(row, *v), i));
+                self.anchors[row].push((*v, i));
             }
             self.sorted = false;
         }
@@ -494,7 +517,7 @@ impl Bank {
     pub fn finish(&mut self) {
         if !self.sorted {
             self.bands.sort_unstable();
-            self.anchors.sort_unstable();
+            self.anchors.iter_mut().for_each(|a| a.sort_unstable());
             self.sorted = true;
         }
     }
@@ -552,37 +575,57 @@ impl Bank {
             move |error| BankError::Io { path, error }
         };
         std::fs::create_dir_all(dir).map_err(io(dir))?;
-        let mut items = Vec::new();
-        let mut sigs = Vec::with_capacity(self.items.len() * ROWS * 4);
-        for item in &self.items {
-            serde_json::to_writer(&mut items, item).expect("items serialise");
-            items.push(b'\n');
-            let s = item.signature.unwrap_or([u32::MAX; ROWS]);
-            for v in s {
-                sigs.extend_from_slice(&v.to_le_bytes());
+        self.info.files.clear();
+        // each file streamed through its hash, written beside its place and renamed into it
+        let write = |name: &str,
+                     body: &mut dyn FnMut(&mut dyn Write) -> std::io::Result<()>|
+         -> Result<String, BankError> {
+            let path = dir.join(name);
+            let tmp = path.with_extension("tmp");
+            let file = std::fs::File::create(&tmp).map_err(io(&tmp))?;
+            let mut w = Hashing {
+                inner: std::io::BufWriter::with_capacity(1 << 20, file),
+                hash: Sha256::new(),
+            };
+            body(&mut w).map_err(io(&tmp))?;
+            let file = w.inner.into_inner().map_err(|e| io(&tmp)(e.into_error()))?;
+            file.sync_all().map_err(io(&tmp))?;
+            std::fs::rename(&tmp, &path).map_err(io(&path))?;
+            Ok(hex(&w.hash.finalize()))
+        };
+        let items = &self.items;
+        let h = write(ITEMS, &mut |w| {
+            for item in items {
+                serde_json::to_writer(&mut *w, item)?;
+                w.write_all(b"\n")?;
             }
-        }
-        let mut files: Vec<(&str, Vec<u8>)> = vec![(ITEMS, items), (SIGNATURES, sigs)];
+            Ok(())
+        })?;
+        self.info.files.insert(ITEMS.into(), h);
+        let h = write(SIGNATURES, &mut |w| {
+            for item in items {
+                for v in item.signature.unwrap_or([u32::MAX; ROWS]) {
+                    w.write_all(&v.to_le_bytes())?;
+                }
+            }
+            Ok(())
+        })?;
+        self.info.files.insert(SIGNATURES.into(), h);
         if self.info.embeddings.is_some() {
             let dim = self.dim();
-            let mut e = Vec::with_capacity(self.items.len() * (4 + dim));
-            for (i, scale) in self.scales.iter().enumerate() {
-                e.extend_from_slice(&scale.to_le_bytes());
-                e.extend(
-                    self.vectors[i * dim..(i + 1) * dim]
+            let (scales, vectors) = (&self.scales, &self.vectors);
+            let h = write(EMBEDDINGS, &mut |w| {
+                for (i, scale) in scales.iter().enumerate() {
+                    w.write_all(&scale.to_le_bytes())?;
+                    let bytes: Vec<u8> = vectors[i * dim..(i + 1) * dim]
                         .iter()
-                        .map(|b| *b as u8),
-                );
-            }
-            files.push((EMBEDDINGS, e));
-        }
-        self.info.files.clear();
-        for (name, body) in &files {
-            let path = dir.join(name);
-            write_atomic(&path, body).map_err(io(&path))?;
-            self.info
-                .files
-                .insert((*name).to_owned(), hex(&Sha256::digest(body)));
+                        .map(|b| *b as u8)
+                        .collect();
+                    w.write_all(&bytes)?;
+                }
+                Ok(())
+            })?;
+            self.info.files.insert(EMBEDDINGS.into(), h);
         }
         self.info.content_sha256 = content_hash(&self.info.files);
         self.info.version += 1;
@@ -623,14 +666,28 @@ impl Bank {
                 found: content_hash(&info.files),
             });
         }
-        let read = |name: &str| -> Result<Vec<u8>, BankError> {
+        // every file's hash checked first (streamed: memory stays that of the indexes), then
+        // the files read
+        let open = |name: &str| -> Result<std::io::BufReader<std::fs::File>, BankError> {
             let path = dir.join(name);
-            let body = std::fs::read(&path).map_err(|source| BankError::Io {
+            std::fs::File::open(&path)
+                .map(|f| std::io::BufReader::with_capacity(1 << 20, f))
+                .map_err(|error| BankError::Io { path, error })
+        };
+        let check = |name: &str| -> Result<u64, BankError> {
+            let path = dir.join(name);
+            let Some(expected) = info.files.get(name).cloned() else {
+                return Err(invalid(&info_path, 0, format!("no hash for {name}")));
+            };
+            let mut w = Hashing {
+                inner: std::io::sink(),
+                hash: Sha256::new(),
+            };
+            let len = std::io::copy(&mut open(name)?, &mut w).map_err(|error| BankError::Io {
                 path: path.clone(),
-                error: source,
+                error,
             })?;
-            let expected = info.files.get(name).cloned().unwrap_or_default();
-            let found = hex(&Sha256::digest(&body));
+            let found = hex(&w.hash.finalize());
             if found != expected {
                 return Err(BankError::Damaged {
                     path,
@@ -638,54 +695,48 @@ impl Bank {
                     found,
                 });
             }
-            Ok(body)
+            Ok(len)
         };
-        for name in [ITEMS, SIGNATURES] {
-            if !info.files.contains_key(name) {
-                return Err(invalid(&info_path, 0, format!("no hash for {name}")));
-            }
-        }
-        let body = read(ITEMS)?;
-        let sigs = read(SIGNATURES)?;
         let n = info.items as usize;
-        let sig_path = dir.join(SIGNATURES);
-        if sigs.len() != n * ROWS * 4 {
+        check(ITEMS)?;
+        let sig_len = check(SIGNATURES)?;
+        if sig_len != (n * ROWS * 4) as u64 {
             return Err(invalid(
-                &sig_path,
+                &dir.join(SIGNATURES),
                 0,
-                format!("{} bytes, {n} items need {}", sigs.len(), n * ROWS * 4),
+                format!("{sig_len} bytes, {n} items need {}", n * ROWS * 4),
             ));
         }
-        let emb = match &info.embeddings {
+        let mut emb = match &info.embeddings {
             Some(e) => {
-                if !info.files.contains_key(EMBEDDINGS) {
-                    return Err(invalid(&info_path, 0, format!("no hash for {EMBEDDINGS}")));
-                }
-                let b = read(EMBEDDINGS)?;
-                if b.len() != n * (4 + e.dim) {
+                let len = check(EMBEDDINGS)?;
+                if len != (n * (4 + e.dim)) as u64 {
                     return Err(invalid(
                         &dir.join(EMBEDDINGS),
                         0,
                         format!(
-                            "{} bytes, {n} items of {} values need {}",
-                            b.len(),
+                            "{len} bytes, {n} items of {} values need {}",
                             e.dim,
                             n * (4 + e.dim)
                         ),
                     ));
                 }
-                Some(b)
+                Some(open(EMBEDDINGS)?)
             }
             None => None,
         };
+        let mut sigs = open(SIGNATURES)?;
         let mut bank = Bank::new(&info.name, info.embeddings.clone());
         let items_path = dir.join(ITEMS);
         let dim = bank.dim();
-        for (k, line) in body.lines().enumerate() {
-            let line = line.map_err(|source| BankError::Io {
-                path: items_path.clone(),
-                error: source,
-            })?;
+        let io_err = |path: &Path| {
+            let path = path.to_owned();
+            move |error| BankError::Io { path, error }
+        };
+        let mut row = vec![0u8; ROWS * 4];
+        let mut vector = vec![0u8; 4 + dim];
+        for (k, line) in open(ITEMS)?.lines().enumerate() {
+            let line = line.map_err(io_err(&items_path))?;
             let mut item: Item = serde_json::from_str(&line)
                 .map_err(|e| invalid(&items_path, k as u64 + 1, e.to_string()))?;
             if k >= n {
@@ -695,10 +746,11 @@ impl Bank {
                     format!("more items than the {n} of bank.json"),
                 ));
             }
+            sigs.read_exact(&mut row)
+                .map_err(io_err(&dir.join(SIGNATURES)))?;
             if !item.digest_only {
-                let s = &sigs[k * ROWS * 4..(k + 1) * ROWS * 4];
                 item.signature = Some(std::array::from_fn(|r| {
-                    u32::from_le_bytes(s[r * 4..r * 4 + 4].try_into().expect("4 bytes"))
+                    u32::from_le_bytes(row[r * 4..r * 4 + 4].try_into().expect("4 bytes"))
                 }));
             }
             if !bank.insert(item)? {
@@ -708,11 +760,12 @@ impl Bank {
                     "an id seen on an earlier line".into(),
                 ));
             }
-            if let Some(b) = &emb {
-                let at = k * (4 + dim);
-                bank.scales[k] = f32::from_le_bytes(b[at..at + 4].try_into().expect("4 bytes"));
+            if let Some(e) = &mut emb {
+                e.read_exact(&mut vector)
+                    .map_err(io_err(&dir.join(EMBEDDINGS)))?;
+                bank.scales[k] = f32::from_le_bytes(vector[..4].try_into().expect("4 bytes"));
                 let v = &mut bank.vectors[k * dim..(k + 1) * dim];
-                for (o, x) in v.iter_mut().zip(&b[at + 4..at + 4 + dim]) {
+                for (o, x) in v.iter_mut().zip(&vector[4..]) {
                     *o = *x as i8;
                 }
             }
@@ -729,7 +782,7 @@ impl Bank {
         Ok(bank)
     }
 
-    fn lookup(index: &[(u64, u32)], key: u64) -> impl Iterator<Item = u32> + '_ {
+    fn lookup(index: &[(u32, u32)], key: u32) -> impl Iterator<Item = u32> + '_ {
         let from = index.partition_point(|e| e.0 < key);
         index[from..]
             .iter()
@@ -782,7 +835,7 @@ impl Bank {
     ) {
         // whole-text near duplicates: candidates share a band
         let mut candidates: Vec<u32> = (0..BANDS)
-            .flat_map(|b| Bank::lookup(&self.bands, minhash::band_key(sig, b)))
+            .flat_map(|b| Bank::lookup(&self.bands, band32(sig, b)))
             .collect();
         candidates.sort_unstable();
         candidates.dedup();
@@ -795,19 +848,25 @@ impl Bank {
             }
         }
         // items contained in the text: their anchor rows' minima are among the text's values
+        if t.contained > 1.0 {
+            return;
+        }
+        // an item has one minimum per row, so over the text's distinct shingles it is counted
+        // at most once a row
+        let mut distinct: Vec<u64> = q.shingles.iter().map(|s| s.0).collect();
+        distinct.sort_unstable();
+        distinct.dedup();
         let mut hits: HashMap<u32, usize> = HashMap::new();
-        let mut seen = HashSet::new();
         for row in 0..ANCHORS {
-            seen.clear();
-            for (h, _, _) in &q.shingles {
+            for h in &distinct {
                 let v = minhash::permute(row, *h);
-                for i in Bank::lookup(&self.anchors, minhash::anchor_key(row, v)) {
-                    if seen.insert(i) {
-                        *hits.entry(i).or_default() += 1;
-                    }
+                for i in Bank::lookup(&self.anchors[row], v) {
+                    *hits.entry(i).or_default() += 1;
                 }
             }
         }
+        // the text's value in every row, sorted, made once for all the candidates
+        let mut table: Option<Vec<Vec<(u32, u32)>>> = None;
         for (i, count) in hits {
             if (count as f32) < ANCHORS as f32 * t.contained * 0.75 {
                 continue;
@@ -819,7 +878,21 @@ impl Bank {
             if item.shingles < MIN_CONTAINED_SHINGLES {
                 continue;
             }
-            if let Some((share, span)) = contained(q, s) {
+            let table = table.get_or_insert_with(|| {
+                (0..ROWS)
+                    .map(|row| {
+                        let mut v: Vec<(u32, u32)> = q
+                            .shingles
+                            .iter()
+                            .enumerate()
+                            .map(|(k, (h, _, _))| (minhash::permute(row, *h), k as u32))
+                            .collect();
+                        v.sort_unstable();
+                        v
+                    })
+                    .collect()
+            });
+            if let Some((share, span)) = contained(q, table, s) {
                 if share >= t.contained {
                     offer(i, Method::Near, share, span);
                 }
@@ -957,15 +1030,20 @@ fn sort_matches(v: &mut [Match]) {
 /// How much of an item's signature a longer text holds, and where: every row whose minimum one
 /// of the text's shingles realises counts (a shingle the item shares with the rest of the
 /// text, such as " the ", occurs more than once: the occurrence nearest the others counts).
-fn contained(q: &Query, s: &Signature) -> Option<(f32, (usize, usize))> {
+/// `table`: per row, the text's shingles' values with their index, sorted.
+fn contained(q: &Query, table: &[Vec<(u32, u32)>], s: &Signature) -> Option<(f32, (usize, usize))> {
     let occurrences: Vec<Vec<(usize, usize)>> = s
         .iter()
-        .enumerate()
-        .map(|(row, want)| {
-            q.shingles
+        .zip(table)
+        .map(|(want, row)| {
+            let from = row.partition_point(|e| e.0 < *want);
+            row[from..]
                 .iter()
-                .filter(|(h, _, _)| minhash::permute(row, *h) == *want)
-                .map(|&(_, a, b)| (a, b))
+                .take_while(|e| e.0 == *want)
+                .map(|e| {
+                    let (_, a, b) = q.shingles[e.1 as usize];
+                    (a, b)
+                })
                 .collect()
         })
         .collect();
@@ -997,6 +1075,10 @@ fn contained(q: &Query, s: &Signature) -> Option<(f32, (usize, usize))> {
     Some((found as f32 / ROWS as f32, q.normalized.input_span(lo, hi)))
 }
 
+fn band32(sig: &Signature, band: usize) -> u32 {
+    (minhash::band_key(sig, band) >> 32) as u32
+}
+
 fn content_hash(files: &BTreeMap<String, String>) -> String {
     let mut h = Sha256::new();
     for (name, sha) in files {
@@ -1006,6 +1088,23 @@ fn content_hash(files: &BTreeMap<String, String>) -> String {
         h.update(b"\n");
     }
     hex(&h.finalize())
+}
+
+/// A writer that hashes what passes through it.
+struct Hashing<W: Write> {
+    inner: W,
+    hash: Sha256,
+}
+
+impl<W: Write> Write for Hashing<W> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let n = self.inner.write(buf)?;
+        self.hash.update(&buf[..n]);
+        Ok(n)
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.inner.flush()
+    }
 }
 
 fn write_atomic(path: &Path, body: &[u8]) -> std::io::Result<()> {

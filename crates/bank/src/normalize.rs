@@ -10,8 +10,8 @@
 //! collapsed into one space. The result is stable across versions of this crate within one
 //! bank format (`FORMAT` in `bank.rs`): a digest list shared by a partner stays valid.
 
+use std::cell::RefCell;
 use std::collections::HashMap;
-use std::sync::{Mutex, OnceLock};
 
 use unicode_normalization::char::{decompose_compatible, is_combining_mark};
 
@@ -74,30 +74,59 @@ fn leet(c: char) -> Option<char> {
     })
 }
 
+/// A hash for the skeleton cache's char keys (one multiplication: the keys are not chosen by
+/// an attacker, and SipHash cost more than the look-up it guards).
+#[derive(Default, Clone, Copy)]
+struct CharHash;
+
+impl std::hash::BuildHasher for CharHash {
+    type Hasher = CharHasher;
+    fn build_hasher(&self) -> CharHasher {
+        CharHasher(0)
+    }
+}
+
+struct CharHasher(u64);
+
+impl std::hash::Hasher for CharHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        for b in bytes {
+            self.0 = (self.0.rotate_left(8) ^ *b as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+        }
+    }
+    fn write_u32(&mut self, n: u32) {
+        self.0 = (n as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+    }
+}
+
 /// The TS #39 skeleton of one character, lower-cased (cached: the table is consulted per
 /// character).
 fn skeleton(c: char, out: &mut Vec<char>) {
     if c.is_ascii_lowercase() || c == ' ' {
-        // the skeleton maps a few ASCII letters too (`l` -> `I`, `m` -> `rn`)
-        if !matches!(c, 'l' | 'm') {
-            out.push(c);
-            return;
+        // the skeleton maps one ASCII lower-case letter, `m` -> `rn` (a test checks every
+        // letter against the table)
+        match c {
+            'm' => out.extend_from_slice(&['r', 'n']),
+            _ => out.push(c),
         }
-    }
-    static CACHE: OnceLock<Mutex<HashMap<char, Vec<char>>>> = OnceLock::new();
-    let cache = CACHE.get_or_init(Default::default);
-    if let Some(v) = cache.lock().expect("skeleton cache").get(&c) {
-        out.extend_from_slice(v);
         return;
     }
-    let s: String = unicode_security::skeleton(&c.to_string()).collect();
-    let v: Vec<char> = s
-        .chars()
-        .filter(|c| !is_dropped_mark(*c))
-        .flat_map(char::to_lowercase)
-        .collect();
-    out.extend_from_slice(&v);
-    cache.lock().expect("skeleton cache").insert(c, v);
+    thread_local! {
+        static CACHE: RefCell<HashMap<char, Vec<char>, CharHash>> = RefCell::new(HashMap::default());
+    }
+    CACHE.with(|cache| {
+        let mut cache = cache.borrow_mut();
+        let v = cache.entry(c).or_insert_with(|| {
+            unicode_security::skeleton(&c.to_string())
+                .filter(|c| !is_dropped_mark(*c))
+                .flat_map(char::to_lowercase)
+                .collect()
+        });
+        out.extend_from_slice(v);
+    });
 }
 
 fn is_word(c: char) -> bool {
@@ -116,6 +145,10 @@ fn features(chars: &[char], n: &mut Normalized) -> Vec<(usize, usize)> {
         let start = i;
         while i < chars.len() && !chars[i].is_whitespace() {
             i += 1;
+        }
+        // only a word that starts like a URL, a mention or a hashtag is looked at closer
+        if !matches!(chars[start], 'h' | 'H' | 'w' | 'W' | '@' | '#') {
+            continue;
         }
         let word: String = chars[start..i].iter().collect::<String>().to_lowercase();
         let trimmed = word.trim_end_matches(|c: char| ".,;:!?)]}'\"»".contains(c));
@@ -156,6 +189,11 @@ pub fn normalize(text: &str) -> Normalized {
         }
         if cuts.peek().is_some_and(|r| r.0 <= i) {
             folded.push((' ', i));
+            continue;
+        }
+        if c.is_ascii() {
+            // ASCII decomposes to itself and holds no invisible or dropped mark
+            folded.push((c.to_ascii_lowercase(), i));
             continue;
         }
         decompose_compatible(c, |d| {
@@ -317,5 +355,17 @@ mod tests {
         // the last word starts at the input's `w`
         let w = n.text.chars().position(|c| c == ' ').unwrap() + 1;
         assert_eq!(n.origin[w], 8);
+    }
+
+    #[test]
+    fn the_ascii_letters_skeleton_maps_are_the_tables() {
+        for c in 'a'..='z' {
+            let table: String = unicode_security::skeleton(&c.to_string())
+                .flat_map(char::to_lowercase)
+                .collect();
+            let mut mine = Vec::new();
+            skeleton(c, &mut mine);
+            assert_eq!(mine.iter().collect::<String>(), table, "{c}");
+        }
     }
 }

@@ -58,6 +58,13 @@ pub struct BanksConfig {
     /// (`triage_bank::Thresholds::semantic_margin`).
     #[serde(default = "default_margin")]
     pub semantic_margin: f32,
+    /// Matches written per record, best first (the summary counts every bank matched).
+    #[serde(default = "default_max_matches")]
+    pub max_matches: usize,
+}
+
+fn default_max_matches() -> usize {
+    10
 }
 
 fn default_near() -> f32 {
@@ -81,6 +88,7 @@ impl Default for BanksConfig {
             contained: default_contained(),
             semantic: default_semantic(),
             semantic_margin: default_margin(),
+            max_matches: default_max_matches(),
         }
     }
 }

@@ -31,6 +31,7 @@ pub struct Labeller {
     input: InputConfig,
     banks: Arc<Vec<Bank>>,
     thresholds: Thresholds,
+    max_matches: usize,
 }
 
 impl Labeller {
@@ -42,6 +43,7 @@ impl Labeller {
             input,
             banks: Arc::new(Vec::new()),
             thresholds: Thresholds::default(),
+            max_matches: 10,
         }
     }
 
@@ -69,6 +71,12 @@ impl Labeller {
         self.banks = Arc::new(banks.into_iter().map(|(_, b)| b).collect());
         self.thresholds = thresholds;
         Ok(self)
+    }
+
+    /// At most `n` matches written per record (best first).
+    pub fn max_matches(mut self, n: usize) -> Self {
+        self.max_matches = n;
+        self
     }
 
     /// The banks every record is matched against.
@@ -109,6 +117,7 @@ impl Labeller {
             .labels(config.labels.clone())
             .build()?;
         Labeller::new(classifier, detector, config.input.clone())
+            .max_matches(config.banks.max_matches)
             .with_banks(banks, config.banks.thresholds())
     }
 
@@ -618,6 +627,10 @@ fn infer_chunk(
                             triage_bank::merge_matches(matches.iter().cloned().chain(semantic))
                         });
                         let bank_hits = matches.as_deref().map(bank_hits).unwrap_or_default();
+                        let matches = matches.map(|mut m| {
+                            m.truncate(labeller.max_matches);
+                            m
+                        });
                         let out =
                             OutputRecord::new(&rec.id, *pos, lang, &c, model).with_matches(matches);
                         Line::Labelled {
