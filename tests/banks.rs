@@ -237,6 +237,28 @@ fn banks_are_built_matched_in_a_run_and_families_found() {
     ]);
     assert!(out.status.success());
     assert_eq!(std::fs::read(&labelled).unwrap(), before);
+    // a resumed run that finds the output complete gives it its families too (the same ones)
+    std::fs::remove_file(d.join("out.jsonl.families.jsonl")).unwrap();
+    let out = run(&[
+        "label",
+        s(&input),
+        "-o",
+        s(&labelled),
+        "-c",
+        s(&cfg),
+        "--progress",
+        "never",
+        "--bank",
+        s(&bank),
+        "--bank",
+        s(&pbank),
+        "--families",
+        "--resume",
+    ]);
+    assert!(out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("already complete"));
+    assert_eq!(std::fs::read(&labelled).unwrap(), before);
+    assert_eq!(lines(&d.join("out.jsonl.families.jsonl")).len(), 1);
     let one = d.join("one.jsonl");
     let out = run(&[
         "--threads",

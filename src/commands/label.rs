@@ -165,6 +165,9 @@ pub(crate) fn label(a: LabelArgs) -> Result<ExitCode, Failure> {
         if cp.complete {
             eprint!("{}", cp.summary.table());
             eprintln!("triage: {} is already complete", a.output);
+            if a.families {
+                families(&a, format, &columns, &workspace)?;
+            }
             return Ok(exit_for(&cp.summary));
         }
         eprintln!(
@@ -291,17 +294,27 @@ pub(crate) fn label(a: LabelArgs) -> Result<ExitCode, Failure> {
                 "--families needs a JSON Lines output, not CSV"
             )));
         }
-        let reopened =
-            triage_batch::input::open(&a.input, format, &columns).map_err(Failure::usage)?;
-        let f = triage_batch::families::families(
-            Path::new(&a.output),
-            reopened.records,
-            &a.input,
-            &workspace.input,
-            workspace.banks.near,
-        )
-        .map_err(|e| Failure::Run(e.into()))?;
-        super::families::print(&f);
+        families(&a, format, &columns, &workspace)?;
     }
     Ok(exit_for(&summary))
+}
+
+/// `--families` over the finished output and its input.
+fn families(
+    a: &LabelArgs,
+    format: Option<InputFormat>,
+    columns: &triage_batch::Columns,
+    workspace: &triage_batch::WorkspaceConfig,
+) -> Result<(), Failure> {
+    let reopened = triage_batch::input::open(&a.input, format, columns).map_err(Failure::usage)?;
+    let f = triage_batch::families::families(
+        Path::new(&a.output),
+        reopened.records,
+        &a.input,
+        &workspace.input,
+        workspace.banks.near,
+    )
+    .map_err(|e| Failure::Run(e.into()))?;
+    super::families::print(&f);
+    Ok(())
 }
