@@ -176,6 +176,8 @@ enum Command {
     /// Install and list models.
     #[command(subcommand)]
     Models(commands::ModelsCommand),
+    /// The records of a labelled output to review first (severity x score), as CSV.
+    Queue(commands::QueueArgs),
     /// Give each record of a labelled output its re-upload family (`<output>.families.jsonl`).
     Families(commands::FamiliesArgs),
     /// Build, extend, list and describe banks of known content (`label --bank`).
@@ -254,5 +256,6 @@ fn run(command: Command) -> Result<ExitCode, Failure> {
         Command::Models(m) => commands::models(m),
         Command::Bank(b) => commands::bank(b),
         Command::Families(a) => commands::families(a),
+        Command::Queue(a) => commands::queue(a),
     }
 }

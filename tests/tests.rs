@@ -5,5 +5,6 @@ mod hub;
 mod inputs;
 mod label;
 mod learn;
+mod queue;
 mod resume;
 mod util;

@@ -9,6 +9,7 @@ mod families;
 mod label;
 mod merge;
 mod models;
+mod queue;
 mod train;
 
 use std::process::ExitCode;
@@ -24,6 +25,7 @@ pub(crate) use families::{families, FamiliesArgs};
 pub(crate) use label::{label, LabelArgs};
 pub(crate) use merge::{merge, MergeArgs};
 pub(crate) use models::{models, ModelsCommand};
+pub(crate) use queue::{queue, QueueArgs};
 pub(crate) use train::{train, TrainArgs};
 
 /// Records per chunk of the pipeline: a GPU takes a chunk's windows in a few large passes, so

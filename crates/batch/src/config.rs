@@ -254,4 +254,29 @@ text_field = "body"
         let e = err("[labels]\nmode = \"prototypes\"\n");
         assert!(e.contains("model"), "{e}");
     }
+
+    #[test]
+    fn severities_default_and_are_one_to_five() {
+        let c = WorkspaceConfig::parse(
+            &GOOD
+                .replace(
+                    "default_threshold = 0.4",
+                    "default_threshold = 0.4\ndefault_severity = 2",
+                )
+                .replace("threshold = 0.6", "threshold = 0.6\nseverity = 5"),
+            Path::new("w.toml"),
+        )
+        .unwrap();
+        assert_eq!(
+            (c.labels.severity("spam"), c.labels.severity("news")),
+            (5, 2)
+        );
+        let e = err(&GOOD.replace("threshold = 0.6", "threshold = 0.6\nseverity = 6"));
+        assert!(e.contains("severity must be 1 to 5"), "{e}");
+        let e = err(&GOOD.replace(
+            "default_threshold = 0.4",
+            "default_threshold = 0.4\ndefault_severity = 0",
+        ));
+        assert!(e.contains("default_severity"), "{e}");
+    }
 }

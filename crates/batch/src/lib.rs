@@ -11,6 +11,7 @@
 //!   bounded channels, rayon for detection and tokenization, an ordered writer.
 //! - `checkpoint.rs`: [`CheckpointFile`], what `--resume` reads and refuses.
 //! - [`families`]: re-upload families of a labelled output and its input.
+//! - [`queue`]: a review queue (CSV) of a labelled output, by severity x score.
 //! - [`merge`]: the outputs of a sharded run joined, summaries added ([`Summary::add`]).
 //! - `record.rs`, `sink.rs`, `summary.rs`, `config.rs` (`workspace.toml`), `error.rs`.
 #![deny(missing_docs)]
@@ -22,6 +23,7 @@ pub mod families;
 pub mod input;
 pub mod merge;
 mod pipeline;
+pub mod queue;
 pub mod reader;
 mod record;
 mod sink;

@@ -56,6 +56,10 @@ pub struct LabelSpec {
     /// `triage eval --write-thresholds`; `threshold` for the other languages.
     #[serde(default)]
     pub language_thresholds: std::collections::BTreeMap<String, f32>,
+    /// How grave the label is, 1 (least) to 5, for ordering a review queue (`triage queue`);
+    /// `default_severity` when absent.
+    #[serde(default)]
+    pub severity: Option<u8>,
 }
 
 /// The `[labels]` section: the mode, thresholds and the labels in the order written.
@@ -78,6 +82,8 @@ pub struct LabelsConfig {
     pub head: Option<PathBuf>,
     /// The labels, in the order of the file.
     pub labels: Vec<(String, LabelSpec)>,
+    /// Severity of labels that set none (1 to 5).
+    pub default_severity: u8,
 }
 
 impl Default for LabelsConfig {
@@ -90,6 +96,7 @@ impl Default for LabelsConfig {
             background: None,
             head: None,
             labels: Vec::new(),
+            default_severity: 3,
         }
     }
 }
@@ -103,6 +110,15 @@ impl LabelsConfig {
             .and_then(|(_, s)| s.threshold)
             .unwrap_or(self.default_threshold)
     }
+
+    /// The severity of `label` (1 to 5).
+    pub fn severity(&self, label: &str) -> u8 {
+        self.labels
+            .iter()
+            .find(|(n, _)| n == label)
+            .and_then(|(_, s)| s.severity)
+            .unwrap_or(self.default_severity)
+    }
 }
 
 const SCALAR_KEYS: &[&str] = &[
@@ -112,6 +128,7 @@ const SCALAR_KEYS: &[&str] = &[
     "temperature",
     "background",
     "head",
+    "default_severity",
 ];
 
 /// The built-in background of `prototypes` mode: ordinary text in the 15 languages of the
@@ -135,7 +152,7 @@ impl<'de> Deserialize<'de> for LabelsConfig {
         impl<'de> Visitor<'de> for V {
             type Value = LabelsConfig;
             fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-                f.write_str("a [labels] table: mode, multi_label, default_threshold, temperature, background, head, and one table per label")
+                f.write_str("a [labels] table: mode, multi_label, default_threshold, temperature, background, head, default_severity, and one table per label")
             }
             fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<LabelsConfig, A::Error> {
                 let mut c = LabelsConfig::default();
@@ -147,6 +164,7 @@ impl<'de> Deserialize<'de> for LabelsConfig {
                         "temperature" => c.temperature = map.next_value()?,
                         "background" => c.background = Some(map.next_value()?),
                         "head" => c.head = Some(map.next_value()?),
+                        "default_severity" => c.default_severity = map.next_value()?,
                         _ => {
                             if c.labels.iter().any(|(n, _)| *n == key) {
                                 return Err(de::Error::custom(format!(
@@ -179,6 +197,13 @@ impl<'de> Deserialize<'de> for LabelsConfig {
                             )));
                         }
                     }
+                    if let Some(v) = spec.severity {
+                        if !(1..=5).contains(&v) {
+                            return Err(de::Error::custom(format!(
+                                "labels.{name}.severity must be 1 to 5, not {v}"
+                            )));
+                        }
+                    }
                     if let Some(t) = spec.threshold {
                         if !(0.0..=1.0).contains(&t) {
                             return Err(de::Error::custom(format!(
@@ -191,6 +216,9 @@ impl<'de> Deserialize<'de> for LabelsConfig {
                     return Err(de::Error::custom(
                         "default_threshold must be within 0 and 1",
                     ));
+                }
+                if !(1..=5).contains(&c.default_severity) {
+                    return Err(de::Error::custom("default_severity must be 1 to 5"));
                 }
                 if c.temperature <= 0.0 {
                     return Err(de::Error::custom("temperature must be positive"));
