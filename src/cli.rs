@@ -176,6 +176,9 @@ enum Command {
     /// Install and list models.
     #[command(subcommand)]
     Models(commands::ModelsCommand),
+    /// Hash every file of a run's manifest (`<output>.manifest.json`) again; exit 0 only
+    /// when nothing changed.
+    Verify(commands::VerifyArgs),
     /// The records of a labelled output to review first (severity x score), as CSV.
     Queue(commands::QueueArgs),
     /// Give each record of a labelled output its re-upload family (`<output>.families.jsonl`).
@@ -257,5 +260,6 @@ fn run(command: Command) -> Result<ExitCode, Failure> {
         Command::Bank(b) => commands::bank(b),
         Command::Families(a) => commands::families(a),
         Command::Queue(a) => commands::queue(a),
+        Command::Verify(a) => commands::verify(a),
     }
 }

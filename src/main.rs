@@ -7,6 +7,7 @@
 
 mod cli;
 mod commands;
+mod manifest;
 mod models;
 
 use std::process::ExitCode;

@@ -8,3 +8,4 @@ mod learn;
 mod queue;
 mod resume;
 mod util;
+mod verify;

@@ -102,6 +102,7 @@ pub(crate) fn label(a: LabelArgs) -> Result<ExitCode, Failure> {
             "--families needs the whole output in a file (-o FILE, no --shard: run `triage families` on the merged output)"
         )));
     }
+    let run_started = crate::manifest::now();
     let (labeller, workspace) = a.config.labeller_with(&a.banks)?;
     let columns = triage_batch::Columns {
         text: a
@@ -161,12 +162,22 @@ pub(crate) fn label(a: LabelArgs) -> Result<ExitCode, Failure> {
     } else {
         None
     };
+    let resumed_run = previous.is_some();
     if let Some(cp) = &previous {
         if cp.complete {
             eprint!("{}", cp.summary.table());
             eprintln!("triage: {} is already complete", a.output);
             if a.families {
                 families(&a, format, &columns, &workspace)?;
+                // the output changed: its manifest follows
+                let run = Run {
+                    started: &run_started,
+                    resumed: true,
+                    summary: &cp.summary,
+                    errors: errors_path.as_deref(),
+                    summary_path: summary_path.as_deref(),
+                };
+                write_manifest(&a, &labeller, &workspace, &run)?;
             }
             return Ok(exit_for(&cp.summary));
         }
@@ -296,7 +307,129 @@ pub(crate) fn label(a: LabelArgs) -> Result<ExitCode, Failure> {
         }
         families(&a, format, &columns, &workspace)?;
     }
+    if to_file {
+        let run = Run {
+            started: &run_started,
+            resumed: resumed_run,
+            summary: &summary,
+            errors: errors_path.as_deref(),
+            summary_path: summary_path.as_deref(),
+        };
+        write_manifest(&a, &labeller, &workspace, &run)?;
+    }
     Ok(exit_for(&summary))
+}
+
+/// What `write_manifest` needs to know of a finished run.
+struct Run<'a> {
+    started: &'a str,
+    resumed: bool,
+    summary: &'a triage_batch::Summary,
+    errors: Option<&'a Path>,
+    summary_path: Option<&'a Path>,
+}
+
+/// `<output>.manifest.json`: the chain of custody of the run (`triage verify` checks it).
+fn write_manifest(
+    a: &LabelArgs,
+    labeller: &triage_batch::Labeller,
+    workspace: &triage_batch::WorkspaceConfig,
+    run: &Run,
+) -> Result<(), Failure> {
+    use crate::manifest::{entry, files_under};
+    let out = Path::new(&a.output);
+    let path = PathBuf::from(format!("{}.manifest.json", a.output));
+    let mut files = Vec::new();
+    let mut add = |role: &str, p: &Path| -> Result<(), Failure> {
+        files.push(entry(role, p, &path).map_err(|e| Failure::Run(e.into()))?);
+        Ok(())
+    };
+    if a.input != "-" {
+        let input = Path::new(&a.input);
+        if input.is_dir() {
+            for f in files_under(input).map_err(|e| Failure::Run(e.into()))? {
+                add("input", &f)?;
+            }
+        } else {
+            add("input", input)?;
+        }
+    }
+    let c = labeller.classifier();
+    for f in files_under(c.model_dir()).map_err(|e| Failure::Run(e.into()))? {
+        add("model", &f)?;
+    }
+    add("workspace", &a.config.config)?;
+    let root = a.config.config.parent().unwrap_or(Path::new(""));
+    let mut banks = Vec::new();
+    for (p, b) in workspace.banks.paths.iter().zip(labeller.banks()) {
+        let dir = root.join(p);
+        for f in files_under(&dir).map_err(|e| Failure::Run(e.into()))? {
+            add("bank", &f)?;
+        }
+        let i = b.info();
+        banks.push(serde_json::json!({"name": i.name, "version": i.version, "items": i.items, "content_sha256": i.content_sha256}));
+    }
+    add("output", out)?;
+    for (role, p) in [("errors", run.errors), ("summary", run.summary_path)] {
+        if let Some(p) = p.filter(|p| p.exists()) {
+            add(role, p)?;
+        }
+    }
+    let fam = triage_batch::families::families_path(out);
+    if a.families && fam.exists() {
+        add("families", &fam)?;
+    }
+    let labels = &workspace.labels;
+    let thresholds = serde_json::json!({
+        "default_threshold": labels.default_threshold,
+        "labels": labels.labels.iter().map(|(n, s)| (n.clone(), serde_json::json!({
+            "threshold": labels.threshold(n),
+            "language_thresholds": s.language_thresholds,
+            "severity": labels.severity(n),
+        }))).collect::<serde_json::Map<_, _>>(),
+        "refine_margin": workspace.model.refine_margin,
+        "banks": workspace.banks.thresholds(),
+    });
+    // thresholds are f32: written to 6 decimals, not as their f64 expansions
+    fn round(v: &mut serde_json::Value) {
+        match v {
+            serde_json::Value::Number(n) if n.is_f64() => {
+                let x = (n.as_f64().unwrap_or(0.0) * 1e6).round() / 1e6;
+                *v = serde_json::json!(x);
+            }
+            serde_json::Value::Array(a) => a.iter_mut().for_each(round),
+            serde_json::Value::Object(o) => o.values_mut().for_each(round),
+            _ => {}
+        }
+    }
+    let mut thresholds = thresholds;
+    round(&mut thresholds);
+    let m = crate::manifest::Manifest {
+        format: crate::manifest::FORMAT,
+        triage_version: env!("CARGO_PKG_VERSION").into(),
+        triage_commit: env!("TRIAGE_COMMIT").into(),
+        command_line: std::env::args().collect(),
+        started: run.started.to_owned(),
+        finished: crate::manifest::now(),
+        resumed: run.resumed,
+        host: crate::manifest::host(),
+        model: serde_json::json!({
+            "id": c.model_id(),
+            "weights_sha256": c.weights_sha256(),
+            "backend": format!("{:?}", workspace.model.backend).to_lowercase(),
+            "dtype": format!("{:?}", workspace.model.precision).to_lowercase(),
+        }),
+        thresholds,
+        banks,
+        records: run.summary.records,
+        errors: run.summary.errors,
+        files,
+    };
+    let mut json = serde_json::to_vec_pretty(&m).map_err(anyhow::Error::from)?;
+    json.push(b'\n');
+    triage_batch::write_atomic(&path, &json)
+        .with_context(|| format!("writing {}", path.display()))?;
+    Ok(())
 }
 
 /// `--families` over the finished output and its input.

@@ -11,6 +11,7 @@ mod merge;
 mod models;
 mod queue;
 mod train;
+mod verify;
 
 use std::process::ExitCode;
 
@@ -27,6 +28,7 @@ pub(crate) use merge::{merge, MergeArgs};
 pub(crate) use models::{models, ModelsCommand};
 pub(crate) use queue::{queue, QueueArgs};
 pub(crate) use train::{train, TrainArgs};
+pub(crate) use verify::{verify, VerifyArgs};
 
 /// Records per chunk of the pipeline: a GPU takes a chunk's windows in a few large passes, so
 /// it gets larger chunks than the CPU's default.
