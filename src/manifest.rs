@@ -42,6 +42,9 @@ pub(crate) struct Manifest {
     pub(crate) resumed: bool,
     pub(crate) host: String,
     pub(crate) model: serde_json::Value,
+    /// What every output record's `config` says: a hash of the configuration in force, the
+    /// model and the banks.
+    pub(crate) config_id: String,
     /// The thresholds in force: per label, its own and per language; the banks'.
     pub(crate) thresholds: serde_json::Value,
     pub(crate) banks: Vec<serde_json::Value>,

@@ -313,7 +313,7 @@ fn banks_are_built_matched_in_a_run_and_families_found() {
     ]);
     assert!(out.status.success());
     let body = std::fs::read_to_string(&csv).unwrap();
-    assert!(body.lines().next().unwrap().ends_with(",matches"));
+    assert!(body.lines().next().unwrap().ends_with(",matches,config"));
     assert!(
         body.lines()
             .nth(1)

@@ -89,6 +89,15 @@ fn verify_passes_on_an_untouched_run_and_names_what_changed() {
         .iter()
         .any(|a| a == "label"));
     assert!(m["started"].as_str().unwrap().ends_with('Z'));
+    // every record names the configuration, as the manifest does
+    let config = m["config_id"].as_str().unwrap().to_owned();
+    assert!(
+        config.starts_with("sha256:") && config.len() == 71,
+        "{config}"
+    );
+    for r in crate::util::lines(&out) {
+        assert_eq!(r["config"], config.as_str());
+    }
     let verify = |m: &Path| run(&["verify", m.to_str().unwrap()]);
     let ok = verify(&manifest);
     assert_eq!(

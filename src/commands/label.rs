@@ -104,6 +104,23 @@ pub(crate) fn label(a: LabelArgs) -> Result<ExitCode, Failure> {
     }
     let run_started = crate::manifest::now();
     let (labeller, workspace) = a.config.labeller_with(&a.banks)?;
+    // what produced each record: the configuration in force (file and command-line
+    // overrides), the model and the banks
+    let config_id = {
+        use sha2::Digest;
+        let mut h = sha2::Sha256::new();
+        // bank folders are named by their content, not by where they lie on this machine
+        let mut w = workspace.clone();
+        w.banks.paths.clear();
+        h.update(serde_json::to_vec(&w).map_err(anyhow::Error::from)?);
+        h.update(labeller.classifier().model_id().as_bytes());
+        for b in labeller.banks() {
+            h.update(b.info().content_sha256.as_bytes());
+        }
+        let hex: String = h.finalize().iter().map(|b| format!("{b:02x}")).collect();
+        format!("sha256:{hex}")
+    };
+    let labeller = labeller.with_config_id(&config_id);
     let columns = triage_batch::Columns {
         text: a
             .text_column
@@ -171,6 +188,7 @@ pub(crate) fn label(a: LabelArgs) -> Result<ExitCode, Failure> {
                 families(&a, format, &columns, &workspace)?;
                 // the output changed: its manifest follows
                 let run = Run {
+                    config_id: &config_id,
                     started: &run_started,
                     resumed: true,
                     summary: &cp.summary,
@@ -309,6 +327,7 @@ pub(crate) fn label(a: LabelArgs) -> Result<ExitCode, Failure> {
     }
     if to_file {
         let run = Run {
+            config_id: &config_id,
             started: &run_started,
             resumed: resumed_run,
             summary: &summary,
@@ -322,6 +341,7 @@ pub(crate) fn label(a: LabelArgs) -> Result<ExitCode, Failure> {
 
 /// What `write_manifest` needs to know of a finished run.
 struct Run<'a> {
+    config_id: &'a str,
     started: &'a str,
     resumed: bool,
     summary: &'a triage_batch::Summary,
@@ -419,6 +439,7 @@ fn write_manifest(
             "backend": format!("{:?}", workspace.model.backend).to_lowercase(),
             "dtype": format!("{:?}", workspace.model.precision).to_lowercase(),
         }),
+        config_id: run.config_id.to_owned(),
         thresholds,
         banks,
         records: run.summary.records,

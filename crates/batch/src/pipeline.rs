@@ -32,6 +32,7 @@ pub struct Labeller {
     banks: Arc<Vec<Bank>>,
     thresholds: Thresholds,
     max_matches: usize,
+    config_id: Option<Arc<str>>,
 }
 
 impl Labeller {
@@ -44,6 +45,7 @@ impl Labeller {
             banks: Arc::new(Vec::new()),
             thresholds: Thresholds::default(),
             max_matches: 10,
+            config_id: None,
         }
     }
 
@@ -71,6 +73,13 @@ impl Labeller {
         self.banks = Arc::new(banks.into_iter().map(|(_, b)| b).collect());
         self.thresholds = thresholds;
         Ok(self)
+    }
+
+    /// Every output record names the configuration that produced it (`config`: a hash of
+    /// the configuration in force, the model and the banks).
+    pub fn with_config_id(mut self, id: &str) -> Self {
+        self.config_id = Some(Arc::from(id));
+        self
     }
 
     /// At most `n` matches written per record (best first).
@@ -631,8 +640,9 @@ fn infer_chunk(
                             m.truncate(labeller.max_matches);
                             m
                         });
-                        let out =
-                            OutputRecord::new(&rec.id, *pos, lang, &c, model).with_matches(matches);
+                        let out = OutputRecord::new(&rec.id, *pos, lang, &c, model)
+                            .with_matches(matches)
+                            .with_config(labeller.config_id.as_deref());
                         Line::Labelled {
                             json: if options.csv_output {
                                 out.csv()
@@ -723,6 +733,7 @@ pub fn run(
             .line(&crate::record::csv_header(
                 &names,
                 !labeller.banks.is_empty(),
+                labeller.config_id.is_some(),
             ))
             .map_err(|e| werr(output.name(), e))?;
     }

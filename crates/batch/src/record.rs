@@ -208,6 +208,9 @@ pub struct OutputRecord<'a> {
     /// Bank matches, best first (absent when no bank is configured).
     #[serde(skip_serializing_if = "Option::is_none")]
     matches: Option<Vec<triage_bank::Match>>,
+    /// The configuration that produced the record (a hash; the run's manifest has the rest).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    config: Option<&'a str>,
 }
 
 /// Scores are written with 6 decimals: more is noise, and fewer digits diff better.
@@ -215,9 +218,9 @@ fn round6(x: f64) -> f64 {
     (x * 1e6).round() / 1e6
 }
 
-/// The CSV header of output records with these labels (and a last `matches` column when
-/// banks are configured).
-pub fn csv_header(labels: &[&str], with_matches: bool) -> String {
+/// The CSV header of output records with these labels (then a `matches` column when banks
+/// are configured, and a `config` column when records name their configuration).
+pub fn csv_header(labels: &[&str], with_matches: bool, with_config: bool) -> String {
     let mut cols: Vec<String> = [
         "id",
         "position",
@@ -242,6 +245,9 @@ pub fn csv_header(labels: &[&str], with_matches: bool) -> String {
     }
     if with_matches {
         cols.push("matches".into());
+    }
+    if with_config {
+        cols.push("config".into());
     }
     csv_row(&cols)
 }
@@ -296,6 +302,9 @@ impl<'a> OutputRecord<'a> {
                     .join(";"),
             );
         }
+        if let Some(c) = self.config {
+            f.push(c.to_owned());
+        }
         csv_row(&f)
     }
 
@@ -335,7 +344,14 @@ impl<'a> OutputRecord<'a> {
             chars: c.chars(),
             windows: c.windows(),
             matches: None,
+            config: None,
         }
+    }
+
+    /// The record naming the configuration that produced it.
+    pub fn with_config(mut self, config: Option<&'a str>) -> Self {
+        self.config = config;
+        self
     }
 
     /// The record with its bank matches (`None`: no bank configured, no `matches` field).

@@ -215,7 +215,7 @@ fn a_csv_output_starts_with_its_header() {
     );
     let lines: Vec<&str> = r.output.lines().collect();
     let names = labeller.classifier().label_names();
-    assert_eq!(lines[0], triage_batch::csv_header(&names, false));
+    assert_eq!(lines[0], triage_batch::csv_header(&names, false, false));
     assert_eq!(lines.len(), whole.output.lines().count() + 1);
 }
 
