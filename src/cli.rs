@@ -181,6 +181,9 @@ enum Command {
     Verify(commands::VerifyArgs),
     /// The records of a labelled output to review first (severity x score), as CSV.
     Queue(commands::QueueArgs),
+    /// One self-contained HTML file that shows a labelled output at a glance: languages,
+    /// labels, score distributions, the top of the queue with its evidence, the errors.
+    Report(commands::ReportArgs),
     /// Give each record of a labelled output its re-upload family (`<output>.families.jsonl`).
     Families(commands::FamiliesArgs),
     /// Build, extend, list and describe banks of known content (`label --bank`).
@@ -260,6 +263,7 @@ fn run(command: Command) -> Result<ExitCode, Failure> {
         Command::Bank(b) => commands::bank(b),
         Command::Families(a) => commands::families(a),
         Command::Queue(a) => commands::queue(a),
+        Command::Report(a) => commands::report(a),
         Command::Verify(a) => commands::verify(a),
     }
 }

@@ -237,6 +237,19 @@ fn banks_are_built_matched_in_a_run_and_families_found() {
     ]);
     assert!(out.status.success());
     assert_eq!(std::fs::read(&labelled).unwrap(), before);
+    // the output's manifest follows: the step is recorded, and it still verifies
+    let manifest = d.join("out.jsonl.manifest.json");
+    let steps = |m: &Path| -> Vec<String> {
+        let m: serde_json::Value = serde_json::from_slice(&std::fs::read(m).unwrap()).unwrap();
+        m["steps"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|s| s["command"].as_str().unwrap().to_owned())
+            .collect()
+    };
+    assert_eq!(steps(&manifest), ["label", "families"]);
+    assert_eq!(run(&["verify", s(&manifest)]).status.code(), Some(0));
     // a resumed run that finds the output complete gives it its families too (the same ones)
     std::fs::remove_file(d.join("out.jsonl.families.jsonl")).unwrap();
     let out = run(&[
@@ -259,6 +272,8 @@ fn banks_are_built_matched_in_a_run_and_families_found() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("already complete"));
     assert_eq!(std::fs::read(&labelled).unwrap(), before);
     assert_eq!(lines(&d.join("out.jsonl.families.jsonl")).len(), 1);
+    assert_eq!(steps(&manifest), ["label", "families", "families"]);
+    assert_eq!(run(&["verify", s(&manifest)]).status.code(), Some(0));
     let one = d.join("one.jsonl");
     let out = run(&[
         "--threads",

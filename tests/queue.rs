@@ -6,7 +6,7 @@ use std::path::Path;
 
 use crate::util::triage;
 
-fn record(
+pub(crate) fn record(
     id: &str,
     pos: u64,
     lang: &str,

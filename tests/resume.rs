@@ -92,6 +92,14 @@ fn files(out: &Path) -> Vec<Vec<u8>> {
         .collect()
 }
 
+fn read_json(p: &Path) -> serde_json::Value {
+    serde_json::from_slice(&std::fs::read(p).unwrap()).unwrap()
+}
+
+fn verify(manifest: &Path) -> std::process::Output {
+    triage().arg("verify").arg(manifest).output().unwrap()
+}
+
 #[test]
 fn killed_at_random_points_resumes_byte_identical() {
     let dir = tempfile::tempdir().unwrap();
@@ -181,6 +189,19 @@ fn interrupted_runs_checkpoint_and_resume() {
     .unwrap();
     assert_eq!(cp["complete"], false);
     assert!(cp["lines_done"].as_u64().unwrap() > 0);
+    // the interrupted run's manifest says so, and does not verify
+    let manifest = PathBuf::from(format!("{}.manifest.json", out.display()));
+    let m = read_json(&manifest);
+    assert_eq!(
+        (
+            m["complete"].as_bool(),
+            m["steps"][0]["interrupted"].as_bool()
+        ),
+        (Some(false), Some(true))
+    );
+    let v = verify(&manifest);
+    assert_eq!(v.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&v.stdout).contains("INCOMPLETE"));
     let o = label(&input, &out, &cfg, &["--resume", "--threads", "2"])
         .output()
         .unwrap();
@@ -192,6 +213,22 @@ fn interrupted_runs_checkpoint_and_resume() {
     );
     // also: 1 thread for the reference, 2 here: the output does not depend on the thread count
     assert_eq!(files(&out), files(&reference));
+    // the resumed run's manifest names both parts of the run, and verifies
+    let r = read_json(&manifest);
+    assert_eq!(
+        (r["complete"].as_bool(), r["resumed"].as_bool()),
+        (Some(true), Some(true))
+    );
+    let steps: Vec<&str> = r["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["command"].as_str().unwrap())
+        .collect();
+    assert_eq!(steps, ["label", "label --resume"]);
+    assert_eq!(r["started"], m["started"]);
+    assert_eq!(r["steps"][0]["records"], m["records"]);
+    assert_eq!(verify(&manifest).status.code(), Some(0));
 }
 
 #[test]
@@ -307,6 +344,64 @@ fn shards_merge_into_what_one_run_writes() {
         String::from_utf8_lossy(&o.stderr)
     );
     assert_eq!(files(&merged), files(&whole));
+    // the merged manifest names its parts' manifests; verify follows them to the input
+    let manifest = PathBuf::from(format!("{}.manifest.json", merged.display()));
+    let m = read_json(&manifest);
+    assert_eq!(m["kind"], "merge");
+    let roles: Vec<&str> = m["files"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| f["role"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        roles,
+        ["manifest", "manifest", "manifest", "output", "errors", "summary"]
+    );
+    assert_eq!(
+        m["config_id"],
+        read_json(&PathBuf::from(format!(
+            "{}.manifest.json",
+            parts[0].display()
+        )))["config_id"]
+    );
+    let v = verify(&manifest);
+    assert_eq!(
+        v.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&v.stdout)
+    );
+    let report = String::from_utf8_lossy(&v.stdout).into_owned();
+    assert_eq!(report.matches("ok       input").count(), 3, "{report}");
+    // one byte of the input: found through every part
+    let before = std::fs::read(&input).unwrap();
+    let mut changed = before.clone();
+    changed[100] ^= 1;
+    std::fs::write(&input, &changed).unwrap();
+    let v = verify(&manifest);
+    assert_eq!(v.status.code(), Some(1));
+    assert_eq!(
+        String::from_utf8_lossy(&v.stdout)
+            .matches("CHANGED  input")
+            .count(),
+        3
+    );
+    // --shallow checks the merge's own files only
+    let shallow = triage()
+        .args(["verify", "--shallow"])
+        .arg(&manifest)
+        .output()
+        .unwrap();
+    assert_eq!(shallow.status.code(), Some(0));
+    std::fs::write(&input, &before).unwrap();
+    // a part changed after the merge
+    let body = std::fs::read(&parts[1]).unwrap();
+    std::fs::write(&parts[1], [&body[..], b"\n"].concat()).unwrap();
+    let v = verify(&manifest);
+    assert_eq!(v.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&v.stdout).contains("CHANGED  output"));
+    std::fs::write(&parts[1], body).unwrap();
     // the same part twice is refused
     let o = triage()
         .arg("merge")

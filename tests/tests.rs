@@ -6,6 +6,7 @@ mod inputs;
 mod label;
 mod learn;
 mod queue;
+mod report;
 mod resume;
 mod util;
 mod verify;

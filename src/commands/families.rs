@@ -4,8 +4,6 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use triage_batch::InputFormat;
-
 use crate::cli::Failure;
 
 /// `triage families`: give each record of a labelled output its re-upload family.
@@ -25,16 +23,10 @@ pub(crate) struct FamiliesArgs {
 }
 
 pub(crate) fn families(a: FamiliesArgs) -> Result<ExitCode, Failure> {
-    let workspace = triage_batch::WorkspaceConfig::load(&a.config).map_err(Failure::usage)?;
-    let columns = triage_batch::Columns {
-        text: workspace.input.text_field.clone(),
-        id: workspace.input.id_field.clone(),
-    };
-    let format = a
-        .format
-        .as_deref()
-        .map(|f| InputFormat::from_name(f).expect("clap checked the value"));
-    let input = triage_batch::input::open(&a.input, format, &columns).map_err(Failure::usage)?;
+    let started = crate::manifest::now();
+    let (workspace, input) = super::config_and_input(&a.config, &a.input, a.format.as_deref())?;
+    // the output as it was, so that its manifest is amended only if it vouched for it
+    let before = crate::manifest::hash_file(&a.labelled).ok();
     let f = triage_batch::families::families(
         &a.labelled,
         input.records,
@@ -44,6 +36,11 @@ pub(crate) fn families(a: FamiliesArgs) -> Result<ExitCode, Failure> {
     )
     .map_err(|e| Failure::Run(e.into()))?;
     print(&f);
+    match crate::manifest::amend_after_families(&a.labelled, before, &f.path, &started) {
+        Ok(Some(m)) => eprintln!("families: {} updated", m.display()),
+        Ok(None) => {}
+        Err(e) => eprintln!("triage: warning: {e:#}"),
+    }
     Ok(ExitCode::SUCCESS)
 }
 

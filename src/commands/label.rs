@@ -190,6 +190,8 @@ pub(crate) fn label(a: LabelArgs) -> Result<ExitCode, Failure> {
                 let run = Run {
                     config_id: &config_id,
                     started: &run_started,
+                    step: "families",
+                    complete: true,
                     resumed: true,
                     summary: &cp.summary,
                     errors: errors_path.as_deref(),
@@ -297,7 +299,26 @@ pub(crate) fn label(a: LabelArgs) -> Result<ExitCode, Failure> {
             eprintln!("error records: {}", p.display());
         }
     }
+    let step = if resumed_run {
+        "label --resume"
+    } else {
+        "label"
+    };
     if summary.interrupted {
+        if to_file {
+            // what ran so far, so that the resumed run's manifest names every part of it
+            let run = Run {
+                config_id: &config_id,
+                started: &run_started,
+                step,
+                complete: false,
+                resumed: resumed_run,
+                summary: &summary,
+                errors: errors_path.as_deref(),
+                summary_path: None,
+            };
+            write_manifest(&a, &labeller, &workspace, &run)?;
+        }
         eprintln!("triage: stopped; `triage label ... --resume` continues after input line {last_lines_done}");
         return Ok(ExitCode::from(130));
     }
@@ -329,6 +350,8 @@ pub(crate) fn label(a: LabelArgs) -> Result<ExitCode, Failure> {
         let run = Run {
             config_id: &config_id,
             started: &run_started,
+            step,
+            complete: true,
             resumed: resumed_run,
             summary: &summary,
             errors: errors_path.as_deref(),
@@ -343,6 +366,9 @@ pub(crate) fn label(a: LabelArgs) -> Result<ExitCode, Failure> {
 struct Run<'a> {
     config_id: &'a str,
     started: &'a str,
+    /// What this process did (`label`, `label --resume`, `families`).
+    step: &'a str,
+    complete: bool,
     resumed: bool,
     summary: &'a triage_batch::Summary,
     errors: Option<&'a Path>,
@@ -424,12 +450,22 @@ fn write_manifest(
     }
     let mut thresholds = thresholds;
     round(&mut thresholds);
+    // the chain: the steps of the earlier runs of a resumed output (with this configuration)
+    let mut steps = match crate::manifest::Manifest::read(&path) {
+        Some(old) if run.resumed && old.config_id == run.config_id => old.steps,
+        _ => Vec::new(),
+    };
+    let mut step = crate::manifest::Step::now(run.step, run.started, Some(run.summary.records));
+    step.interrupted = !run.complete;
+    steps.push(step);
     let m = crate::manifest::Manifest {
         format: crate::manifest::FORMAT,
+        kind: "label".into(),
+        complete: run.complete,
         triage_version: env!("CARGO_PKG_VERSION").into(),
         triage_commit: env!("TRIAGE_COMMIT").into(),
         command_line: std::env::args().collect(),
-        started: run.started.to_owned(),
+        started: steps[0].started.clone(),
         finished: crate::manifest::now(),
         resumed: run.resumed,
         host: crate::manifest::host(),
@@ -445,11 +481,9 @@ fn write_manifest(
         records: run.summary.records,
         errors: run.summary.errors,
         files,
+        steps,
     };
-    let mut json = serde_json::to_vec_pretty(&m).map_err(anyhow::Error::from)?;
-    json.push(b'\n');
-    triage_batch::write_atomic(&path, &json)
-        .with_context(|| format!("writing {}", path.display()))?;
+    m.write(&path)?;
     Ok(())
 }
 

@@ -9,7 +9,8 @@ use crate::cli::Failure;
 /// `triage merge`: join the outputs of `label --shard i/n`.
 #[derive(clap::Args)]
 pub(crate) struct MergeArgs {
-    /// The merged output (also writes `<output>.errors.jsonl` and `<output>.summary.json`).
+    /// The merged output (also writes `<output>.errors.jsonl`, `<output>.summary.json` and
+    /// `<output>.manifest.json`, which names the parts' manifests).
     #[arg(long, short = 'o')]
     pub(crate) output: PathBuf,
     /// The shards' outputs (their `.errors.jsonl` and `.summary.json` are read too).
@@ -18,7 +19,11 @@ pub(crate) struct MergeArgs {
 }
 
 pub(crate) fn merge(a: MergeArgs) -> Result<ExitCode, Failure> {
+    let started = crate::manifest::now();
     let s = triage_batch::merge::merge(&a.parts, &a.output).map_err(|e| Failure::Run(e.into()))?;
     eprint!("{}", s.table());
+    let m =
+        crate::manifest::write_merged(&started, &a.parts, &a.output, &s).map_err(Failure::Run)?;
+    eprintln!("chain of custody: {}", m.display());
     Ok(super::exit_for(&s))
 }

@@ -10,12 +10,34 @@ mod label;
 mod merge;
 mod models;
 mod queue;
+mod report;
 mod train;
 mod verify;
 
 use std::process::ExitCode;
 
-use triage_batch::{RunOptions, WorkspaceConfig};
+use std::path::Path;
+
+use triage_batch::{InputFormat, RunOptions, WorkspaceConfig};
+
+use crate::cli::Failure;
+
+/// The configuration and the input of a command over a labelled output (`families`, `queue`,
+/// `report`): the input is read with the configuration's `[input]` fields.
+pub(crate) fn config_and_input(
+    config: &Path,
+    input: &str,
+    format: Option<&str>,
+) -> Result<(WorkspaceConfig, triage_batch::input::Input), Failure> {
+    let workspace = WorkspaceConfig::load(config).map_err(Failure::usage)?;
+    let columns = triage_batch::Columns {
+        text: workspace.input.text_field.clone(),
+        id: workspace.input.id_field.clone(),
+    };
+    let format = format.map(|f| InputFormat::from_name(f).expect("clap checked the value"));
+    let input = triage_batch::input::open(input, format, &columns).map_err(Failure::usage)?;
+    Ok((workspace, input))
+}
 
 pub(crate) use bank::{bank, BankCommand};
 pub(crate) use bench::{bench, BenchArgs};
@@ -27,6 +49,7 @@ pub(crate) use label::{label, LabelArgs};
 pub(crate) use merge::{merge, MergeArgs};
 pub(crate) use models::{models, ModelsCommand};
 pub(crate) use queue::{queue, QueueArgs};
+pub(crate) use report::{report, ReportArgs};
 pub(crate) use train::{train, TrainArgs};
 pub(crate) use verify::{verify, VerifyArgs};
 

@@ -3,10 +3,8 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use anyhow::Context;
-use triage_batch::InputFormat;
-
 use crate::cli::Failure;
+use anyhow::Context;
 
 /// `triage queue`: a labelled output's records in review order.
 #[derive(clap::Args)]
@@ -43,7 +41,8 @@ pub(crate) struct QueueArgs {
 }
 
 pub(crate) fn queue(a: QueueArgs) -> Result<ExitCode, Failure> {
-    let workspace = triage_batch::WorkspaceConfig::load(&a.config).map_err(Failure::usage)?;
+    let started = crate::manifest::now();
+    let (workspace, input) = super::config_and_input(&a.config, &a.input, a.format.as_deref())?;
     if let Some(l) = &a.label {
         if !workspace.labels.labels.iter().any(|(n, _)| n == l) {
             return Err(Failure::Usage(anyhow::anyhow!(
@@ -52,15 +51,6 @@ pub(crate) fn queue(a: QueueArgs) -> Result<ExitCode, Failure> {
             )));
         }
     }
-    let columns = triage_batch::Columns {
-        text: workspace.input.text_field.clone(),
-        id: workspace.input.id_field.clone(),
-    };
-    let format = a
-        .format
-        .as_deref()
-        .map(|f| InputFormat::from_name(f).expect("clap checked the value"));
-    let input = triage_batch::input::open(&a.input, format, &columns).map_err(Failure::usage)?;
     let options = triage_batch::queue::QueueOptions {
         label: a.label.clone(),
         lang: a.lang.clone(),
@@ -87,6 +77,20 @@ pub(crate) fn queue(a: QueueArgs) -> Result<ExitCode, Failure> {
         &mut out,
     )
     .map_err(|e| Failure::Run(e.into()))?;
+    drop(out);
+    if a.output != "-" {
+        crate::manifest::Derived {
+            kind: "queue",
+            started: &started,
+            output: std::path::Path::new(&a.output),
+            labelled: &a.labelled,
+            input: &a.input,
+            config: &a.config,
+            records: s.records,
+        }
+        .write()
+        .map_err(Failure::Run)?;
+    }
     eprintln!(
         "queue: {} of {} records to review{}",
         s.rows,

@@ -1,6 +1,7 @@
 //! `triage verify`: hash every file of a run's manifest again and report each difference.
 
-use std::path::PathBuf;
+use std::collections::HashSet;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use anyhow::Context;
@@ -13,34 +14,65 @@ use crate::manifest::{check, Finding, Manifest, FORMAT};
 pub(crate) struct VerifyArgs {
     /// The run's manifest (`<output>.manifest.json`).
     pub(crate) manifest: PathBuf,
+    /// Only this manifest's files, not those of the manifests it names (a merge's parts, the
+    /// labelled output of a queue or report).
+    #[arg(long)]
+    pub(crate) shallow: bool,
 }
 
 pub(crate) fn verify(a: VerifyArgs) -> Result<ExitCode, Failure> {
-    let raw = std::fs::read(&a.manifest)
-        .with_context(|| format!("cannot read {}", a.manifest.display()))
+    let mut seen = std::collections::HashSet::new();
+    let changed = check_manifest(&a.manifest, a.shallow, 0, &mut seen)?;
+    Ok(if changed == 0 {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
+}
+
+/// Checks one manifest, then (unless `shallow`) the manifests it names; returns the files
+/// changed or missing.
+fn check_manifest(
+    manifest: &Path,
+    shallow: bool,
+    depth: usize,
+    seen: &mut HashSet<PathBuf>,
+) -> Result<usize, Failure> {
+    let raw = std::fs::read(manifest)
+        .with_context(|| format!("cannot read {}", manifest.display()))
         .map_err(Failure::Usage)?;
     let value: serde_json::Value = serde_json::from_slice(&raw)
-        .with_context(|| format!("{}: not a manifest", a.manifest.display()))
+        .with_context(|| format!("{}: not a manifest", manifest.display()))
         .map_err(Failure::Usage)?;
     let format = value["format"].as_u64().unwrap_or(0);
     if format > FORMAT as u64 {
         return Err(Failure::Usage(anyhow::anyhow!(
             "{}: manifest format {format}, newer than the {FORMAT} this triage reads",
-            a.manifest.display()
+            manifest.display()
         )));
     }
     let m: Manifest = serde_json::from_value(value)
-        .with_context(|| format!("{}: not a manifest", a.manifest.display()))
+        .with_context(|| format!("{}: not a manifest", manifest.display()))
         .map_err(Failure::Usage)?;
+    let indent = "  ".repeat(depth);
+    if depth > 0 {
+        println!("{indent}{} ({}):", manifest.display(), m.kind);
+    }
     let mut changed = 0;
+    let mut parents = Vec::new();
     for e in &m.files {
-        let (path, finding) = check(e, &a.manifest);
+        let (path, finding) = check(e, manifest);
         match finding {
-            Finding::Same => println!("ok       {:<9} {}", e.role, path.display()),
+            Finding::Same => {
+                println!("{indent}ok       {:<9} {}", e.role, path.display());
+                if e.role == "manifest" {
+                    parents.push(path);
+                }
+            }
             Finding::Changed { found, bytes } => {
                 changed += 1;
                 println!(
-                    "CHANGED  {:<9} {}: sha256 {found} ({bytes} bytes), was {} ({} bytes)",
+                    "{indent}CHANGED  {:<9} {}: sha256 {found} ({bytes} bytes), was {} ({} bytes)",
                     e.role,
                     path.display(),
                     e.sha256,
@@ -49,23 +81,50 @@ pub(crate) fn verify(a: VerifyArgs) -> Result<ExitCode, Failure> {
             }
             Finding::Missing(why) => {
                 changed += 1;
-                println!("MISSING  {:<9} {}: {why}", e.role, path.display());
+                println!("{indent}MISSING  {:<9} {}: {why}", e.role, path.display());
             }
         }
     }
+    if !m.complete {
+        println!(
+            "{indent}INCOMPLETE: the run was interrupted (`triage label ... --resume` finishes it)"
+        );
+        changed += 1;
+    }
+    let steps: Vec<String> = m
+        .steps
+        .iter()
+        .map(|s| {
+            format!(
+                "{} ({} to {} on {})",
+                s.command, s.started, s.finished, s.host
+            )
+        })
+        .collect();
     eprintln!(
-        "verify: {} files, {changed} changed or missing; run of {} on {} ({} to {}), triage {} ({})",
+        "{indent}verify {}: {} files, {changed} changed or missing; {} of {} on {} ({} to {}), triage {} ({}){}",
+        manifest.display(),
         m.files.len(),
+        m.kind,
         m.model["id"].as_str().unwrap_or("?"),
         m.host,
         m.started,
         m.finished,
         m.triage_version,
-        m.triage_commit
+        m.triage_commit,
+        if steps.len() > 1 {
+            format!("; steps: {}", steps.join(", "))
+        } else {
+            String::new()
+        }
     );
-    Ok(if changed == 0 {
-        ExitCode::SUCCESS
-    } else {
-        ExitCode::from(1)
-    })
+    if !shallow {
+        for p in parents {
+            let key = std::fs::canonicalize(&p).unwrap_or(p.clone());
+            if seen.insert(key) {
+                changed += check_manifest(&p, shallow, depth + 1, seen)?;
+            }
+        }
+    }
+    Ok(changed)
 }

@@ -12,6 +12,7 @@
 //! - `checkpoint.rs`: [`CheckpointFile`], what `--resume` reads and refuses.
 //! - [`families`]: re-upload families of a labelled output and its input.
 //! - [`queue`]: a review queue (CSV) of a labelled output, by severity x score.
+//! - [`report`]: a self-contained HTML report of a labelled output.
 //! - [`merge`]: the outputs of a sharded run joined, summaries added ([`Summary::add`]).
 //! - `record.rs`, `sink.rs`, `summary.rs`, `config.rs` (`workspace.toml`), `error.rs`.
 #![deny(missing_docs)]
@@ -26,6 +27,7 @@ mod pipeline;
 pub mod queue;
 pub mod reader;
 mod record;
+pub mod report;
 mod sink;
 mod summary;
 
