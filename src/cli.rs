@@ -15,8 +15,23 @@ struct Cli {
     /// Worker threads (default: all cores).
     #[arg(long, global = true, env = "TRIAGE_THREADS")]
     threads: Option<usize>,
+    /// Log lines as text or as JSON objects (one per line: time, level, message, fields).
+    #[arg(
+        long,
+        global = true,
+        env = "TRIAGE_LOG_FORMAT",
+        value_enum,
+        default_value = "text"
+    )]
+    log_format: LogFormat,
     #[command(subcommand)]
     command: Command,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum LogFormat {
+    Text,
+    Json,
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -184,6 +199,9 @@ enum Command {
     /// One self-contained HTML file that shows a labelled output at a glance: languages,
     /// labels, score distributions, the top of the queue with its evidence, the errors.
     Report(commands::ReportArgs),
+    /// The classifier as an HTTP service: the same configuration, model and scores as `label`,
+    /// with dynamic batching, limits, API keys, metrics and graceful shutdown.
+    Serve(commands::ServeArgs),
     /// Give each record of a labelled output its re-upload family (`<output>.families.jsonl`).
     Families(commands::FamiliesArgs),
     /// Build, extend, list and describe banks of known content (`label --bank`).
@@ -211,14 +229,18 @@ impl From<anyhow::Error> for Failure {
 
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
-    tracing_subscriber::fmt()
+    let logs = tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env()
                 .unwrap_or_else(|_| "triage=info,warn".into()),
         )
         .with_writer(std::io::stderr)
-        .with_target(false)
-        .init();
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .with_target(false);
+    match cli.log_format {
+        LogFormat::Text => logs.init(),
+        LogFormat::Json => logs.json().flatten_event(true).init(),
+    }
     if let Some(n) = cli.threads {
         // Candle's matrix kernels and the pipeline share rayon's global pool.
         let _ = rayon::ThreadPoolBuilder::new()
@@ -264,6 +286,7 @@ fn run(command: Command) -> Result<ExitCode, Failure> {
         Command::Families(a) => commands::families(a),
         Command::Queue(a) => commands::queue(a),
         Command::Report(a) => commands::report(a),
+        Command::Serve(a) => commands::serve(a),
         Command::Verify(a) => commands::verify(a),
     }
 }

@@ -8,5 +8,6 @@ mod learn;
 mod queue;
 mod report;
 mod resume;
+mod serve;
 mod util;
 mod verify;

@@ -104,22 +104,7 @@ pub(crate) fn label(a: LabelArgs) -> Result<ExitCode, Failure> {
     }
     let run_started = crate::manifest::now();
     let (labeller, workspace) = a.config.labeller_with(&a.banks)?;
-    // what produced each record: the configuration in force (file and command-line
-    // overrides), the model and the banks
-    let config_id = {
-        use sha2::Digest;
-        let mut h = sha2::Sha256::new();
-        // bank folders are named by their content, not by where they lie on this machine
-        let mut w = workspace.clone();
-        w.banks.paths.clear();
-        h.update(serde_json::to_vec(&w).map_err(anyhow::Error::from)?);
-        h.update(labeller.classifier().model_id().as_bytes());
-        for b in labeller.banks() {
-            h.update(b.info().content_sha256.as_bytes());
-        }
-        let hex: String = h.finalize().iter().map(|b| format!("{b:02x}")).collect();
-        format!("sha256:{hex}")
-    };
+    let config_id = super::config_id(&labeller, &workspace)?;
     let labeller = labeller.with_config_id(&config_id);
     let columns = triage_batch::Columns {
         text: a

@@ -11,6 +11,7 @@ mod merge;
 mod models;
 mod queue;
 mod report;
+mod serve;
 mod train;
 mod verify;
 
@@ -50,6 +51,7 @@ pub(crate) use merge::{merge, MergeArgs};
 pub(crate) use models::{models, ModelsCommand};
 pub(crate) use queue::{queue, QueueArgs};
 pub(crate) use report::{report, ReportArgs};
+pub(crate) use serve::{serve, ServeArgs};
 pub(crate) use train::{train, TrainArgs};
 pub(crate) use verify::{verify, VerifyArgs};
 
@@ -79,4 +81,24 @@ pub(crate) fn ok_or_1(ok: bool) -> ExitCode {
     } else {
         ExitCode::from(1)
     }
+}
+
+/// What produced each record: a hash of the configuration in force (file and command-line
+/// overrides), the model and the banks (`sha256:...`), as records and manifests say.
+pub(crate) fn config_id(
+    labeller: &triage_batch::Labeller,
+    workspace: &WorkspaceConfig,
+) -> Result<String, Failure> {
+    use sha2::Digest;
+    let mut h = sha2::Sha256::new();
+    // bank folders are named by their content, not by where they lie on this machine
+    let mut w = workspace.clone();
+    w.banks.paths.clear();
+    h.update(serde_json::to_vec(&w).map_err(anyhow::Error::from)?);
+    h.update(labeller.classifier().model_id().as_bytes());
+    for b in labeller.banks() {
+        h.update(b.info().content_sha256.as_bytes());
+    }
+    let hex: String = h.finalize().iter().map(|b| format!("{b:02x}")).collect();
+    Ok(format!("sha256:{hex}"))
 }

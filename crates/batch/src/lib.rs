@@ -34,7 +34,7 @@ mod summary;
 pub use checkpoint::{config_sha256, CheckpointFile};
 pub use config::{BanksConfig, InputConfig, WorkspaceConfig};
 pub use error::{Error, Result};
-pub use pipeline::{run, shard_of, Checkpoint, Labeller, ProgressInfo, RunOptions};
+pub use pipeline::{run, shard_of, BatchResult, Checkpoint, Labeller, ProgressInfo, RunOptions};
 pub use reader::{Columns, InputFormat};
 pub use record::{
     csv_header, parse_json_line, record_from_fields, ErrorDetail, OutputRecord, Record, RecordError,

@@ -693,6 +693,91 @@ fn infer_chunk(
     }
 }
 
+/// One text of [`Labeller::label_batch`]: its output record, or why it has none.
+#[derive(Debug, Clone, PartialEq)]
+pub enum BatchResult {
+    /// The output record, as `triage label` writes it (JSON), with its windows and tokens.
+    Labelled {
+        /// The record (JSON).
+        json: String,
+        /// Windows the encoder ran.
+        windows: usize,
+        /// Tokens the encoder ran.
+        tokens: usize,
+    },
+    /// The text could not be labelled.
+    Failed {
+        /// The error record's kind (`empty_text`, `too_long`, `tokenize`, `inference`).
+        kind: String,
+        /// Why.
+        reason: String,
+    },
+}
+
+impl Labeller {
+    /// Labels `texts` (`(position, id, text)`) as one batch, with the very code that [`run`]
+    /// labels a chunk with (a record's scores never depend on what else is in its batch): one
+    /// result per text, in order. Texts over `max_chars` characters fail as `too_long`.
+    pub fn label_batch(
+        &self,
+        texts: Vec<(u64, String, String)>,
+        max_chars: usize,
+    ) -> Vec<BatchResult> {
+        let options = RunOptions {
+            input_name: "request".into(),
+            max_chars,
+            dedupe_capacity: 0,
+            ..RunOptions::default()
+        };
+        let records = texts
+            .into_iter()
+            .map(|(pos, id, text)| RawRecord {
+                pos,
+                line: pos,
+                file: None,
+                payload: Payload::Fields {
+                    id: Some(id.into_bytes()),
+                    text: text.into_bytes(),
+                },
+            })
+            .collect();
+        let chunk = RawChunk {
+            seq: 0,
+            last_line: 0,
+            records,
+        };
+        let prepared = prepare_chunk(self, &options, chunk);
+        let mut seen = Seen {
+            scores: Default::default(),
+            order: Default::default(),
+            capacity: 0,
+        };
+        infer_chunk(self, &options, &mut seen, prepared)
+            .lines
+            .into_iter()
+            .map(|line| match line {
+                Line::Labelled {
+                    json,
+                    windows,
+                    encoder_tokens,
+                    ..
+                } => BatchResult::Labelled {
+                    json,
+                    windows,
+                    tokens: encoder_tokens,
+                },
+                Line::Failed { json, kind } => {
+                    let v: serde_json::Value = serde_json::from_str(&json).unwrap_or_default();
+                    BatchResult::Failed {
+                        kind: kind.to_owned(),
+                        reason: v["error"]["reason"].as_str().unwrap_or(kind).to_owned(),
+                    }
+                }
+            })
+            .collect()
+    }
+}
+
 /// Labels every record of `input` (JSON Lines), writing one output line per labelled record to
 /// `output` (after the header, for a CSV output that is still empty) and one error record per
 /// failed record to `errors`, both in input order. After each
