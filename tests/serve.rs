@@ -341,8 +341,6 @@ fn api_keys_limits_and_deadline() {
         keys.to_str().unwrap(),
         "--max-concurrent",
         "1",
-        "--batch-wait-ms",
-        "600",
         "--max-body-bytes",
         "1000",
     ]);
@@ -374,31 +372,69 @@ fn api_keys_limits_and_deadline() {
     );
     assert_eq!(st, 413);
     assert_error(&v, "body_too_large", None);
-    // one request at a time: a second one meanwhile gets 429 and Retry-After
-    let u = url("/v1/classify");
-    let first = std::thread::spawn(move || call("POST", &u, Some(body), Some("alpha-key-1")));
+    // one request at a time: while a slow client is still sending its body, another request
+    // gets 429 and Retry-After
+    let slow = SlowRequest::start(&s.url, "/v1/classify", body, Some("alpha-key-1"));
     std::thread::sleep(Duration::from_millis(200));
     let (st, retry, v) = call("POST", &url("/v1/classify"), Some(body), Some("beta-key-2"));
     assert_eq!((st, retry.as_deref()), (429, Some("1")), "{v}");
     assert_eq!(v["error"]["code"], "too_many_requests");
-    assert_eq!(first.join().unwrap().0, 200);
+    let (st, v) = slow.finish();
+    assert_eq!(st, 200, "{v}");
     drop(s);
 
-    // a deadline shorter than the batch's wait
-    let s = start(&[
-        "-c",
-        cfg.to_str().unwrap(),
-        "--batch-wait-ms",
-        "500",
-        "--deadline-ms",
-        "50",
-    ]);
-    let (st, _, v) = call("POST", &format!("{}/v1/classify", s.url), Some(body), None);
+    // a deadline shorter than labelling 200 long texts takes
+    let s = start(&["-c", cfg.to_str().unwrap(), "--deadline-ms", "1"]);
+    let many =
+        json!({"texts": vec!["join the fight now, free money, click this link. ".repeat(20); 200]})
+            .to_string();
+    let (st, _, v) = call("POST", &format!("{}/v1/classify", s.url), Some(&many), None);
     assert_eq!(st, 503);
     assert_error(&v, "deadline_exceeded", None);
     // and /v1/detect needs no encoder, so no batch
     let (st, _, v) = call("POST", &format!("{}/v1/detect", s.url), Some(body), None);
     assert_eq!(st, 200, "{v}");
+    // the server goes on after a request that gave up
+    let s2 = call("POST", &format!("{}/v1/classify", s.url), Some(body), None);
+    assert!(s2.0 == 200 || s2.0 == 503, "{s2:?}");
+}
+
+/// A request whose client sends half its body, then waits until `finish`.
+struct SlowRequest {
+    stream: std::net::TcpStream,
+    rest: Vec<u8>,
+}
+
+impl SlowRequest {
+    fn start(url: &str, path: &str, body: &str, key: Option<&str>) -> SlowRequest {
+        use std::io::Write;
+        let addr = url.strip_prefix("http://").unwrap();
+        let mut stream = std::net::TcpStream::connect(addr).unwrap();
+        let auth = key.map_or(String::new(), |k| format!("Authorization: Bearer {k}\r\n"));
+        write!(
+            stream,
+            "POST {path} HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n{auth}\r\n",
+            body.len()
+        )
+        .unwrap();
+        let (first, rest) = body.as_bytes().split_at(body.len() / 2);
+        stream.write_all(first).unwrap();
+        stream.flush().unwrap();
+        SlowRequest {
+            stream,
+            rest: rest.to_vec(),
+        }
+    }
+
+    fn finish(mut self) -> (u16, Value) {
+        use std::io::{Read, Write};
+        self.stream.write_all(&self.rest).unwrap();
+        let mut answer = String::new();
+        self.stream.read_to_string(&mut answer).unwrap();
+        let status = answer.split(' ').nth(1).unwrap().parse().unwrap();
+        let body = &answer[answer.find("\r\n\r\n").unwrap() + 4..];
+        (status, serde_json::from_str(body).unwrap_or(Value::Null))
+    }
 }
 
 #[test]
@@ -408,8 +444,6 @@ fn sigterm_turns_ready_off_finishes_requests_in_flight_and_exits_0() {
     let mut s = start(&[
         "-c",
         cfg.to_str().unwrap(),
-        "--batch-wait-ms",
-        "1500",
         "--drain-delay-s",
         "1",
         "--drain-timeout-s",
@@ -417,16 +451,14 @@ fn sigterm_turns_ready_off_finishes_requests_in_flight_and_exits_0() {
         "--log-format",
         "json",
     ]);
-    let u = format!("{}/v1/classify", s.url);
-    let in_flight = std::thread::spawn(move || {
-        call(
-            "POST",
-            &u,
-            Some("{\"texts\": [\"free money click this link\"]}"),
-            None,
-        )
-    });
-    std::thread::sleep(Duration::from_millis(300));
+    // a request in flight: its client is still sending the body
+    let slow = SlowRequest::start(
+        &s.url,
+        "/v1/classify",
+        "{\"texts\": [\"free money click this link\"]}",
+        None,
+    );
+    std::thread::sleep(Duration::from_millis(200));
     Command::new("kill")
         .args(["-TERM", &s.child.id().to_string()])
         .status()
@@ -437,9 +469,34 @@ fn sigterm_turns_ready_off_finishes_requests_in_flight_and_exits_0() {
     assert_eq!(st, 503);
     assert_eq!(v["error"]["code"], "draining");
     assert_eq!(call("GET", &format!("{}/health", s.url), None, None).0, 200);
-    let (st, _, v) = in_flight.join().unwrap();
+    // past the drain delay: no new connections, but the request in flight is answered
+    std::thread::sleep(Duration::from_millis(1200));
+    let (st, v) = slow.finish();
     assert_eq!(st, 200, "{v}");
     assert_eq!(v["results"][0]["chars"], 26);
     let status = s.child.wait().unwrap();
     assert_eq!(status.code(), Some(0));
+}
+
+#[test]
+fn the_kubernetes_deployment_uses_flags_and_routes_that_exist() {
+    let yaml = std::fs::read_to_string(root().join("scripts/k8s-deployment.yaml")).unwrap();
+    let help = triage().args(["serve", "--help"]).output().unwrap();
+    let help = String::from_utf8(help.stdout).unwrap();
+    let flags: Vec<&str> = yaml
+        .lines()
+        .filter_map(|l| l.trim().strip_prefix("- --"))
+        .map(|f| f.split('=').next().unwrap())
+        .collect();
+    assert!(flags.len() >= 5, "{flags:?}");
+    for f in flags {
+        assert!(
+            help.contains(&format!("--{f}")),
+            "--{f} is not a flag of triage serve"
+        );
+    }
+    for probe in ["path: /ready", "path: /health", "path: /metrics"] {
+        assert!(yaml.contains(probe), "{probe}");
+    }
+    assert!(yaml.contains("kind: HorizontalPodAutoscaler"));
 }

@@ -48,6 +48,18 @@ pub struct BatchOptions {
 pub(crate) struct Queue {
     tx: Sender<Job>,
     depth: Arc<AtomicI64>,
+    /// Requests being read and checked, whose jobs are on their way: the batcher waits for
+    /// more only while there are some (a lone request is labelled at once).
+    coming: Arc<AtomicI64>,
+}
+
+/// A request on its way to the queue (see [`Queue::coming`]); dropping it says it is not.
+pub(crate) struct Coming(Arc<AtomicI64>);
+
+impl Drop for Coming {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::SeqCst);
+    }
 }
 
 impl Queue {
@@ -59,12 +71,19 @@ impl Queue {
     ) -> Queue {
         let (tx, rx) = crossbeam_channel::unbounded::<Job>();
         let depth = Arc::new(AtomicI64::new(0));
-        let d = depth.clone();
+        let coming = Arc::new(AtomicI64::new(0));
+        let (d, c) = (depth.clone(), coming.clone());
         std::thread::Builder::new()
             .name("triage-batcher".into())
-            .spawn(move || run(&labeller, &options, &rx, &d, &metrics))
+            .spawn(move || run(&labeller, &options, &rx, &d, &c, &metrics))
             .expect("a thread starts");
-        Queue { tx, depth }
+        Queue { tx, depth, coming }
+    }
+
+    /// Says a request is on its way, until the returned guard is dropped (after `push`).
+    pub(crate) fn coming(&self) -> Coming {
+        self.coming.fetch_add(1, Ordering::SeqCst);
+        Coming(self.coming.clone())
     }
 
     /// Queues a job; its reply comes on the job's channel.
@@ -81,6 +100,7 @@ fn run(
     options: &BatchOptions,
     rx: &Receiver<Job>,
     depth: &AtomicI64,
+    coming: &AtomicI64,
     metrics: &Metrics,
 ) {
     let mut carried: Option<Job> = None;
@@ -96,6 +116,10 @@ fn run(
         let mut jobs = vec![first];
         let until = Instant::now() + options.max_wait;
         while tokens < options.max_batch_tokens {
+            // nothing queued and no request on its way: waiting would only add latency
+            if rx.is_empty() && coming.load(Ordering::SeqCst) <= 0 {
+                break;
+            }
             let left = until.saturating_duration_since(Instant::now());
             match rx.recv_timeout(left) {
                 Ok(j) => {

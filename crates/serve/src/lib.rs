@@ -36,6 +36,7 @@ use triage_batch::{BatchResult, Labeller};
 pub use batcher::BatchOptions;
 
 use batcher::{Job, Queue};
+
 use metrics::{Metrics, RouteStatus};
 
 /// The server's limits and knobs.
@@ -566,6 +567,7 @@ fn permit(s: &AppState) -> Result<tokio::sync::OwnedSemaphorePermit, ApiError> {
 async fn label(
     s: &AppState,
     slots: Vec<Slot>,
+    coming: batcher::Coming,
 ) -> Result<Vec<(String, Result<BatchResult, ApiError>)>, ApiError> {
     let mut texts = Vec::new();
     for (i, (_, t)) in slots.iter().enumerate() {
@@ -574,6 +576,7 @@ async fn label(
         }
     }
     let mut results = if texts.is_empty() {
+        drop(coming);
         Vec::new().into_iter()
     } else {
         let (tx, rx) = tokio::sync::oneshot::channel();
@@ -583,7 +586,9 @@ async fn label(
             reply: tx,
             enqueued: Instant::now(),
         };
-        if !s.queue.push(job, &s.metrics) {
+        let pushed = s.queue.push(job, &s.metrics);
+        drop(coming);
+        if !pushed {
             return Err(ApiError::new(
                 StatusCode::SERVICE_UNAVAILABLE,
                 "unavailable",
@@ -651,6 +656,7 @@ fn slot_error(path: &str, r: Result<BatchResult, ApiError>) -> Result<Box<RawVal
 
 async fn classify(State(s): State<Shared>, req: Request) -> Result<Response, ApiError> {
     let _permit = permit(&s)?;
+    let coming = s.queue.coming();
     let bytes = body(&s, req).await?;
     let r: ClassifyRequest = parse(&bytes)?;
     let (slots, what): (Vec<Slot>, &str) = match (r.texts, r.records) {
@@ -684,7 +690,7 @@ async fn classify(State(s): State<Shared>, req: Request) -> Result<Response, Api
         }
     };
     check_limits(&s, &slots, what)?;
-    let results = label(&s, slots).await?;
+    let results = label(&s, slots, coming).await?;
     let mut body = String::from("{\"results\":[");
     for (i, (path, r)) in results.into_iter().enumerate() {
         if i > 0 {
@@ -725,6 +731,7 @@ enum PredictInputs {
 /// cutting them, so `truncate` changes nothing.
 async fn predict(State(s): State<Shared>, req: Request) -> Result<Response, ApiError> {
     let _permit = permit(&s)?;
+    let coming = s.queue.coming();
     let bytes = body(&s, req).await?;
     let r: PredictRequest = parse(&bytes)?;
     let (values, one) = match r.inputs {
@@ -749,7 +756,7 @@ async fn predict(State(s): State<Shared>, req: Request) -> Result<Response, ApiE
         })
         .collect();
     check_limits(&s, &slots, "inputs")?;
-    let results = label(&s, slots).await?;
+    let results = label(&s, slots, coming).await?;
     let mut out = Vec::new();
     for (path, r) in results {
         match slot_error(&path, r) {
