@@ -124,6 +124,40 @@ impl Manifest {
     }
 }
 
+impl Manifest {
+    /// The manifest of one step that made `files` from what `parent` (a run's manifest, when
+    /// there is one) says: its model, configuration, thresholds and banks.
+    fn of(
+        kind: &str,
+        step: Step,
+        parent: Option<&Manifest>,
+        records: u64,
+        errors: u64,
+        files: Vec<FileEntry>,
+    ) -> Manifest {
+        Manifest {
+            format: FORMAT,
+            kind: kind.to_owned(),
+            complete: true,
+            triage_version: step.triage_version.clone(),
+            triage_commit: step.triage_commit.clone(),
+            command_line: step.command_line.clone(),
+            started: step.started.clone(),
+            finished: step.finished.clone(),
+            resumed: false,
+            host: step.host.clone(),
+            model: parent.map_or(serde_json::Value::Null, |p| p.model.clone()),
+            config_id: parent.map_or(String::new(), |p| p.config_id.clone()),
+            thresholds: parent.map_or(serde_json::Value::Null, |p| p.thresholds.clone()),
+            banks: parent.map_or(Vec::new(), |p| p.banks.clone()),
+            records,
+            errors,
+            files,
+            steps: vec![step],
+        }
+    }
+}
+
 /// `<file>.manifest.json`.
 pub(crate) fn path_for(file: &Path) -> PathBuf {
     PathBuf::from(format!("{}.manifest.json", file.display()))
@@ -283,32 +317,7 @@ impl Derived<'_> {
         }
         files.push(entry("output", self.output, &path)?);
         let step = Step::now(self.kind, self.started, Some(self.records));
-        let m = Manifest {
-            format: FORMAT,
-            kind: self.kind.to_owned(),
-            complete: true,
-            triage_version: step.triage_version.clone(),
-            triage_commit: step.triage_commit.clone(),
-            command_line: step.command_line.clone(),
-            started: step.started.clone(),
-            finished: step.finished.clone(),
-            resumed: false,
-            host: step.host.clone(),
-            model: parent
-                .as_ref()
-                .map_or(serde_json::Value::Null, |p| p.model.clone()),
-            config_id: parent
-                .as_ref()
-                .map_or(String::new(), |p| p.config_id.clone()),
-            thresholds: parent
-                .as_ref()
-                .map_or(serde_json::Value::Null, |p| p.thresholds.clone()),
-            banks: parent.as_ref().map_or(Vec::new(), |p| p.banks.clone()),
-            records: self.records,
-            errors: 0,
-            files,
-            steps: vec![step],
-        };
+        let m = Manifest::of(self.kind, step, parent.as_ref(), self.records, 0, files);
         m.write(&path)?;
         Ok(path)
     }
@@ -364,31 +373,15 @@ pub(crate) fn write_merged(
         }
     }
     let step = Step::now("merge", started, Some(summary.records));
-    let f = first.map(|(_, m)| m);
-    let m = Manifest {
-        format: FORMAT,
-        kind: "merge".into(),
-        complete: true,
-        triage_version: step.triage_version.clone(),
-        triage_commit: step.triage_commit.clone(),
-        command_line: step.command_line.clone(),
-        started: step.started.clone(),
-        finished: step.finished.clone(),
-        resumed: false,
-        host: step.host.clone(),
-        model: f
-            .as_ref()
-            .map_or(serde_json::Value::Null, |m| m.model.clone()),
-        config_id: f.as_ref().map_or(String::new(), |m| m.config_id.clone()),
-        thresholds: f
-            .as_ref()
-            .map_or(serde_json::Value::Null, |m| m.thresholds.clone()),
-        banks: f.as_ref().map_or(Vec::new(), |m| m.banks.clone()),
-        records: summary.records,
-        errors: summary.errors,
+    let first = first.map(|(_, m)| m);
+    let m = Manifest::of(
+        "merge",
+        step,
+        first.as_ref(),
+        summary.records,
+        summary.errors,
         files,
-        steps: vec![step],
-    };
+    );
     m.write(&path)?;
     Ok(path)
 }

@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use serde_json::{json, Value};
 
-use crate::util::{lines, model_installed, root, triage};
+use crate::util::{lines, model_installed, ort_installed, root, triage};
 
 struct Server {
     child: Child,
@@ -142,46 +142,7 @@ fn served_records_equal_labelled_ones_bit_for_bit_and_errors_are_json() {
             .collect::<String>(),
     )
     .unwrap();
-    let out = d.join("out.jsonl");
-    let o = triage()
-        .args(["label", dump.to_str().unwrap(), "-o", out.to_str().unwrap()])
-        .args(["--progress", "never"])
-        .output()
-        .unwrap();
-    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
-    let labelled = lines(&out);
-    assert_eq!(labelled.len(), records.len());
-
-    // a wait window long enough that concurrent requests share batches
-    let s = start(&[
-        "--batch-wait-ms",
-        "50",
-        "--max-texts",
-        "20",
-        "--max-chars",
-        "5000",
-    ]);
-    // four concurrent requests of 12 records
-    let threads: Vec<_> = records
-        .chunks(12)
-        .map(|c| {
-            let body = json!({"records": c}).to_string();
-            let url = format!("{}/v1/classify", s.url);
-            std::thread::spawn(move || call("POST", &url, Some(&body), None))
-        })
-        .collect();
-    let mut served = Vec::new();
-    for t in threads {
-        let (st, _, v) = t.join().unwrap();
-        assert_eq!(st, 200, "{v}");
-        served.extend(v["results"].as_array().unwrap().clone());
-    }
-    for (i, (got, want)) in served.iter().zip(&labelled).enumerate() {
-        // the same record, but its position is its place in its request
-        let mut want = want.clone();
-        want["position"] = json!(i % 12 + 1);
-        assert_eq!(got, &want, "record {i}");
-    }
+    let (s, labelled) = served_equal_labelled(d, &dump, &records, &[]);
     // {"texts": [...]}: ids are places; a bad text fails only its slot
     let (st, v) = post(
         &s,
@@ -326,6 +287,101 @@ fn served_records_equal_labelled_ones_bit_for_bit_and_errors_are_json() {
         .unwrap();
     let requests_labelled = 4.0 + 1.0 + 2.0 + 1.0; // classify x4, texts, predict x2, "still here"
     assert!(batches < requests_labelled, "{batches} batches");
+}
+
+/// Labels `dump` with `triage label` and serves its records (in four concurrent requests, so
+/// that they share batches) with the same engine flags; the records must be equal.
+fn served_equal_labelled(
+    d: &Path,
+    dump: &Path,
+    records: &[Value],
+    engine: &[&str],
+) -> (Server, Vec<Value>) {
+    let out = d.join(format!("out{}.jsonl", engine.len()));
+    let o = triage()
+        .args(["label", dump.to_str().unwrap(), "-o", out.to_str().unwrap()])
+        .args(["--progress", "never"])
+        .args(engine)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let labelled = lines(&out);
+    assert_eq!(labelled.len(), records.len());
+    // a wait window long enough that concurrent requests share batches
+    let mut args = vec![
+        "--batch-wait-ms",
+        "50",
+        "--max-texts",
+        "20",
+        "--max-chars",
+        "5000",
+    ];
+    args.extend_from_slice(engine);
+    let s = start(&args);
+    let threads: Vec<_> = records
+        .chunks(12)
+        .map(|c| {
+            let body = json!({"records": c}).to_string();
+            let url = format!("{}/v1/classify", s.url);
+            std::thread::spawn(move || call("POST", &url, Some(&body), None))
+        })
+        .collect();
+    let mut served = Vec::new();
+    for t in threads {
+        let (st, _, v) = t.join().unwrap();
+        assert_eq!(st, 200, "{v}");
+        served.extend(v["results"].as_array().unwrap().clone());
+    }
+    assert_eq!(served.len(), labelled.len());
+    for (i, (got, want)) in served.iter().zip(&labelled).enumerate() {
+        // the same record, but its position is its place in its request
+        let mut want = want.clone();
+        want["position"] = json!(i % 12 + 1);
+        assert_eq!(got, &want, "{engine:?}: record {i}");
+    }
+    (s, labelled)
+}
+
+#[test]
+fn the_fast_engine_serves_what_it_labels() {
+    let Some(_) = model_installed() else { return };
+    if !ort_installed() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let sample =
+        String::from_utf8_lossy(&std::fs::read(root().join("tests/data/sample.jsonl")).unwrap())
+            .into_owned();
+    let records: Vec<Value> = sample
+        .lines()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .filter(|r| r["id"].is_string() && r["text"].as_str().is_some_and(|t| !t.trim().is_empty()))
+        .skip(100)
+        .take(36)
+        .map(|r| json!({"id": r["id"], "text": r["text"]}))
+        .collect();
+    let dump = dir.path().join("dump.jsonl");
+    std::fs::write(
+        &dump,
+        records
+            .iter()
+            .map(|r| r.to_string() + "\n")
+            .collect::<String>(),
+    )
+    .unwrap();
+    served_equal_labelled(
+        dir.path(),
+        &dump,
+        &records,
+        &[
+            "--backend",
+            "ort",
+            "--dtype",
+            "int8",
+            "--refine-margin",
+            "0.005",
+        ],
+    );
 }
 
 #[test]

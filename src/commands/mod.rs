@@ -23,6 +23,63 @@ use triage_batch::{InputFormat, RunOptions, WorkspaceConfig};
 
 use crate::cli::Failure;
 
+/// What `queue` and `report` read, and which records they show.
+#[derive(clap::Args)]
+pub(crate) struct ReviewArgs {
+    /// The labelled output (JSON Lines from `triage label`).
+    pub(crate) labelled: std::path::PathBuf,
+    /// The input it was labelled from (for the evidence's text).
+    #[arg(long)]
+    pub(crate) input: String,
+    /// Input format (default: from the extension).
+    #[arg(long, value_parser = ["jsonl", "csv", "tsv", "txt", "dir"])]
+    pub(crate) format: Option<String>,
+    /// The labelling configuration (labels, severities, thresholds, `[input]` fields).
+    #[arg(long, short = 'c', default_value = "workspace.toml")]
+    pub(crate) config: std::path::PathBuf,
+    /// Only records where this label is flagged.
+    #[arg(long)]
+    pub(crate) label: Option<String>,
+    /// Only records of this language (ISO 639-1).
+    #[arg(long)]
+    pub(crate) lang: Option<String>,
+    /// One row per re-upload family (its highest-priority member; needs `label --families`).
+    #[arg(long)]
+    pub(crate) per_family: bool,
+}
+
+impl ReviewArgs {
+    /// The configuration and the input; `--label` must be one of the configuration's.
+    pub(crate) fn open(&self) -> Result<(WorkspaceConfig, triage_batch::input::Input), Failure> {
+        let (workspace, input) =
+            config_and_input(&self.config, &self.input, self.format.as_deref())?;
+        if let Some(l) = &self.label {
+            if !workspace.labels.labels.iter().any(|(n, _)| n == l) {
+                return Err(Failure::Usage(anyhow::anyhow!(
+                    "--label {l}: not a label of {}",
+                    self.config.display()
+                )));
+            }
+        }
+        Ok((workspace, input))
+    }
+
+    /// The queue's filters.
+    pub(crate) fn options(
+        &self,
+        min_score: Option<f32>,
+        limit: Option<usize>,
+    ) -> triage_batch::queue::QueueOptions {
+        triage_batch::queue::QueueOptions {
+            label: self.label.clone(),
+            lang: self.lang.clone(),
+            min_score,
+            limit,
+            per_family: self.per_family,
+        }
+    }
+}
+
 /// The configuration and the input of a command over a labelled output (`families`, `queue`,
 /// `report`): the input is read with the configuration's `[input]` fields.
 pub(crate) fn config_and_input(

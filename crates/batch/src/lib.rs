@@ -37,7 +37,8 @@ pub use error::{Error, Result};
 pub use pipeline::{run, shard_of, BatchResult, Checkpoint, Labeller, ProgressInfo, RunOptions};
 pub use reader::{Columns, InputFormat};
 pub use record::{
-    csv_header, parse_json_line, record_from_fields, ErrorDetail, OutputRecord, Record, RecordError,
+    csv_header, parse_json_line, record_from_fields, type_name, ErrorDetail, OutputRecord, Record,
+    RecordError,
 };
 pub use sink::{write_atomic, Sink};
 pub use summary::{BankCount, LabelCount, Summary};

@@ -51,7 +51,8 @@ fn id_of(v: &Value) -> Option<String> {
     }
 }
 
-fn type_name(v: &Value) -> &'static str {
+/// What kind of JSON value `v` is, for messages ("a number", "an array", ...).
+pub fn type_name(v: &Value) -> &'static str {
     match v {
         Value::Null => "null",
         Value::Bool(_) => "a boolean",

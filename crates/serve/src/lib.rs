@@ -31,7 +31,7 @@ use serde::Deserialize;
 use serde_json::value::RawValue;
 use serde_json::{json, Value};
 use tokio::sync::Semaphore;
-use triage_batch::{BatchResult, Labeller};
+use triage_batch::{type_name, BatchResult, Labeller};
 
 pub use batcher::BatchOptions;
 
@@ -489,17 +489,6 @@ fn slot(path: String, id: String, v: Value) -> Slot {
             .at(path.clone());
             (path, Err(e))
         }
-    }
-}
-
-fn type_name(v: &Value) -> &'static str {
-    match v {
-        Value::Null => "null",
-        Value::Bool(_) => "a boolean",
-        Value::Number(_) => "a number",
-        Value::String(_) => "a string",
-        Value::Array(_) => "an array",
-        Value::Object(_) => "an object",
     }
 }
 
