@@ -122,17 +122,7 @@ fn served_records_equal_labelled_ones_bit_for_bit_and_errors_are_json() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
     // the sample's good records, in order
-    // (it holds a line of bad UTF-8 on purpose)
-    let sample =
-        String::from_utf8_lossy(&std::fs::read(root().join("tests/data/sample.jsonl")).unwrap())
-            .into_owned();
-    let records: Vec<Value> = sample
-        .lines()
-        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
-        .filter(|r| r["id"].is_string() && r["text"].as_str().is_some_and(|t| !t.trim().is_empty()))
-        .take(48)
-        .map(|r| json!({"id": r["id"], "text": r["text"]}))
-        .collect();
+    let records = sample_records(0, 48);
     let dump = d.join("dump.jsonl");
     std::fs::write(
         &dump,
@@ -289,6 +279,22 @@ fn served_records_equal_labelled_ones_bit_for_bit_and_errors_are_json() {
     assert!(batches < requests_labelled, "{batches} batches");
 }
 
+/// `take` of the sample dump's good records after `skip` of them, as `{"id", "text"}` (the
+/// sample holds a line of bad UTF-8 on purpose: read lossily, it is not JSON).
+fn sample_records(skip: usize, take: usize) -> Vec<Value> {
+    let sample =
+        String::from_utf8_lossy(&std::fs::read(root().join("tests/data/sample.jsonl")).unwrap())
+            .into_owned();
+    sample
+        .lines()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .filter(|r| r["id"].is_string() && r["text"].as_str().is_some_and(|t| !t.trim().is_empty()))
+        .skip(skip)
+        .take(take)
+        .map(|r| json!({"id": r["id"], "text": r["text"]}))
+        .collect()
+}
+
 /// Labels `dump` with `triage label` and serves its records (in four concurrent requests, so
 /// that they share batches) with the same engine flags; the records must be equal.
 fn served_equal_labelled(
@@ -349,17 +355,7 @@ fn the_fast_engine_serves_what_it_labels() {
         return;
     }
     let dir = tempfile::tempdir().unwrap();
-    let sample =
-        String::from_utf8_lossy(&std::fs::read(root().join("tests/data/sample.jsonl")).unwrap())
-            .into_owned();
-    let records: Vec<Value> = sample
-        .lines()
-        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
-        .filter(|r| r["id"].is_string() && r["text"].as_str().is_some_and(|t| !t.trim().is_empty()))
-        .skip(100)
-        .take(36)
-        .map(|r| json!({"id": r["id"], "text": r["text"]}))
-        .collect();
+    let records = sample_records(100, 36);
     let dump = dir.path().join("dump.jsonl");
     std::fs::write(
         &dump,
