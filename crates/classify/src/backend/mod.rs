@@ -191,12 +191,19 @@ pub(crate) fn load(
             let calibration = if int8 { calibration()? } else { Vec::new() };
             let model =
                 crate::model::BertModel::load(source.vb, source.config).map_err(weights_err)?;
+            // the calibration's cache is named by the weights' checksum (itself cached)
+            let sha = if int8 {
+                Some(crate::checksum::weights_sha256(source.dir)?)
+            } else {
+                None
+            };
             Ok(Box::new(ort::OrtEncoder::load(
                 model,
                 source.config,
                 int8,
                 options,
                 &calibration,
+                sha.as_deref().map(|s| (source.dir, s)),
             )?))
         }
         #[allow(unreachable_patterns)]

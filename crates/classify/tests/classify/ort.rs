@@ -226,3 +226,68 @@ fn int8_windows_near_a_decision_are_scored_again_in_f32() {
         texts.len()
     );
 }
+
+#[cfg(feature = "ort")]
+#[test]
+fn int8_calibration_is_cached_and_a_damaged_cache_is_measured_again() {
+    if !crate::have_ort() {
+        return;
+    }
+    // a private copy of a tiny checkpoint: the cache is written beside the model
+    let dir = tempfile::tempdir().unwrap();
+    let model = dir.path().join("model");
+    std::fs::create_dir(&model).unwrap();
+    let src = crate::root().join("tests/data/models/tiny-xlmr-cls");
+    for f in std::fs::read_dir(&src).unwrap() {
+        let f = f.unwrap();
+        if f.path().is_file() && !f.file_name().to_string_lossy().starts_with('.') {
+            std::fs::copy(f.path(), model.join(f.file_name())).unwrap();
+        }
+    }
+    let texts = [
+        "join the fight now",
+        "the weather is sunny today",
+        "free money",
+    ];
+    let embed = || {
+        ClassifierBuilder::new(&model)
+            .backend(Backend::Ort)
+            .ort_library(crate::ort_path())
+            .precision(Precision::Int8)
+            .build_embedder()
+            .unwrap()
+            .embed(&texts)
+            .unwrap()
+    };
+    let cache_files = || -> Vec<std::path::PathBuf> {
+        match std::fs::read_dir(model.join(".triage-cache")) {
+            Ok(d) => d.map(|e| e.unwrap().path()).collect(),
+            Err(_) => Vec::new(),
+        }
+    };
+    assert!(cache_files().is_empty());
+    let first = embed();
+    let files = cache_files();
+    assert_eq!(files.len(), 1, "{files:?}");
+    let cached = std::fs::read(&files[0]).unwrap();
+    assert!(cached.starts_with(b"triage int8 ranges 1\n"));
+    // the second start reads the ranges: the same embeddings, bit for bit
+    let second = embed();
+    assert_eq!(first, second);
+    assert_eq!(std::fs::read(&files[0]).unwrap(), cached);
+    // a damaged cache is not used: measured again, the same embeddings, the file sound again
+    let mut bad = cached.clone();
+    let n = bad.len();
+    bad[n - 2] ^= 0x40;
+    std::fs::write(&files[0], &bad).unwrap();
+    assert_eq!(embed(), first);
+    assert_eq!(std::fs::read(&files[0]).unwrap(), cached);
+    // another number format of the same model does not touch it
+    ClassifierBuilder::new(&model)
+        .backend(Backend::Ort)
+        .ort_library(crate::ort_path())
+        .precision(Precision::F32)
+        .build_embedder()
+        .unwrap();
+    assert_eq!(cache_files().len(), 1);
+}

@@ -1,6 +1,7 @@
 //! ONNX Runtime (the cargo feature `ort`): f32 or int8 weights, on a graph written from the
 //! weights candle loaded ([`graph`], [`proto`], [`quant`]) with triage's own operators ([`ops`]).
 
+pub(crate) mod cache;
 pub(crate) mod graph;
 pub(crate) mod ops;
 pub(crate) mod proto;
@@ -188,6 +189,54 @@ fn calibrate(embeddings: &BertModel, probe: &Pool, windows: &[EncoderInputs]) ->
         .unwrap_or_default())
 }
 
+/// The cache of an int8 encoder's calibration: keyed by the weights, the graph's settings, the
+/// calibration windows' tokens and ONNX Runtime's library.
+fn range_cache(
+    dir: &Path,
+    weights_sha256: &str,
+    spec: &graph::GraphSpec,
+    calibration: &[EncoderInputs],
+    options: &ModelOptions,
+) -> Result<cache::RangeCache> {
+    let spec_text = format!(
+        "hidden {} heads {} eps {} act {:?} int8 {} bf16_attention {} fused_ffn {}",
+        spec.hidden,
+        spec.heads,
+        spec.eps.to_bits(),
+        spec.act,
+        spec.int8,
+        spec.bf16_attention,
+        spec.fused_ffn
+    );
+    let mut tokens = Vec::new();
+    for w in calibration {
+        for row in w.ids.to_vec2::<u32>()? {
+            tokens.extend(row.iter().flat_map(|t| t.to_le_bytes()));
+            tokens.extend(u32::MAX.to_le_bytes());
+        }
+        for l in &w.lens {
+            tokens.extend((*l as u64).to_le_bytes());
+        }
+    }
+    let library = options
+        .ort_library
+        .as_deref()
+        .map(|p| {
+            let size = std::fs::metadata(p).map(|m| m.len()).unwrap_or(0);
+            format!("{} {size}", p.display())
+        })
+        .unwrap_or_default();
+    Ok(cache::RangeCache::new(
+        dir,
+        &[
+            weights_sha256.as_bytes(),
+            spec_text.as_bytes(),
+            &tokens,
+            library.as_bytes(),
+        ],
+    ))
+}
+
 fn session(env: &Environment, model: &[u8], weights: &PrepackedWeights) -> Result<Session> {
     let build = || -> ort::Result<Session> {
         Session::builder(env)?
@@ -241,12 +290,16 @@ impl OrtLinear {
 impl OrtEncoder {
     /// With `int8`, the products' inputs are smoothed with the ranges measured in f32 on
     /// the `calibration` windows (one window each); with none, they are not smoothed.
+    ///
+    /// `model_dir` and `weights_sha256` name the model, for the calibration's cache
+    /// ([`cache`]): a second start reads the ranges instead of measuring them.
     pub fn load(
         mut encoder: BertModel,
         config: &ModelConfig,
         int8: bool,
         options: &ModelOptions,
         calibration: &[EncoderInputs],
+        model: Option<(&Path, &str)>,
     ) -> Result<Self> {
         let env = runtime(options.ort_library.as_deref())?;
         let layers = encoder.take_layers();
@@ -288,7 +341,35 @@ impl OrtEncoder {
         };
         let ranges = match &exact {
             Some(exact) if !calibration.is_empty() => {
-                let ranges = calibrate(&encoder, exact, calibration)?;
+                let cache = match model {
+                    Some((dir, sha)) => Some(range_cache(dir, sha, &spec, calibration, options)?),
+                    None => None,
+                };
+                let cached = cache.as_ref().map(|c| (c, c.load()));
+                let ranges = match cached {
+                    Some((_, cache::Cached::Ranges(r))) => {
+                        tracing::debug!("int8 calibration read from its cache");
+                        r
+                    }
+                    other => {
+                        if let Some((c, cache::Cached::Damaged(why))) = &other {
+                            tracing::warn!(
+                                "{}: {why}: calibrating again and rewriting it",
+                                c.path().display()
+                            );
+                        }
+                        let r = calibrate(&encoder, exact, calibration)?;
+                        if let Some((c, _)) = &other {
+                            if let Err(e) = c.store(&r) {
+                                tracing::warn!(
+                                    "cannot cache the int8 calibration at {}: {e}",
+                                    c.path().display()
+                                );
+                            }
+                        }
+                        r
+                    }
+                };
                 Some(quant::InputRanges::from_probe(&ranges, &layers)?)
             }
             _ => None,

@@ -1,0 +1,192 @@
+//! The int8 engine's calibration, cached next to the model: the per-channel ranges that the f32
+//! probe graph measures on the calibration windows (several seconds at every start otherwise).
+//!
+//! The file `<model>/.triage-cache/int8-ranges-<key>.bin` is named by a key over everything the
+//! ranges depend on: the recipe's version, the weights' checksum, the graph's settings, the
+//! calibration windows' tokens and ONNX Runtime's library (path and size). A cache made for
+//! another model, recipe or library has another name and is never read; a file that is cut,
+//! edited or of another format fails its own SHA-256 or header check and is measured again and
+//! rewritten, never used.
+//!
+//! Format: four header lines (`triage int8 ranges 1`, `key <hex>`, `count <n>`, `sha256 <hex
+//! of the payload>`), then `n` little-endian f32.
+
+use std::path::{Path, PathBuf};
+
+use sha2::{Digest, Sha256};
+
+/// The calibration recipe: bump it when what the probe measures changes.
+pub(crate) const RECIPE: &str = "triage-int8-smoothquant-probe-1";
+
+const MAGIC: &str = "triage int8 ranges 1";
+
+fn hex(b: &[u8]) -> String {
+    b.iter().map(|x| format!("{x:02x}")).collect()
+}
+
+/// Where a model's calibrated ranges are kept, and under which key.
+#[derive(Debug, Clone)]
+pub(crate) struct RangeCache {
+    path: PathBuf,
+    key: String,
+}
+
+/// What [`RangeCache::load`] found.
+#[derive(Debug, PartialEq)]
+pub(crate) enum Cached {
+    /// The ranges, checked.
+    Ranges(Vec<f32>),
+    /// No file under this key.
+    Missing,
+    /// A file that failed a check (and why): to be measured again.
+    Damaged(String),
+}
+
+impl RangeCache {
+    /// The cache of the model in `dir` for the ranges that `parts` (the key's inputs) decide.
+    pub(crate) fn new(dir: &Path, parts: &[&[u8]]) -> RangeCache {
+        let mut h = Sha256::new();
+        h.update(RECIPE.as_bytes());
+        for p in parts {
+            // lengths first, so that no two lists of parts hash alike
+            h.update((p.len() as u64).to_le_bytes());
+            h.update(p);
+        }
+        let key = hex(&h.finalize());
+        RangeCache {
+            path: dir
+                .join(".triage-cache")
+                .join(format!("int8-ranges-{}.bin", &key[..32])),
+            key,
+        }
+    }
+
+    /// The file.
+    pub(crate) fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// The cached ranges, when there is a sound file for this key.
+    pub(crate) fn load(&self) -> Cached {
+        let bytes = match std::fs::read(&self.path) {
+            Ok(b) => b,
+            Err(_) => return Cached::Missing,
+        };
+        match self.parse(&bytes) {
+            Ok(r) => Cached::Ranges(r),
+            Err(why) => Cached::Damaged(why),
+        }
+    }
+
+    fn parse(&self, bytes: &[u8]) -> std::result::Result<Vec<f32>, String> {
+        let mut rest = bytes;
+        let mut line = || -> std::result::Result<String, String> {
+            let i = rest
+                .iter()
+                .position(|&b| b == b'\n')
+                .ok_or("the header is cut")?;
+            let l = std::str::from_utf8(&rest[..i])
+                .map_err(|_| "the header is not text")?
+                .to_owned();
+            rest = &rest[i + 1..];
+            Ok(l)
+        };
+        if line()? != MAGIC {
+            return Err("not a ranges file of this format".into());
+        }
+        if line()? != format!("key {}", self.key) {
+            return Err("made under another key".into());
+        }
+        let count: usize = line()?
+            .strip_prefix("count ")
+            .and_then(|c| c.parse().ok())
+            .ok_or("no count")?;
+        let sha = line()?
+            .strip_prefix("sha256 ")
+            .map(str::to_owned)
+            .ok_or("no sha256")?;
+        if rest.len() != count * 4 {
+            return Err(format!(
+                "{} bytes of ranges where the header says {count} values",
+                rest.len()
+            ));
+        }
+        if hex(&Sha256::digest(rest)) != sha {
+            return Err("its ranges do not match their SHA-256".into());
+        }
+        let values: Vec<f32> = rest
+            .chunks_exact(4)
+            .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+            .collect();
+        if values.iter().any(|v| !v.is_finite() || *v < 0.0) {
+            return Err("a range is negative or not finite".into());
+        }
+        Ok(values)
+    }
+
+    /// Writes the ranges (to a temporary file first, then renamed: a reader never sees half a
+    /// file).
+    pub(crate) fn store(&self, ranges: &[f32]) -> std::io::Result<()> {
+        let payload: Vec<u8> = ranges.iter().flat_map(|v| v.to_le_bytes()).collect();
+        let mut out = format!(
+            "{MAGIC}\nkey {}\ncount {}\nsha256 {}\n",
+            self.key,
+            ranges.len(),
+            hex(&Sha256::digest(&payload))
+        )
+        .into_bytes();
+        out.extend_from_slice(&payload);
+        let dir = self.path.parent().unwrap_or(Path::new("."));
+        std::fs::create_dir_all(dir)?;
+        let tmp = dir.join(format!(
+            ".{}.{}.tmp",
+            self.path.file_name().unwrap_or_default().to_string_lossy(),
+            std::process::id()
+        ));
+        std::fs::write(&tmp, &out)?;
+        std::fs::rename(&tmp, &self.path)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ranges_round_trip_and_every_damage_is_caught() {
+        let dir = tempfile::tempdir().unwrap();
+        let c = RangeCache::new(dir.path(), &[b"weights-a", b"spec"]);
+        assert_eq!(c.load(), Cached::Missing);
+        let ranges = vec![0.5f32, 1.25, 3.0, 0.0];
+        c.store(&ranges).unwrap();
+        assert_eq!(c.load(), Cached::Ranges(ranges.clone()));
+        // another model or setting: another file, not read
+        let other = RangeCache::new(dir.path(), &[b"weights-b", b"spec"]);
+        assert_ne!(other.path(), c.path());
+        assert_eq!(other.load(), Cached::Missing);
+        // parts are delimited: ("ab", "c") is not ("a", "bc")
+        assert_ne!(
+            RangeCache::new(dir.path(), &[b"ab", b"c"]).path(),
+            RangeCache::new(dir.path(), &[b"a", b"bc"]).path()
+        );
+        let good = std::fs::read(c.path()).unwrap();
+        // one flipped bit in a value
+        let mut bad = good.clone();
+        let n = bad.len();
+        bad[n - 3] ^= 0x10;
+        std::fs::write(c.path(), &bad).unwrap();
+        assert!(matches!(c.load(), Cached::Damaged(w) if w.contains("SHA-256")));
+        // cut short
+        std::fs::write(c.path(), &good[..good.len() - 4]).unwrap();
+        assert!(matches!(c.load(), Cached::Damaged(w) if w.contains("header says")));
+        // a file of another key under this name
+        let mut moved = good.clone();
+        let i = good.iter().position(|&b| b == b'\n').unwrap() + 5;
+        moved[i] = if moved[i] == b'0' { b'1' } else { b'0' };
+        std::fs::write(c.path(), &moved).unwrap();
+        assert!(matches!(c.load(), Cached::Damaged(w) if w.contains("another key")));
+        // rewritten: sound again
+        c.store(&ranges).unwrap();
+        assert_eq!(c.load(), Cached::Ranges(ranges));
+    }
+}
