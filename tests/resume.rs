@@ -41,17 +41,7 @@ fn dump(dir: &Path, n: usize) -> PathBuf {
 }
 
 fn config(dir: &Path) -> PathBuf {
-    let p = dir.join("w.toml");
-    let model = root().join("tests/data/models/tiny-bert-cls");
-    std::fs::write(
-        &p,
-        format!(
-            "[model]\nname = {:?}\n[labels]\nmode = \"checkpoint\"\n",
-            model.to_str().unwrap()
-        ),
-    )
-    .unwrap();
-    p
+    crate::util::checkpoint_config(dir, &root().join("tests/data/models/tiny-bert-cls"))
 }
 
 fn label(input: &Path, out: &Path, cfg: &Path, extra: &[&str]) -> Command {

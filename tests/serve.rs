@@ -95,17 +95,7 @@ fn post(s: &Server, path: &str, body: &str) -> (u16, Value) {
 }
 
 fn tiny_config(dir: &Path) -> PathBuf {
-    let p = dir.join("w.toml");
-    let model = root().join("tests/data/models/tiny-bert-cls");
-    std::fs::write(
-        &p,
-        format!(
-            "[model]\nname = {:?}\n[labels]\nmode = \"checkpoint\"\n",
-            model.to_str().unwrap()
-        ),
-    )
-    .unwrap();
-    p
+    crate::util::checkpoint_config(dir, &root().join("tests/data/models/tiny-bert-cls"))
 }
 
 fn assert_error(v: &Value, code: &str, field: Option<&str>) {

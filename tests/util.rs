@@ -78,3 +78,18 @@ pub fn json_lines(bytes: &[u8]) -> Vec<serde_json::Value> {
         .map(|l| serde_json::from_str(l).unwrap())
         .collect()
 }
+
+/// `dir/w.toml`: a configuration that labels with the checkpoint head of the model in `model`
+/// (one of the tiny test checkpoints, or a copy of one).
+pub fn checkpoint_config(dir: &Path, model: &Path) -> PathBuf {
+    let p = dir.join("w.toml");
+    std::fs::write(
+        &p,
+        format!(
+            "[model]\nname = {:?}\n[labels]\nmode = \"checkpoint\"\n",
+            model.to_str().unwrap()
+        ),
+    )
+    .unwrap();
+    p
+}

@@ -36,15 +36,7 @@ fn verify_passes_on_an_untouched_run_and_names_what_changed() {
             std::fs::copy(f.path(), model.join(f.file_name())).unwrap();
         }
     }
-    let cfg = d.join("w.toml");
-    std::fs::write(
-        &cfg,
-        format!(
-            "[model]\nname = {:?}\n[labels]\nmode = \"checkpoint\"\n",
-            model.to_str().unwrap()
-        ),
-    )
-    .unwrap();
+    let cfg = crate::util::checkpoint_config(d, &model);
     let input = d.join("dump.jsonl");
     std::fs::write(
         &input,
