@@ -88,6 +88,10 @@ pub(crate) struct ConfigArgs {
     pub(crate) no_refine: bool,
 }
 
+/// Where scripts/setup.sh (scripts/setup_onnxruntime.sh) puts ONNX Runtime's library, under
+/// `$TRIAGE_CACHE` (default: `.cache` beside the configuration).
+pub(crate) const ORT_INSTALLED: &str = "onnxruntime-1.32.0/libonnxruntime.so.1.32.0";
+
 impl ConfigArgs {
     /// The workspace with the command line's overrides, and the model directory.
     pub(crate) fn load(&self) -> Result<(WorkspaceConfig, PathBuf), Failure> {
@@ -118,6 +122,23 @@ impl ConfigArgs {
         }
         if let Some(m) = self.mode {
             config.labels.mode = m;
+        }
+        // the ort engine without a library named: the one scripts/setup.sh installed, if any
+        if config.model.backend == triage_classify::Backend::Ort
+            && config.model.ort_library.is_none()
+        {
+            let cache = std::env::var_os("TRIAGE_CACHE")
+                .map(PathBuf::from)
+                .unwrap_or_else(|| {
+                    self.config
+                        .parent()
+                        .map(|p| p.join(".cache"))
+                        .unwrap_or_else(|| PathBuf::from(".cache"))
+                });
+            let lib = cache.join(ORT_INSTALLED);
+            if lib.is_file() {
+                config.model.ort_library = Some(lib);
+            }
         }
         let root = self.models_dir.clone().unwrap_or_else(|| {
             self.config

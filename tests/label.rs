@@ -545,14 +545,44 @@ fn label_with_the_ort_backend_gives_candles_scores() {
 
 #[cfg(feature = "ort")]
 #[test]
+fn the_ort_backend_finds_the_library_setup_installed() {
+    let Some(_) = model_installed() else {
+        return;
+    };
+    if !crate::util::ort_installed() {
+        return;
+    }
+    let lib = std::path::PathBuf::from(std::env::var_os("ORT_DYLIB_PATH").unwrap());
+    // a cache laid out as scripts/setup_onnxruntime.sh lays it out
+    let cache = tempfile::tempdir().unwrap();
+    let dir = cache.path().join("onnxruntime-1.32.0");
+    std::fs::create_dir(&dir).unwrap();
+    std::os::unix::fs::symlink(&lib, dir.join("libonnxruntime.so.1.32.0")).unwrap();
+    let o = crate::util::triage()
+        .args(["label", "-", "--backend", "ort", "--progress", "never"])
+        .env_remove("ORT_DYLIB_PATH")
+        .env("TRIAGE_CACHE", cache.path())
+        .stdin(std::fs::File::open(crate::util::root().join("tests/data/sample.jsonl")).unwrap())
+        .output()
+        .unwrap();
+    // the sample's bad lines: exit 1, but every good record labelled
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    assert_eq!(crate::util::json_lines(&o.stdout).len(), 315);
+}
+
+#[cfg(feature = "ort")]
+#[test]
 fn the_ort_backend_without_its_library_is_a_usage_error() {
     let Some(_) = model_installed() else {
         return;
     };
     let input = sample_head(2);
+    // no library named, and none where scripts/setup.sh puts it
+    let empty = tempfile::tempdir().unwrap();
     let mut c = crate::util::triage();
     c.args(["label", "-", "--backend", "ort"])
         .env_remove("ORT_DYLIB_PATH")
+        .env("TRIAGE_CACHE", empty.path())
         .stdin(std::process::Stdio::piped())
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped());

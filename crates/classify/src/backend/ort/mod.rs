@@ -54,11 +54,11 @@ pub(crate) fn runtime(library: Option<&Path>) -> Result<&'static Environment> {
     let path = library.ok_or_else(|| Error::Unsupported {
         option: "ort_library".into(),
         value: "none".into(),
-        requires:
-            "ORT_DYLIB_PATH is not set (nor `ort_library` in [model]): it names ONNX \
+        requires: "ORT_DYLIB_PATH is not set (nor `ort_library` in [model]): it names ONNX \
                    Runtime's library (libonnxruntime.so, 1.22 or newer); \
-                   `eval \"$(scripts/setup_onnxruntime.sh)\"` installs 1.32.0 from PyPI and sets it"
-                .into(),
+                   scripts/setup.sh installs 1.32.0 from PyPI where triage finds it, and \
+                   `eval \"$(scripts/setup_onnxruntime.sh)\"` sets it"
+            .into(),
     })?;
     if !path.is_file() {
         return Err(Error::Unsupported {
