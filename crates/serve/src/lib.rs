@@ -273,7 +273,7 @@ async fn auth(State(s): State<Shared>, req: Request, next: Next) -> Response {
 }
 
 /// One log line and the metrics of every request, with its id (`x-request-id`, given or made).
-async fn observe(State(s): State<Shared>, mut req: Request, next: Next) -> Response {
+async fn observe(State(s): State<Shared>, req: Request, next: Next) -> Response {
     let started = Instant::now();
     let id = req
         .headers()
@@ -287,7 +287,6 @@ async fn observe(State(s): State<Shared>, mut req: Request, next: Next) -> Respo
         .get::<MatchedPath>()
         .map_or("unmatched".to_owned(), |m| m.as_str().to_owned());
     let method = req.method().clone();
-    req.extensions_mut().insert(RequestId(id.clone()));
     let mut res = next.run(req).await;
     let status = res.status().as_u16();
     let secs = started.elapsed().as_secs_f64();
@@ -312,9 +311,6 @@ async fn observe(State(s): State<Shared>, mut req: Request, next: Next) -> Respo
     );
     res
 }
-
-#[derive(Clone)]
-struct RequestId(#[allow(dead_code)] String);
 
 async fn not_found(req: Request) -> ApiError {
     ApiError::new(
