@@ -78,13 +78,7 @@ fn the_queue_puts_the_gravest_first_with_its_evidence() {
         "Join the fight, brothers. Take up arms!",
         "A plain message about dinner.",
     ];
-    let dump: String = texts
-        .iter()
-        .enumerate()
-        .map(|(i, t)| {
-            serde_json::json!({"id": format!("r{}", i + 1), "text": t}).to_string() + "\n"
-        })
-        .collect();
+    let dump = crate::util::dump_of(&texts);
     std::fs::write(d.join("dump.jsonl"), dump).unwrap();
     let ve = "violent_extremism";
     let out = [

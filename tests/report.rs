@@ -60,13 +60,7 @@ fn the_report_shows_counts_queue_evidence_and_errors_offline() {
         "انضموا إلى قافلة المجاهدين وحملوا السلاح",
         "A plain message about dinner.",
     ];
-    let dump: String = texts
-        .iter()
-        .enumerate()
-        .map(|(i, t)| {
-            serde_json::json!({"id": format!("r{}", i + 1), "text": t}).to_string() + "\n"
-        })
-        .collect();
+    let dump = crate::util::dump_of(&texts);
     let input = d.join("dump.jsonl");
     std::fs::write(&input, dump).unwrap();
     let ve = "violent_extremism";
@@ -173,12 +167,7 @@ fn the_report_shows_counts_queue_evidence_and_errors_offline() {
     let manifest = d.join("report.html.manifest.json");
     let m: serde_json::Value = serde_json::from_slice(&std::fs::read(&manifest).unwrap()).unwrap();
     assert_eq!(m["kind"], "report");
-    let roles: Vec<&str> = m["files"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|f| f["role"].as_str().unwrap())
-        .collect();
+    let roles = crate::util::field_of_each(&m["files"], "role");
     assert_eq!(roles, ["labelled", "input", "workspace", "output"]);
     let verify = || {
         triage()

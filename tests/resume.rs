@@ -209,12 +209,7 @@ fn interrupted_runs_checkpoint_and_resume() {
         (r["complete"].as_bool(), r["resumed"].as_bool()),
         (Some(true), Some(true))
     );
-    let steps: Vec<&str> = r["steps"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|s| s["command"].as_str().unwrap())
-        .collect();
+    let steps = crate::util::field_of_each(&r["steps"], "command");
     assert_eq!(steps, ["label", "label --resume"]);
     assert_eq!(r["started"], m["started"]);
     assert_eq!(r["steps"][0]["records"], m["records"]);
@@ -338,12 +333,7 @@ fn shards_merge_into_what_one_run_writes() {
     let manifest = PathBuf::from(format!("{}.manifest.json", merged.display()));
     let m = read_json(&manifest);
     assert_eq!(m["kind"], "merge");
-    let roles: Vec<&str> = m["files"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|f| f["role"].as_str().unwrap())
-        .collect();
+    let roles = crate::util::field_of_each(&m["files"], "role");
     assert_eq!(
         roles,
         ["manifest", "manifest", "manifest", "output", "errors", "summary"]

@@ -98,6 +98,21 @@ fn tiny_config(dir: &Path) -> PathBuf {
     crate::util::checkpoint_config(dir, &root().join("tests/data/models/tiny-bert-cls"))
 }
 
+/// `[{"label", "score"}, ...]` as pairs, in order.
+fn scores(labels: &Value) -> Vec<(String, f64)> {
+    labels
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|l| {
+            (
+                l["label"].as_str().unwrap().to_owned(),
+                l["score"].as_f64().unwrap(),
+            )
+        })
+        .collect()
+}
+
 fn assert_error(v: &Value, code: &str, field: Option<&str>) {
     assert_eq!(v["error"]["code"], code, "{v}");
     assert!(v["error"]["message"]
@@ -142,29 +157,9 @@ fn served_records_equal_labelled_ones_bit_for_bit_and_errors_are_json() {
         &json!({"inputs": records[1]["text"]}).to_string(),
     );
     assert_eq!(st, 200, "{v}");
-    let mut want: Vec<(String, f64)> = labelled[1]["labels"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|l| {
-            (
-                l["label"].as_str().unwrap().to_owned(),
-                l["score"].as_f64().unwrap(),
-            )
-        })
-        .collect();
+    let mut want: Vec<(String, f64)> = scores(&labelled[1]["labels"]);
     want.sort_by(|a, b| b.1.total_cmp(&a.1));
-    let got: Vec<(String, f64)> = v
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|l| {
-            (
-                l["label"].as_str().unwrap().to_owned(),
-                l["score"].as_f64().unwrap(),
-            )
-        })
-        .collect();
+    let got: Vec<(String, f64)> = scores(&v);
     assert_eq!(got, want);
     let (st, v) = post(
         &s,

@@ -93,3 +93,25 @@ pub fn checkpoint_config(dir: &Path, model: &Path) -> PathBuf {
     .unwrap();
     p
 }
+
+/// The string field `key` of every element of the JSON array `array` (a manifest's file roles,
+/// its steps' commands).
+pub fn field_of_each<'a>(array: &'a serde_json::Value, key: &str) -> Vec<&'a str> {
+    array
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|x| x[key].as_str().unwrap())
+        .collect()
+}
+
+/// JSON Lines of `{"id": "r1", "text": ...}`, `r2`, ... for `texts`.
+pub fn dump_of(texts: &[&str]) -> String {
+    texts
+        .iter()
+        .enumerate()
+        .map(|(i, t)| {
+            serde_json::json!({"id": format!("r{}", i + 1), "text": t}).to_string() + "\n"
+        })
+        .collect()
+}

@@ -66,12 +66,7 @@ fn verify_passes_on_an_untouched_run_and_names_what_changed() {
         (m["records"].as_u64(), m["errors"].as_u64()),
         (Some(2), Some(0))
     );
-    let roles: Vec<&str> = m["files"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|f| f["role"].as_str().unwrap())
-        .collect();
+    let roles = crate::util::field_of_each(&m["files"], "role");
     for role in ["input", "model", "workspace", "output", "summary"] {
         assert!(roles.contains(&role), "{role} in {roles:?}");
     }
