@@ -59,10 +59,11 @@ pub(crate) struct ConfigArgs {
     #[arg(long, value_name = "f32|bf16|int8")]
     pub(crate) dtype: Option<triage_classify::Precision>,
     /// With `--backend ort --dtype int8`: score again in f32 every window whose int8 scores put
-    /// two labels, or a label and a threshold, closer than this (e.g. 0.005). Overrides `[model]
-    /// refine_margin`.
-    #[arg(long, value_name = "SCORE")]
-    pub(crate) refine_margin: Option<f32>,
+    /// a label near a threshold (or two labels near each other): `auto` within a bound of the
+    /// int8 error measured at load, a score difference such as 0.005, or `off`. Overrides
+    /// `[model] refine_margin`.
+    #[arg(long, value_name = "auto|SCORE|off")]
+    pub(crate) refine_margin: Option<RefineArg>,
     /// Where candle runs the encoder: cpu, cuda or cuda:N (a build with `--features cuda`; see
     /// scripts/setup_cuda.sh). Overrides `[model] device`.
     #[arg(long, value_name = "cpu|cuda|cuda:N")]
@@ -79,6 +80,11 @@ pub(crate) struct ConfigArgs {
     /// ONNX Runtime's nodes only (`onnx`, for comparisons). Overrides `[model] ort_operators`.
     #[arg(long, env = "TRIAGE_ORT_OPS", value_name = "triage|onnx")]
     pub(crate) ort_operators: Option<triage_classify::OrtOperators>,
+    /// The int8 kernels of the ort backend: auto (u8s8 where the CPU sums them in 32 bits,
+    /// VNNI; u8u8 where u8s8 would saturate), u8s8 or u8u8 (for comparisons). Overrides
+    /// `[model] int8_kernels`.
+    #[arg(long, env = "TRIAGE_INT8_KERNELS", value_name = "auto|u8s8|u8u8")]
+    pub(crate) int8_kernels: Option<triage_classify::Int8Kernels>,
     /// ONNX Runtime's library for the ort backend (`libonnxruntime.so`;
     /// scripts/setup_onnxruntime.sh installs one). Overrides `[model] ort_library`.
     #[arg(long, env = "ORT_DYLIB_PATH", value_name = "FILE")]
@@ -86,6 +92,23 @@ pub(crate) struct ConfigArgs {
     /// Set by `bench` for its f32 baseline: no refinement, whatever the configuration says.
     #[arg(skip)]
     pub(crate) no_refine: bool,
+}
+
+/// `--refine-margin`: a [`triage_classify::Refine`], or `off` for none.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum RefineArg {
+    Off,
+    Set(triage_classify::Refine),
+}
+
+impl std::str::FromStr for RefineArg {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "off" => Ok(RefineArg::Off),
+            _ => s.parse().map(RefineArg::Set),
+        }
+    }
 }
 
 /// Where scripts/setup.sh (scripts/setup_onnxruntime.sh) puts ONNX Runtime's library, under
@@ -101,12 +124,32 @@ impl ConfigArgs {
         }
         if let Some(p) = self.dtype {
             config.model.precision = p;
+        } else if self
+            .backend
+            .is_some_and(|b| b != triage_classify::Backend::Ort)
+            && config.model.precision == triage_classify::Precision::Int8
+        {
+            // `--backend candle` (or tch) over the workspace's ort int8: that engine's exact
+            // format, rather than a refusal of a dtype the user did not ask for
+            config.model.precision = triage_classify::Precision::F32;
         }
-        if let Some(m) = self.refine_margin {
-            config.model.refine_margin = Some(m);
+        match self.refine_margin {
+            Some(RefineArg::Off) => config.model.refine_margin = None,
+            Some(RefineArg::Set(m)) => config.model.refine_margin = Some(m),
+            None => {}
         }
         if let Some(d) = self.device {
             config.model.device = d;
+            if d.is_cuda() && self.backend.is_none() {
+                // only candle runs on a GPU: `--device cuda` over the workspace's engine
+                // means candle there
+                config.model.backend = triage_classify::Backend::Candle;
+                if self.dtype.is_none()
+                    && config.model.precision == triage_classify::Precision::Int8
+                {
+                    config.model.precision = triage_classify::Precision::F32;
+                }
+            }
         }
         if self.no_refine {
             config.model.refine_margin = None;
@@ -117,11 +160,25 @@ impl ConfigArgs {
         if let Some(o) = self.ort_operators {
             config.model.ort_operators = o;
         }
+        if let Some(k) = self.int8_kernels {
+            config.model.int8_kernels = k;
+        }
         if let Some(l) = &self.ort_library {
             config.model.ort_library = Some(l.clone());
         }
         if let Some(m) = self.mode {
             config.labels.mode = m;
+        }
+        // the workspace's refinement applies to int8 only: another engine asked for on the
+        // command line (`--backend candle`, `--dtype f32`) runs without it (a `--refine-margin`
+        // given with one is still refused, naming what it needs)
+        let int8 = (config.model.backend, config.model.precision)
+            == (
+                triage_classify::Backend::Ort,
+                triage_classify::Precision::Int8,
+            );
+        if !int8 && self.refine_margin.is_none() {
+            config.model.refine_margin = None;
         }
         // the ort engine without a library named: the one scripts/setup.sh installed, if any
         if config.model.backend == triage_classify::Backend::Ort
@@ -138,6 +195,21 @@ impl ConfigArgs {
             let lib = cache.join(ORT_INSTALLED);
             if lib.is_file() {
                 config.model.ort_library = Some(lib);
+            } else if self.backend.is_none() {
+                // the workspace's engine, not one asked for on the command line: the exact
+                // engine labels instead, and says so (`--backend ort` without a library stays
+                // the usage error that names what is missing)
+                tracing::warn!(
+                    "{}: [model] backend = \"ort\", but ONNX Runtime's library is not installed \
+                     ({} is missing; scripts/setup.sh or scripts/setup_onnxruntime.sh installs \
+                     it, or set ORT_DYLIB_PATH): labelling with candle f32, the exact engine, \
+                     several times slower",
+                    self.config.display(),
+                    lib.display()
+                );
+                config.model.backend = triage_classify::Backend::Candle;
+                config.model.precision = triage_classify::Precision::F32;
+                config.model.refine_margin = None;
             }
         }
         let root = self.models_dir.clone().unwrap_or_else(|| {

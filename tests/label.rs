@@ -459,7 +459,7 @@ fn the_tch_backend_in_a_build_without_it_is_a_usage_error() {
     assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
     assert!(stderr(&o).contains("--features tch"), "{}", stderr(&o));
     let o = run(
-        &["label", "-", "--dtype", "bf16"],
+        &["label", "-", "--backend", "candle", "--dtype", "bf16"],
         Some(sample_head(2).as_bytes()),
     );
     assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
@@ -530,12 +530,22 @@ fn label_with_the_ort_backend_gives_candles_scores() {
     }
     let input = sample_head(12);
     let candle = scores(&input, &["--backend", "candle"]);
-    let ort = scores(&input, &["--backend", "ort"]);
+    let ort = scores(&input, &["--backend", "ort", "--dtype", "f32"]);
     assert_eq!(candle.len(), 12);
     let diff = largest_difference(&candle, &ort);
     assert!(diff <= 2e-6 + 1e-4, "largest score difference {diff}");
-    // int8: close, not the same
-    let int8 = scores(&input, &["--backend", "ort", "--dtype", "int8"]);
+    // int8 (without refinement): close, not the same
+    let int8 = scores(
+        &input,
+        &[
+            "--backend",
+            "ort",
+            "--dtype",
+            "int8",
+            "--refine-margin",
+            "off",
+        ],
+    );
     let diff = largest_difference(&candle, &int8);
     assert!(
         diff > 1e-6 && diff < 0.1,
@@ -603,6 +613,59 @@ fn the_ort_backend_without_its_library_is_a_usage_error() {
         stderr(&o)
     );
     assert!(o.stdout.is_empty());
+}
+
+/// The shipped workspace runs ort int8 with refinement; where ONNX Runtime's library is not
+/// installed, `triage label` says so and labels with candle f32: the same records as asking
+/// for candle f32 on the command line.
+#[cfg(feature = "ort")]
+#[test]
+fn the_default_engine_without_its_library_falls_back_to_candle_f32_and_says_so() {
+    let Some(_) = model_installed() else {
+        return;
+    };
+    let input = sample_head(3);
+    let empty = tempfile::tempdir().unwrap();
+    let label = |args: &[&str]| {
+        let mut c = crate::util::triage();
+        c.args(["label", "-", "--progress", "never"])
+            .args(args)
+            .env_remove("ORT_DYLIB_PATH")
+            .env("TRIAGE_CACHE", empty.path())
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped());
+        let mut child = c.spawn().unwrap();
+        use std::io::Write;
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(input.as_bytes())
+            .unwrap();
+        child.wait_with_output().unwrap()
+    };
+    let fallback = label(&[]);
+    assert_eq!(fallback.status.code(), Some(0), "{}", stderr(&fallback));
+    let e = stderr(&fallback);
+    assert!(
+        e.contains("ONNX Runtime's library is not installed")
+            && e.contains("labelling with candle f32")
+            && e.contains("setup_onnxruntime.sh"),
+        "{e}"
+    );
+    let candle = label(&["--backend", "candle"]);
+    assert_eq!(candle.status.code(), Some(0), "{}", stderr(&candle));
+    assert!(
+        !stderr(&candle).contains("not installed"),
+        "{}",
+        stderr(&candle)
+    );
+    assert_eq!(
+        crate::util::json_lines(&fallback.stdout),
+        crate::util::json_lines(&candle.stdout)
+    );
+    assert_eq!(crate::util::json_lines(&candle.stdout).len(), 3);
 }
 
 #[cfg(feature = "ort")]

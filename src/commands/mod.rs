@@ -159,3 +159,32 @@ pub(crate) fn config_id(
     let hex: String = h.finalize().iter().map(|b| format!("{b:02x}")).collect();
     Ok(format!("sha256:{hex}"))
 }
+
+/// The model and engine a run used, as its manifest and `triage serve`'s `/info` state them:
+/// the weights, the engine (backend, dtype, the int8 kernels chosen for this CPU and why, the
+/// CPU's instructions) and the refinement of int8 scores with its bounds.
+pub(crate) fn model_json(
+    c: &triage_classify::Classifier,
+    workspace: &triage_batch::WorkspaceConfig,
+) -> serde_json::Value {
+    let mut v = serde_json::json!({
+        "id": c.model_id(),
+        "weights_sha256": c.weights_sha256(),
+        "backend": workspace.model.backend.to_string(),
+        "dtype": workspace.model.precision.to_string(),
+        "engine": c.engine(),
+    });
+    if let Some(r) = workspace.model.refine_margin {
+        v["refine_margin"] = serde_json::json!(r);
+        if !c.refine_bounds().is_empty() {
+            v["refine_bounds_logit"] = c
+                .label_names()
+                .iter()
+                .zip(c.refine_bounds())
+                .map(|(n, b)| (n.to_string(), serde_json::json!(b)))
+                .collect::<serde_json::Map<_, _>>()
+                .into();
+        }
+    }
+    v
+}

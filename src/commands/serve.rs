@@ -80,12 +80,7 @@ pub(crate) fn serve(a: ServeArgs) -> Result<ExitCode, Failure> {
     let info = serde_json::json!({
         "triage_version": env!("CARGO_PKG_VERSION"),
         "triage_commit": env!("TRIAGE_COMMIT"),
-        "model": {
-            "id": c.model_id(),
-            "weights_sha256": c.weights_sha256(),
-            "backend": format!("{:?}", workspace.model.backend).to_lowercase(),
-            "dtype": format!("{:?}", workspace.model.precision).to_lowercase(),
-        },
+        "model": super::model_json(c, &workspace),
         "config_id": config_id,
         "labels": labels.labels.iter().map(|(n, s)| serde_json::json!({
             "name": n,

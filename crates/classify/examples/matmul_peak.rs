@@ -66,8 +66,15 @@ fn main() -> candle_core::Result<()> {
             for (name, int8) in [("onnxruntime f32", false), ("onnxruntime int8", true)] {
                 let threads = rayon::current_num_threads();
                 let library = std::path::PathBuf::from(std::env::var_os("ORT_DYLIB_PATH").unwrap());
-                let mut lin = triage_classify::OrtLinear::new(k, n, int8, threads, &library)
-                    .map_err(candle_core::Error::wrap)?;
+                let mut lin = triage_classify::OrtLinear::new(
+                    k,
+                    n,
+                    int8,
+                    threads,
+                    &library,
+                    triage_classify::Int8Kernels::Auto,
+                )
+                .map_err(candle_core::Error::wrap)?;
                 let g = best(|| lin.run(&x, m).unwrap(), flops);
                 println!("{name:<22} {:>16} {g:>10.1}", format!("{m}x{k}x{n}"));
             }

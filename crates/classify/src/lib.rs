@@ -60,6 +60,7 @@
 //!   [`checksum`], `weights.rs` (reading safetensors tensor by tensor), `error.rs`.
 
 mod backend;
+mod cache;
 pub mod checksum;
 mod classifier;
 pub mod config;
@@ -75,9 +76,14 @@ mod weights;
 #[doc(hidden)]
 pub use backend::ort::OrtLinear;
 pub use backend::{CUDA_BUILT, MAX_BATCH_TOKENS, MAX_GPU_BATCH_TOKENS, ORT_BUILT, TCH_BUILT};
-pub use classifier::{Classification, Classifier, ClassifierBuilder, LabelScore, Span, BUCKET};
+pub use classifier::{
+    Classification, Classifier, ClassifierBuilder, Engine, LabelScore, Span, BUCKET,
+};
 pub use error::{Error, Result};
 pub use head::LinearHead;
 pub use labels::{builtin_background, Activation, HeadMeta, LabelSpec, LabelsConfig, Mode};
-pub use options::{Backend, DeviceSpec, ModelOptions, OrtOperators, Precision};
+pub use options::{
+    cpu_features, cpu_sums_int8_in_32_bits, Backend, DeviceSpec, Int8Kernels, ModelOptions,
+    OrtOperators, Precision, Refine, AUTO_SAFETY,
+};
 pub use tokenize::{Prepared, TextTokenizer, Window, WindowOptions};

@@ -85,6 +85,158 @@ impl OrtOperators {
     }
 }
 
+/// Which int8 matrix kernels ONNX Runtime runs the `ort` backend's int8 products with
+/// ([`ModelOptions::int8_kernels`]).
+///
+/// ONNX Runtime multiplies u8 activations by s8 weights. With VNNI (AVX-512 VNNI or AVX-VNNI)
+/// each product is summed in 32 bits; on x86-64 CPUs without it (AVX2, AVX-512 without VNNI)
+/// the kernel sums pairs of u8 x s8 products in 16 bits, which saturate when both factors are
+/// large (255 x 127 x 2 > 32767), and the error of the result grows: measured on an AVX2 AMD
+/// EPYC, 2-3 times the RMS score error of a VNNI CPU (BENCHMARKS.md). u8 x u8 kernels widen
+/// to 16 bits first and sum in 32: exact on every CPU, a few per cent slower there.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Int8Kernels {
+    /// u8 x s8 where the CPU sums them in 32 bits (VNNI, or not x86-64), u8 x u8 elsewhere.
+    #[default]
+    Auto,
+    /// u8 x s8 on every CPU (saturates on x86-64 without VNNI: for comparisons).
+    U8s8,
+    /// u8 x u8 (ONNX Runtime's `session.x64quantprecision`; the same as u8 x s8 where the CPU
+    /// has VNNI).
+    U8u8,
+}
+
+named!(Int8Kernels { Auto = "auto", U8s8 = "u8s8", U8u8 = "u8u8" });
+
+impl Int8Kernels {
+    fn is_default(&self) -> bool {
+        *self == Int8Kernels::default()
+    }
+
+    /// The kernels `auto` stands for on this CPU, and why.
+    pub fn resolve(self) -> (Int8Kernels, &'static str) {
+        match self {
+            Int8Kernels::Auto if cpu_sums_int8_in_32_bits() => (
+                Int8Kernels::U8s8,
+                "the CPU sums u8 x s8 products in 32 bits (VNNI, or not x86-64)",
+            ),
+            Int8Kernels::Auto => (
+                Int8Kernels::U8u8,
+                "x86-64 without VNNI: u8 x s8 pairs would saturate 16-bit sums",
+            ),
+            Int8Kernels::U8s8 => (Int8Kernels::U8s8, "asked for"),
+            Int8Kernels::U8u8 => (Int8Kernels::U8u8, "asked for"),
+        }
+    }
+}
+
+/// Whether ONNX Runtime's u8 x s8 kernels sum in 32 bits on this CPU: on x86-64 only with
+/// VNNI (`vpdpbusd`, AVX-512 VNNI or AVX-VNNI); other architectures' int8 dot products
+/// (Arm's `sdot`/`udot`, `smmla`) do not saturate.
+pub fn cpu_sums_int8_in_32_bits() -> bool {
+    #[cfg(target_arch = "x86_64")]
+    {
+        (is_x86_feature_detected!("avx512vnni") && is_x86_feature_detected!("avx512bw"))
+            || is_x86_feature_detected!("avxvnni")
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        true
+    }
+}
+
+/// The CPU's instructions that decide triage's engines (int8 and bf16 kernels), as
+/// `/proc/cpuinfo` names them: what a run records beside its figures.
+pub fn cpu_features() -> Vec<&'static str> {
+    #[allow(unused_mut)]
+    let mut out = Vec::new();
+    #[cfg(target_arch = "x86_64")]
+    {
+        macro_rules! each {
+            ($($f:tt => $name:literal),+) => {
+                $(if is_x86_feature_detected!($f) { out.push($name); })+
+            };
+        }
+        each!("avx2" => "avx2", "fma" => "fma", "avxvnni" => "avx_vnni",
+              "avx512f" => "avx512f", "avx512bw" => "avx512bw", "avx512vnni" => "avx512_vnni",
+              "avx512bf16" => "avx512_bf16");
+    }
+    #[cfg(target_arch = "aarch64")]
+    out.push("aarch64");
+    out
+}
+
+/// Which int8 windows are scored again in f32 ([`ModelOptions::refine_margin`]): those whose
+/// int8 scores put a label near one of its thresholds (or, single-label, the two best labels
+/// near each other).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Refine {
+    /// Nearer than this score difference (between 0 and 1), the same for every label.
+    Margin(f32),
+    /// Nearer than a bound of the int8 error measured when the model loads: each label's
+    /// largest logit error on the built-in texts of many kinds and languages
+    /// (`data/int8-error.txt`, `data/calibration.txt`) times [`AUTO_SAFETY`], compared in
+    /// logits, where a linear head's or a prototype's error does not depend on the score.
+    Auto,
+}
+
+/// How far past the largest int8 error seen on the built-in texts `refine_margin = "auto"`
+/// refines: the largest of a few hundred windows is a low estimate of the largest of millions.
+/// Chosen before measuring on any held-out text (BENCHMARKS.md: "int8 agreement by kind").
+pub const AUTO_SAFETY: f32 = 2.0;
+
+impl FromStr for Refine {
+    type Err = String;
+    fn from_str(s: &str) -> std::result::Result<Self, String> {
+        if s == "auto" {
+            return Ok(Refine::Auto);
+        }
+        match s.parse::<f32>() {
+            Ok(m) => Ok(Refine::Margin(m)),
+            Err(_) => Err(format!(
+                "refine_margin {s:?}: \"auto\" or a score difference such as 0.005"
+            )),
+        }
+    }
+}
+
+impl std::fmt::Display for Refine {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Refine::Margin(m) => write!(f, "{m}"),
+            Refine::Auto => f.write_str("auto"),
+        }
+    }
+}
+
+impl Serialize for Refine {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+        match self {
+            Refine::Margin(m) => s.serialize_f32(*m),
+            Refine::Auto => s.serialize_str("auto"),
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for Refine {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Raw {
+            Number(f64),
+            Text(String),
+        }
+        match Raw::deserialize(d)? {
+            Raw::Number(m) => Ok(Refine::Margin(m as f32)),
+            Raw::Text(t) if t == "auto" => Ok(Refine::Auto),
+            Raw::Text(t) => Err(serde::de::Error::custom(format!(
+                "refine_margin {t:?}: \"auto\" or a score difference such as 0.005"
+            ))),
+        }
+    }
+}
+
 /// Where candle runs the encoder (`[model] device`, `--device`): `cpu` (default), `cuda` (the
 /// first GPU) or `cuda:N`.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -199,9 +351,10 @@ pub struct ModelOptions {
     pub precision: Precision,
     /// With `dtype = "int8"` on the `ort` backend: a window whose int8 scores have two labels,
     /// or a label and one of its thresholds, closer than this is scored again in f32, so that
-    /// the decisions near a boundary are f32's (`refine_margin` in `workspace.toml`).
+    /// the decisions near a boundary are f32's (`refine_margin` in `workspace.toml`: a score
+    /// difference, or `"auto"` for a bound of the int8 error measured at load, [`Refine`]).
     #[serde(default)]
-    pub refine_margin: Option<f32>,
+    pub refine_margin: Option<Refine>,
     /// Where candle runs the encoder: `cpu` (default), `cuda` or `cuda:N` (a build with the
     /// cargo feature `cuda`). On a GPU, `dtype` may be `f32` or `bf16`.
     #[serde(default)]
@@ -217,6 +370,10 @@ pub struct ModelOptions {
     /// `TRIAGE_ORT_OPS=onnx` on the command line).
     #[serde(default, skip_serializing_if = "OrtOperators::is_default")]
     pub ort_operators: OrtOperators,
+    /// The int8 kernels of the `ort` backend: `auto` (default; chosen for the CPU, see
+    /// [`Int8Kernels`]), `u8s8` or `u8u8` (`TRIAGE_INT8_KERNELS` on the command line).
+    #[serde(default, skip_serializing_if = "Int8Kernels::is_default")]
+    pub int8_kernels: Int8Kernels,
     /// ONNX Runtime's library (`libonnxruntime.so`, 1.22 or newer) for the `ort` backend; the
     /// `triage` command fills it from `ORT_DYLIB_PATH`. A library loaded once stays loaded for
     /// the process: a later classifier naming another one gets an error.
@@ -249,6 +406,7 @@ impl ModelOptions {
             device: DeviceSpec::default(),
             torch_threads: None,
             ort_operators: OrtOperators::default(),
+            int8_kernels: Int8Kernels::default(),
             ort_library: None,
         }
     }

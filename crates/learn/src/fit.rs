@@ -76,8 +76,17 @@ pub fn train_head(args: TrainArgs) -> Result<bool> {
             );
         }
     }
+    // a head learns from exact embeddings: candle f32 when the workspace labels in int8 (a
+    // head fitted to one CPU's int8 errors would carry them, and f32 is what int8's labels
+    // are checked against)
+    let mut options = args.config.model.clone();
+    if options.precision == triage_classify::Precision::Int8 {
+        options.backend = triage_classify::Backend::Candle;
+        options.precision = triage_classify::Precision::F32;
+        options.refine_margin = None;
+    }
     let classifier = ClassifierBuilder::new(&args.model_dir)
-        .options(args.config.model.clone())
+        .options(options.clone())
         .build_embedder()?;
     let labels: Vec<String> = examples
         .iter()
@@ -112,7 +121,7 @@ pub fn train_head(args: TrainArgs) -> Result<bool> {
             "single-label: softmax"
         }
     );
-    let mut cache = EmbeddingCache::open(&args.cache_dir, &classifier, &args.config.model)?;
+    let mut cache = EmbeddingCache::open(&args.cache_dir, &classifier, &options)?;
     let texts: Vec<&str> = examples.iter().map(|e| e.text.as_str()).collect();
     let windows = cache.window_embeddings(&classifier, &texts)?;
     cache.save()?;

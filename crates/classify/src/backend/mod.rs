@@ -50,6 +50,18 @@ pub(crate) trait Encoder: Send + Sync {
     fn batch_tokens(&self) -> usize {
         MAX_BATCH_TOKENS
     }
+
+    /// The int8 kernels the engine runs, and why (int8 engines only).
+    fn int8_kernels(&self) -> Option<(crate::options::Int8Kernels, &'static str)> {
+        None
+    }
+
+    /// What an int8 engine's results depend on besides the windows (weights, graph settings,
+    /// calibration, library, kernels): the key under which measurements of its error are
+    /// cached. `None` where nothing is cached.
+    fn int8_identity(&self) -> Option<&str> {
+        None
+    }
 }
 
 fn unsupported(option: &str, value: impl std::fmt::Display, requires: &str) -> Error {
@@ -115,12 +127,14 @@ pub(crate) fn check(options: &ModelOptions) -> Result<()> {
         _ => {}
     }
     if let Some(m) = options.refine_margin {
-        if !(m > 0.0 && m < 1.0) {
-            return Err(unsupported(
-                "refine_margin",
-                m,
-                "a score difference between 0 and 1",
-            ));
+        if let crate::options::Refine::Margin(d) = m {
+            if !(d > 0.0 && d < 1.0) {
+                return Err(unsupported(
+                    "refine_margin",
+                    m,
+                    "a score difference between 0 and 1, or \"auto\"",
+                ));
+            }
         }
         if (backend, precision) != (Backend::Ort, Precision::Int8) {
             return Err(unsupported(
@@ -227,7 +241,7 @@ pub const ORT_BUILT: bool = cfg!(feature = "ort");
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::options::DeviceSpec;
+    use crate::options::{DeviceSpec, Refine};
 
     fn options(backend: Backend, precision: Precision) -> ModelOptions {
         ModelOptions {
@@ -276,13 +290,13 @@ mod tests {
         assert_eq!(refused_option(&gpu_tch).as_deref(), Some("device"));
         for margin in [0.0, 1.0, f32::NAN] {
             let o = ModelOptions {
-                refine_margin: Some(margin),
+                refine_margin: Some(Refine::Margin(margin)),
                 ..options(Backend::Ort, Precision::Int8)
             };
             assert_eq!(refused_option(&o).as_deref(), Some("refine_margin"));
         }
         let f32_refined = ModelOptions {
-            refine_margin: Some(0.01),
+            refine_margin: Some(Refine::Auto),
             ..options(Backend::Ort, Precision::F32)
         };
         assert_eq!(
@@ -290,11 +304,13 @@ mod tests {
             Some("refine_margin")
         );
         assert!(check(&options(Backend::Candle, Precision::F32)).is_ok());
-        let refined = ModelOptions {
-            refine_margin: Some(0.01),
-            ..options(Backend::Ort, Precision::Int8)
-        };
-        assert_eq!(check(&refined).is_ok(), ORT_BUILT);
+        for refine in [Refine::Margin(0.01), Refine::Auto] {
+            let refined = ModelOptions {
+                refine_margin: Some(refine),
+                ..options(Backend::Ort, Precision::Int8)
+            };
+            assert_eq!(check(&refined).is_ok(), ORT_BUILT);
+        }
         assert_eq!(
             check(&options(Backend::Tch, Precision::Bf16)).is_ok(),
             TCH_BUILT

@@ -115,7 +115,7 @@ impl ClassifierBuilder {
     }
 
     /// Scores windows near a decision again in f32 (see [`ModelOptions::refine_margin`]).
-    pub fn refine_margin(mut self, margin: Option<f32>) -> Self {
+    pub fn refine_margin(mut self, margin: Option<crate::Refine>) -> Self {
         self.options.refine_margin = margin;
         self
     }
@@ -213,11 +213,22 @@ impl ClassifierBuilder {
         let sha = weights_sha256(dir)?;
         let model_id = format!("{}@sha256:{}", self.options.name, sha);
 
+        let kernels = encoder.int8_kernels();
+        let engine = super::Engine {
+            backend: self.options.backend,
+            dtype: self.options.precision,
+            device: self.options.device.to_string(),
+            int8_kernels: kernels.map(|k| k.0),
+            int8_kernels_why: kernels.map(|k| k.1),
+            cpu: crate::cpu_features(),
+        };
         let mut classifier = Classifier {
             inner: Arc::new(Inner {
+                engine,
                 encoder,
                 gpu_passes: self.gpu_passes || device.is_cuda(),
-                refine_margin: self.options.refine_margin,
+                refine: self.options.refine_margin,
+                refine_bounds: Vec::new(),
                 hidden_size,
                 inputs_of,
                 tokenizer,
@@ -237,8 +248,14 @@ impl ClassifierBuilder {
         let inner = Arc::get_mut(&mut classifier.inner).expect("classifier not shared yet");
         inner.scorer = scorer;
         inner.labels = labels;
-        if inner.refine_margin.is_none() {
+        if inner.refine.is_none() {
             inner.encoder.drop_exact();
+        }
+        if inner.refine == Some(crate::Refine::Auto) {
+            let bounds = classifier.int8_error_bounds()?;
+            Arc::get_mut(&mut classifier.inner)
+                .expect("classifier not shared yet")
+                .refine_bounds = bounds;
         }
         Ok(classifier)
     }
@@ -423,7 +440,7 @@ impl ClassifierBuilder {
 
 /// Texts whose f32 activations calibrate the int8 encoder's smoothing: a few sentences of
 /// news, chat, advertising and violence in the 15 languages of the design, written for triage.
-const CALIBRATION: &str = include_str!("../../data/calibration.txt");
+pub(super) const CALIBRATION: &str = include_str!("../../data/calibration.txt");
 
 /// The calibration texts as the encoder's inputs, one window each.
 fn calibration_windows(

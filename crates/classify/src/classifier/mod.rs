@@ -29,7 +29,10 @@ struct Inner {
     encoder: Box<dyn Encoder>,
     /// Large passes in turn, pooled at once (a GPU's way; see `run_items`).
     gpu_passes: bool,
-    refine_margin: Option<f32>,
+    /// Which int8 windows are scored again in f32 (`refine_margin`).
+    refine: Option<crate::Refine>,
+    /// With `refine_margin = "auto"`: each label's bound of the int8 error, in logits.
+    refine_bounds: Vec<f32>,
     hidden_size: usize,
     inputs_of: InputsOf,
     tokenizer: TextTokenizer,
@@ -40,6 +43,27 @@ struct Inner {
     model_id: String,
     weights_sha256: String,
     dir: PathBuf,
+    engine: Engine,
+}
+
+/// What runs a classifier's encoder, on which CPU: what a run records beside its results
+/// (`triage label`'s manifest, `triage serve`'s `/info`).
+#[derive(Debug, Clone, Serialize)]
+pub struct Engine {
+    /// `candle`, `tch` or `ort`.
+    pub backend: crate::Backend,
+    /// `f32`, `bf16` or `int8`.
+    pub dtype: crate::Precision,
+    /// `cpu`, `cuda:N`.
+    pub device: String,
+    /// int8 only: the kernels its products run (`u8s8`, `u8u8`) and why.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub int8_kernels: Option<crate::Int8Kernels>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    /// Why those kernels (chosen for the CPU, or asked for).
+    pub int8_kernels_why: Option<&'static str>,
+    /// The CPU's instructions that choose kernels ([`crate::cpu_features`]).
+    pub cpu: Vec<&'static str>,
 }
 
 /// A loaded model with its labels: immutable, cheap to clone, `Send + Sync`.
@@ -193,12 +217,12 @@ impl Classifier {
     ) -> Result<Vec<Vec<Vec<f32>>>> {
         let all = every_window(prepared);
         let mut out = by_text(prepared, self.scores_of(prepared, &all, false)?);
-        if let Some(margin) = self.inner.refine_margin {
+        if self.inner.refine.is_some() {
             // decided by the window's own scores, so a window's scores still depend only on
             // its tokens
             let near: Vec<(usize, usize)> = all
                 .into_iter()
-                .filter(|&(d, w)| self.near_a_decision(&out[d][w], margin))
+                .filter(|&(d, w)| self.near_a_decision(&out[d][w]))
                 .collect();
             tracing::debug!(windows = near.len(), "refined in f32");
             for ((d, w), row) in near.iter().zip(self.scores_of(prepared, &near, true)?) {
@@ -227,10 +251,10 @@ impl Classifier {
         let (scores, rows) = self.scores_and_rows_of(prepared, &all, false, true)?;
         let mut out = by_text(prepared, scores);
         let mut emb = by_text(prepared, rows);
-        if let Some(margin) = self.inner.refine_margin {
+        if self.inner.refine.is_some() {
             let near: Vec<(usize, usize)> = all
                 .into_iter()
-                .filter(|&(d, w)| self.near_a_decision(&out[d][w], margin))
+                .filter(|&(d, w)| self.near_a_decision(&out[d][w]))
                 .collect();
             let (scores, rows) = self.scores_and_rows_of(prepared, &near, true, true)?;
             for (((d, w), s), r) in near.iter().zip(scores).zip(rows) {
@@ -243,7 +267,7 @@ impl Classifier {
 
     /// Label scores of the windows `items` (`(text, window)`), on the main encoder or, with
     /// `exact`, its f32 one.
-    fn scores_of<P: Borrow<Prepared> + Sync>(
+    pub(super) fn scores_of<P: Borrow<Prepared> + Sync>(
         &self,
         prepared: &[P],
         items: &[(usize, usize)],
@@ -254,7 +278,7 @@ impl Classifier {
 
     /// [`Classifier::scores_of`], and with `keep_rows` the pooled rows the scores came from.
     #[allow(clippy::type_complexity)]
-    fn scores_and_rows_of<P: Borrow<Prepared> + Sync>(
+    pub(super) fn scores_and_rows_of<P: Borrow<Prepared> + Sync>(
         &self,
         prepared: &[P],
         items: &[(usize, usize)],
@@ -309,6 +333,18 @@ impl Classifier {
         self.aggregate(prepared, window_scores)
     }
 
+    /// What runs the encoder ([`Engine`]).
+    pub fn engine(&self) -> &Engine {
+        &self.inner.engine
+    }
+
+    /// With `refine_margin = "auto"`: each label's bound of the int8 error in logits (in
+    /// [`Classifier::label_names`]' order), within which of a threshold a window is scored
+    /// again in f32; empty otherwise.
+    pub fn refine_bounds(&self) -> &[f32] {
+        &self.inner.refine_bounds
+    }
+
     /// Whether the encoder runs on a GPU.
     pub fn on_gpu(&self) -> bool {
         self.inner.inputs_of.device.is_cuda()
@@ -320,8 +356,13 @@ impl Classifier {
         !matches!(self.inner.scorer, Scorer::Checkpoint { .. })
     }
 
-    /// The pooled embedding of every window of every text (`[text][window][hidden]`).
+    /// The pooled embedding of every window of every text (`[text][window][hidden]`). With
+    /// labels and refinement, a window near a decision has its f32 embedding, so that
+    /// [`Classifier::classify_embedded`] gives [`Classifier::classify_prepared`]'s result.
     pub fn window_embeddings(&self, prepared: &[Prepared]) -> Result<Vec<Vec<Vec<f32>>>> {
+        if self.inner.refine.is_some() && !matches!(self.inner.scorer, Scorer::None) {
+            return Ok(self.window_scores_and_embeddings(prepared)?.1);
+        }
         self.window_embeddings_on(prepared, false)
     }
 

@@ -10,6 +10,18 @@ use crate::labels::Activation;
 use crate::model::l2_normalize;
 use crate::tokenize::Prepared;
 
+/// The texts whose int8 error `refine_margin = "auto"` measures (with the calibration texts).
+const ERROR_TEXTS: &str = include_str!("../../data/int8-error.txt");
+
+/// The smallest error bound `refine_margin = "auto"` uses (logits), should the texts show none.
+const MIN_BOUND: f32 = 1e-3;
+
+/// The logit of a score (clamped inside 0 and 1, so that it is finite).
+fn logit(s: f32) -> f32 {
+    let s = s.clamp(1e-7, 1.0 - 1e-7);
+    (s / (1.0 - s)).ln()
+}
+
 /// What a prototype of `prototypes` mode stands for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(super) enum Proto {
@@ -40,6 +52,13 @@ pub(super) struct LabelInfo {
     pub(super) name: String,
     pub(super) threshold: f32,
     pub(super) by_language: std::collections::BTreeMap<String, f32>,
+}
+
+impl LabelInfo {
+    /// The label's own threshold and its languages'.
+    fn thresholds(&self) -> impl Iterator<Item = f32> + '_ {
+        std::iter::once(self.threshold).chain(self.by_language.values().copied())
+    }
 }
 
 /// Open-world scores of one text from its cosine similarity to each prototype: label `l`
@@ -186,22 +205,163 @@ impl Classifier {
         }
     }
 
-    /// Whether a window's scores have a label and one of its thresholds, or (single-label,
-    /// where only the best label can be flagged) the two best labels, closer than `margin`.
-    /// Multi-label, the labels decide apart: two scores near zero are no decision.
-    pub(super) fn near_a_decision(&self, scores: &[f32], margin: f32) -> bool {
-        if !self.inner.multi_label {
-            let mut sorted = scores.to_vec();
-            sorted.sort_by(|a, b| b.total_cmp(a));
-            if sorted.len() > 1 && sorted[0] - sorted[1] < margin {
-                return true;
+    /// Whether a window's int8 scores put a label near one of its thresholds or (single-label,
+    /// where only the best label can be flagged) the two best labels near each other: within
+    /// the fixed score margin, or with `refine_margin = "auto"` within the labels' error bounds
+    /// in logits ([`crate::Refine`]).
+    pub(super) fn near_a_decision(&self, scores: &[f32]) -> bool {
+        let labels = &self.inner.labels;
+        match self.inner.refine {
+            None => false,
+            Some(crate::Refine::Margin(margin)) => {
+                if !self.inner.multi_label {
+                    let mut sorted = scores.to_vec();
+                    sorted.sort_by(|a, b| b.total_cmp(a));
+                    if sorted.len() > 1 && sorted[0] - sorted[1] < margin {
+                        return true;
+                    }
+                }
+                scores
+                    .iter()
+                    .zip(labels)
+                    .any(|(&s, info)| info.thresholds().any(|t| (s - t).abs() < margin))
+            }
+            Some(crate::Refine::Auto) => {
+                let bounds = &self.inner.refine_bounds;
+                if !self.inner.multi_label && scores.len() > 1 {
+                    let mut order: Vec<usize> = (0..scores.len()).collect();
+                    order.sort_by(|&a, &b| scores[b].total_cmp(&scores[a]));
+                    let (a, b) = (order[0], order[1]);
+                    if logit(scores[a]) - logit(scores[b]) < bounds[a] + bounds[b] {
+                        return true;
+                    }
+                }
+                scores
+                    .iter()
+                    .zip(labels)
+                    .zip(bounds)
+                    .any(|((&s, info), &b)| {
+                        info.thresholds().any(|t| (logit(s) - logit(t)).abs() < b)
+                    })
             }
         }
-        scores.iter().zip(&self.inner.labels).any(|(&s, info)| {
-            std::iter::once(&info.threshold)
-                .chain(info.by_language.values())
-                .any(|&t| (s - t).abs() < margin)
-        })
+    }
+
+    /// Each label's bound of the int8 error in logits, for `refine_margin = "auto"`: the
+    /// largest difference between a window's int8 and f32 logits over the built-in
+    /// error-measuring texts, times [`crate::AUTO_SAFETY`]. The texts' pooled embeddings are
+    /// cached beside the model under the engine's int8 identity (weights, graph, calibration,
+    /// library, kernels), so a second start scores them without running the encoder.
+    pub(super) fn int8_error_bounds(&self) -> Result<Vec<f32>> {
+        let texts: Vec<&str> = ERROR_TEXTS
+            .lines()
+            .chain(super::builder::CALIBRATION.lines())
+            .filter(|l| !l.trim().is_empty() && !l.starts_with("# "))
+            .collect();
+        let prepared = texts
+            .iter()
+            .map(|t| self.prepare(t))
+            .collect::<Result<Vec<_>>>()?;
+        let all = super::windows::every_window(&prepared);
+        let (int8, exact) = if self.uses_embeddings() {
+            let (int8, exact) = self.error_rows(&prepared, &all)?;
+            (
+                self.score_embeddings(&int8)?,
+                self.score_embeddings(&exact)?,
+            )
+        } else {
+            (
+                self.scores_of(&prepared, &all, false)?,
+                self.scores_of(&prepared, &all, true)?,
+            )
+        };
+        let n = self.inner.labels.len();
+        let mut largest = vec![0f32; n];
+        let mut measured = vec![0usize; n];
+        for (a, b) in int8.iter().zip(&exact) {
+            for l in 0..n {
+                // a score that f32 rounds to 0 or 1 has no logit to compare
+                let sound = |s: f32| s > 1e-6 && s < 1.0 - 1e-6;
+                if sound(a[l]) && sound(b[l]) {
+                    largest[l] = largest[l].max((logit(a[l]) - logit(b[l])).abs());
+                    measured[l] += 1;
+                }
+            }
+        }
+        let bounds: Vec<f32> = largest
+            .iter()
+            .map(|e| (e * crate::AUTO_SAFETY).max(MIN_BOUND))
+            .collect();
+        for ((info, b), m) in self.inner.labels.iter().zip(&bounds).zip(&measured) {
+            tracing::info!(
+                label = %info.name,
+                bound = b,
+                windows = m,
+                "int8 error bound (logits) for refine_margin = auto"
+            );
+        }
+        Ok(bounds)
+    }
+
+    /// The pooled embeddings of `items` in int8 and in f32, from the cache beside the model
+    /// when it holds them for this engine and these windows, else computed (and cached).
+    #[allow(clippy::type_complexity)]
+    fn error_rows(
+        &self,
+        prepared: &[Prepared],
+        items: &[(usize, usize)],
+    ) -> Result<(Vec<Vec<f32>>, Vec<Vec<f32>>)> {
+        let h = self.hidden_size();
+        let cache = self.inner.encoder.int8_identity().map(|identity| {
+            let mut tokens = Vec::new();
+            for &(d, w) in items {
+                tokens.extend(
+                    prepared[d].windows[w]
+                        .ids
+                        .iter()
+                        .flat_map(|t| t.to_le_bytes()),
+                );
+                tokens.extend(u32::MAX.to_le_bytes());
+            }
+            let pooling = format!("{:?}", self.inner.pooling);
+            crate::cache::RangeCache::of_kind(
+                &self.inner.dir,
+                crate::cache::Kind::Errors,
+                &[identity.as_bytes(), pooling.as_bytes(), &tokens],
+            )
+        });
+        let count = 2 * items.len() * h;
+        if let Some(c) = &cache {
+            match c.load() {
+                crate::cache::Cached::Ranges(v) if v.len() == count => {
+                    tracing::debug!("int8 error measurement read from its cache");
+                    let rows: Vec<Vec<f32>> = v.chunks(h).map(<[f32]>::to_vec).collect();
+                    let (int8, exact) = rows.split_at(items.len());
+                    return Ok((int8.to_vec(), exact.to_vec()));
+                }
+                crate::cache::Cached::Missing => {}
+                other => tracing::warn!(
+                    "{}: {}: measuring again and rewriting it",
+                    c.path().display(),
+                    match other {
+                        crate::cache::Cached::Damaged(why) => why,
+                        _ => "another count of values".into(),
+                    }
+                ),
+            }
+        }
+        let (_, int8) = self.scores_and_rows_of(prepared, items, false, true)?;
+        let (_, exact) = self.scores_and_rows_of(prepared, items, true, true)?;
+        if let Some(c) = &cache {
+            let flat: Vec<f32> = int8.iter().chain(&exact).flatten().copied().collect();
+            if let Err(e) = c.store(&flat) {
+                tracing::warn!(
+                    "cannot cache the int8 error measurement at {}: {e}",
+                    c.path().display()
+                );
+            }
+        }
+        Ok((int8, exact))
     }
 
     /// Checkpoint-head scores of each window of a batch.

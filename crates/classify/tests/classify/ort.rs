@@ -4,7 +4,7 @@
 //! `ORT_DYLIB_PATH` (scripts/setup_onnxruntime.sh); without it these tests skip and say so (and fail under `TRIAGE_TEST_STRICT`, as
 //! `scripts/test.sh` runs them).
 
-use triage_classify::{Backend, Precision};
+use triage_classify::{Backend, Precision, Refine};
 
 #[cfg(feature = "ort")]
 use crate::{checkpoint::check_on, cosine, e5_dir};
@@ -150,7 +150,7 @@ fn refinement_needs_int8_on_ort_and_a_margin_between_0_and_1() {
                 .backend(backend)
                 .ort_library(crate::ort_path())
                 .precision(precision)
-                .refine_margin(Some(margin)),
+                .refine_margin(Some(Refine::Margin(margin))),
             "refused",
         )
     };
@@ -163,7 +163,7 @@ fn refinement_needs_int8_on_ort_and_a_margin_between_0_and_1() {
 }
 
 #[cfg(feature = "ort")]
-fn prototypes_on(precision: Precision, refine: Option<f32>) -> triage_classify::Classifier {
+fn prototypes_on(precision: Precision, refine: Option<Refine>) -> triage_classify::Classifier {
     ClassifierBuilder::new(e5_dir())
         .prefix("query: ")
         .labels(crate::e5::labels())
@@ -204,12 +204,18 @@ fn int8_windows_near_a_decision_are_scored_again_in_f32() {
     let int8 = score_rows(&prototypes_on(Precision::Int8, None), &texts);
     // every window is near a decision at a margin of 1: all of them are f32's, bit for bit
     // (the prototypes are embedded in f32 in both)
-    let all = score_rows(&prototypes_on(Precision::Int8, Some(0.999)), &texts);
+    let all = score_rows(
+        &prototypes_on(Precision::Int8, Some(Refine::Margin(0.999))),
+        &texts,
+    );
     assert_eq!(all, f32);
     assert_ne!(int8, f32, "int8 gave f32's scores");
     // with a small margin, a window is refined exactly when its int8 scores are near a decision
     let margin = 0.05;
-    let some = score_rows(&prototypes_on(Precision::Int8, Some(margin)), &texts);
+    let some = score_rows(
+        &prototypes_on(Precision::Int8, Some(Refine::Margin(margin))),
+        &texts,
+    );
     let mut refined = 0;
     // multi-label (LabelsConfig's default): each label decides alone, at its threshold
     for ((s, q), f) in some.iter().zip(&int8).zip(&f32) {
@@ -225,6 +231,98 @@ fn int8_windows_near_a_decision_are_scored_again_in_f32() {
         "{refined} of {} texts refined at margin {margin}",
         texts.len()
     );
+}
+
+/// `refine_margin = "auto"`: each label's bound is AUTO_SAFETY times the largest logit error
+/// of int8 against f32 over the built-in error-measuring texts (computed here again from the
+/// two engines' own scores, with a logit of this test's), windows are refined exactly when an
+/// int8 logit is within its label's bound of the threshold's, and a second start reads the
+/// measurement from the cache beside the model and gets the same bounds, as does a start
+/// after the cache is damaged.
+#[cfg(feature = "ort")]
+#[test]
+fn auto_refinement_bounds_the_int8_error_measured_on_the_built_in_texts() {
+    if !crate::have_e5() || !crate::have_ort() {
+        return;
+    }
+    let logit = |s: f32| {
+        let s = f64::from(s);
+        (s / (1.0 - s)).ln()
+    };
+    let sound = |s: f32| s > 1e-6 && s < 1.0 - 1e-6;
+    let texts: Vec<&str> = [
+        include_str!("../../data/int8-error.txt"),
+        include_str!("../../data/calibration.txt"),
+    ]
+    .iter()
+    .flat_map(|t| t.lines())
+    .filter(|l| !l.trim().is_empty() && !l.starts_with("# "))
+    .collect();
+    let f32 = prototypes_on(Precision::F32, None);
+    // every built-in text is one window (the largest is well under 512 tokens), so a text's
+    // scores are its window's
+    assert!(texts
+        .iter()
+        .all(|t| f32.prepare(t).unwrap().windows.len() == 1));
+    let exact = score_rows(&f32, &texts);
+    let int8 = score_rows(&prototypes_on(Precision::Int8, None), &texts);
+    let labels = exact[0].len();
+    let mut largest = vec![0f64; labels];
+    for (a, b) in int8.iter().zip(&exact) {
+        for l in 0..labels {
+            if sound(a[l]) && sound(b[l]) {
+                largest[l] = largest[l].max((logit(a[l]) - logit(b[l])).abs());
+            }
+        }
+    }
+    let auto = prototypes_on(Precision::Int8, Some(Refine::Auto));
+    let bounds = auto.refine_bounds().to_vec();
+    eprintln!("largest logit errors {largest:?}, bounds {bounds:?}");
+    assert_eq!(bounds.len(), labels);
+    for (b, e) in bounds.iter().zip(&largest) {
+        assert!(*e > 0.0, "int8 equals f32 on every built-in text");
+        let want = (e * f64::from(triage_classify::AUTO_SAFETY)).max(1e-3);
+        assert!(
+            (f64::from(*b) - want).abs() <= want * 1e-4,
+            "bound {b}, measured {want}"
+        );
+    }
+    // refined exactly when near a threshold in logits
+    let probe = [
+        "Join the fight, brothers, the hour has come.",
+        "Gagnez 5000 euros par semaine, cliquez ici !",
+        "Der Stadtrat hat gestern den Haushalt beschlossen.",
+        "Погода завтра будет солнечной.",
+        "Free prizes for everyone who clicks this link today!",
+    ];
+    let refined = score_rows(&auto, &probe);
+    let plain = score_rows(&prototypes_on(Precision::Int8, None), &probe);
+    let f32_probe = score_rows(&f32, &probe);
+    for ((r, q), f) in refined.iter().zip(&plain).zip(&f32_probe) {
+        let near = q.iter().enumerate().any(|(l, &x)| {
+            (logit(x) - logit(auto.threshold(l, None))).abs() < f64::from(bounds[l])
+        });
+        assert_eq!(r, if near { f } else { q }, "near {near}");
+    }
+    // a second start: the same bounds, from the cache
+    let cache = e5_dir().join(".triage-cache");
+    let errors: Vec<_> = std::fs::read_dir(&cache)
+        .unwrap()
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.to_string_lossy().contains("int8-errors-"))
+        .collect();
+    assert!(!errors.is_empty(), "no error cache in {}", cache.display());
+    let again = prototypes_on(Precision::Int8, Some(Refine::Auto));
+    assert_eq!(again.refine_bounds(), &bounds[..]);
+    // a damaged cache is measured again, never used
+    for p in &errors {
+        let mut bytes = std::fs::read(p).unwrap();
+        let n = bytes.len();
+        bytes[n - 2] ^= 0x40;
+        std::fs::write(p, &bytes).unwrap();
+    }
+    let repaired = prototypes_on(Precision::Int8, Some(Refine::Auto));
+    assert_eq!(repaired.refine_bounds(), &bounds[..]);
 }
 
 #[cfg(feature = "ort")]

@@ -1,7 +1,6 @@
 //! ONNX Runtime (the cargo feature `ort`): f32 or int8 weights, on a graph written from the
 //! weights candle loaded ([`graph`], [`proto`], [`quant`]) with triage's own operators ([`ops`]).
 
-pub(crate) mod cache;
 pub(crate) mod graph;
 pub(crate) mod ops;
 pub(crate) mod proto;
@@ -20,7 +19,7 @@ use crate::backend::Encoder;
 use crate::config::ModelConfig;
 use crate::error::{Error, Result};
 use crate::model::{BertModel, EncoderInputs};
-use crate::options::{ModelOptions, OrtOperators};
+use crate::options::{Int8Kernels, ModelOptions, OrtOperators};
 
 fn err(what: &str, e: impl std::fmt::Display) -> Error {
     Error::Backend {
@@ -87,6 +86,10 @@ pub(crate) struct OrtEncoder {
     /// The f32 graph beside an int8 one (for the label prototypes, and for refinement).
     exact: Option<Pool>,
     hidden: usize,
+    /// The int8 kernels the main graph's sessions run (`None`: f32).
+    kernels: Option<(Int8Kernels, &'static str)>,
+    /// [`Encoder::int8_identity`].
+    identity: Option<String>,
 }
 
 /// A graph's sessions, one per thread of rayon's pool, made at load time; they share their
@@ -98,10 +101,10 @@ struct Pool {
 }
 
 impl Pool {
-    fn new(env: &'static Environment, model: &[u8]) -> Result<Self> {
+    fn new(env: &'static Environment, model: &[u8], kernels: Int8Kernels) -> Result<Self> {
         let weights = PrepackedWeights::new();
         let sessions = (0..rayon::current_num_threads().max(1))
-            .map(|_| session(env, model, &weights))
+            .map(|_| session(env, model, &weights, kernels))
             .collect::<Result<Vec<_>>>()?;
         Ok(Pool {
             idle: Mutex::new(sessions),
@@ -190,14 +193,14 @@ fn calibrate(embeddings: &BertModel, probe: &Pool, windows: &[EncoderInputs]) ->
 }
 
 /// The cache of an int8 encoder's calibration: keyed by the weights, the graph's settings, the
-/// calibration windows' tokens and ONNX Runtime's library.
+/// calibration windows' tokens, ONNX Runtime's library and the CPU's instructions.
 fn range_cache(
     dir: &Path,
     weights_sha256: &str,
     spec: &graph::GraphSpec,
     calibration: &[EncoderInputs],
     options: &ModelOptions,
-) -> Result<cache::RangeCache> {
+) -> Result<crate::cache::RangeCache> {
     let spec_text = format!(
         "hidden {} heads {} eps {} act {:?} int8 {} bf16_attention {} fused_ffn {}",
         spec.hidden,
@@ -226,20 +229,37 @@ fn range_cache(
             format!("{} {size}", p.display())
         })
         .unwrap_or_default();
-    Ok(cache::RangeCache::new(
+    // the CPU's instructions choose ONNX Runtime's kernels, whose f32 sums differ in their
+    // last bits: a model folder shared by machines of two kinds keeps one file for each
+    let cpu = crate::options::cpu_features().join(" ");
+    Ok(crate::cache::RangeCache::new(
         dir,
         &[
             weights_sha256.as_bytes(),
             spec_text.as_bytes(),
             &tokens,
             library.as_bytes(),
+            cpu.as_bytes(),
         ],
     ))
 }
 
-fn session(env: &Environment, model: &[u8], weights: &PrepackedWeights) -> Result<Session> {
+/// A session of `model`; its int8 products run on `kernels` (resolved: `u8s8` or `u8u8`).
+fn session(
+    env: &Environment,
+    model: &[u8],
+    weights: &PrepackedWeights,
+    kernels: Int8Kernels,
+) -> Result<Session> {
     let build = || -> ort::Result<Session> {
-        Session::builder(env)?
+        let builder = Session::builder(env)?;
+        // ONNX Runtime turns the s8 weights of its int8 products into u8 (zero point 128)
+        // where its u8 x s8 kernels would saturate, and leaves them where they would not
+        let builder = match kernels {
+            Int8Kernels::U8u8 => builder.with_config_entry("session.x64quantprecision", "1")?,
+            _ => builder,
+        };
+        builder
             .with_operators(ops::operators()?)?
             .with_prepacked_weights(weights)?
             .with_optimization_level(GraphOptimizationLevel::Level3)?
@@ -262,13 +282,26 @@ pub struct OrtLinear {
 impl OrtLinear {
     /// A product with a random `[n, k]` weight, on `threads` threads, on ONNX Runtime's
     /// `library`.
-    pub fn new(k: usize, n: usize, int8: bool, threads: usize, library: &Path) -> Result<Self> {
+    pub fn new(
+        k: usize,
+        n: usize,
+        int8: bool,
+        threads: usize,
+        library: &Path,
+        kernels: Int8Kernels,
+    ) -> Result<Self> {
         let env = runtime(Some(library))?;
+        let (kernels, _) = kernels.resolve();
         let w = Tensor::randn(0f32, 0.05, (n, k), &Device::Cpu)?;
         let b = Tensor::zeros(n, candle_core::DType::F32, &Device::Cpu)?;
         let model = graph::linear_model(&w, &b, int8, None, 0)?;
         let build = || -> ort::Result<Session> {
-            Session::builder(env)?
+            let builder = Session::builder(env)?;
+            let builder = match kernels {
+                Int8Kernels::U8u8 => builder.with_config_entry("session.x64quantprecision", "1")?,
+                _ => builder,
+            };
+            builder
                 .with_intra_threads(threads)?
                 .commit_from_memory(&model)
         };
@@ -302,6 +335,15 @@ impl OrtEncoder {
         model: Option<(&Path, &str)>,
     ) -> Result<Self> {
         let env = runtime(options.ort_library.as_deref())?;
+        let kernels = options.int8_kernels.resolve();
+        if int8 {
+            tracing::info!(
+                kernels = %kernels.0,
+                why = kernels.1,
+                cpu = %crate::options::cpu_features().join(" "),
+                "int8 kernels"
+            );
+        }
         let layers = encoder.take_layers();
         let mut spec = graph::GraphSpec {
             hidden: encoder.hidden_size(),
@@ -331,28 +373,37 @@ impl OrtEncoder {
             Some(Pool::new(
                 env,
                 &graph::encoder_model(&layers, &f32_spec, None)?,
+                kernels.0,
             )?)
         } else {
             // the f32 graph that also measures its products' inputs. Its second output costs
             // 5-10% of each f32 run (prototypes, refinement; ONNX Runtime computes it even
             // when only the states are fetched), but a probe graph of its own, freed before
             // this one is made, raised the peak by about 60 MiB and the load by 0.4 s
-            Some(Pool::new(env, &graph::probe_model(&layers, &spec)?)?)
+            Some(Pool::new(
+                env,
+                &graph::probe_model(&layers, &spec)?,
+                kernels.0,
+            )?)
         };
+        let mut identity = None;
         let ranges = match &exact {
             Some(exact) if !calibration.is_empty() => {
                 let cache = match model {
                     Some((dir, sha)) => Some(range_cache(dir, sha, &spec, calibration, options)?),
                     None => None,
                 };
+                identity = cache
+                    .as_ref()
+                    .map(|c| format!("{} kernels {}", c.key(), kernels.0));
                 let cached = cache.as_ref().map(|c| (c, c.load()));
                 let ranges = match cached {
-                    Some((_, cache::Cached::Ranges(r))) => {
+                    Some((_, crate::cache::Cached::Ranges(r))) => {
                         tracing::debug!("int8 calibration read from its cache");
                         r
                     }
                     other => {
-                        if let Some((c, cache::Cached::Damaged(why))) = &other {
+                        if let Some((c, crate::cache::Cached::Damaged(why))) = &other {
                             tracing::warn!(
                                 "{}: {why}: calibrating again and rewriting it",
                                 c.path().display()
@@ -376,12 +427,14 @@ impl OrtEncoder {
         };
         let main = graph::encoder_model(&layers, &spec, ranges.as_deref())?;
         drop(layers);
-        let main = Pool::new(env, &main)?;
+        let main = Pool::new(env, &main, kernels.0)?;
         Ok(OrtEncoder {
             embeddings: encoder,
             main,
             exact,
             hidden: spec.hidden,
+            kernels: int8.then_some(kernels),
+            identity,
         })
     }
 
@@ -405,6 +458,14 @@ impl Encoder for OrtEncoder {
 
     fn drop_exact(&mut self) {
         self.exact = None;
+    }
+
+    fn int8_kernels(&self) -> Option<(Int8Kernels, &'static str)> {
+        self.kernels
+    }
+
+    fn int8_identity(&self) -> Option<&str> {
+        self.identity.as_deref()
     }
 }
 
@@ -462,10 +523,20 @@ mod tests {
         Tensor::from_vec(v, shape, &Device::Cpu).unwrap()
     }
 
+    /// The int8 kernels the backend chooses for this CPU.
+    fn kernels() -> Int8Kernels {
+        Int8Kernels::Auto.resolve().0
+    }
+
     /// Runs a graph with input `[1, len, width]` and returns its output `i`.
     fn run_output(model: &[u8], x: &[f32], len: usize, i: usize) -> Vec<f32> {
+        run_with(model, x, len, i, kernels())
+    }
+
+    /// [`run_output`] on the int8 kernels `kernels`.
+    fn run_with(model: &[u8], x: &[f32], len: usize, i: usize, kernels: Int8Kernels) -> Vec<f32> {
         let env = test_runtime().expect("the test checked for ONNX Runtime");
-        let mut session = session(env, model, &PrepackedWeights::new()).unwrap();
+        let mut session = session(env, model, &PrepackedWeights::new(), kernels).unwrap();
         let width = x.len() / len;
         let input = TensorRef::from_array_view(([1usize, len, width], x)).unwrap();
         let outputs = session.run(ort::inputs![input]).unwrap();
@@ -518,6 +589,57 @@ mod tests {
             split < smoothed / 4.0,
             "with the outlier channels in f32 {split}, smoothed only {smoothed}"
         );
+    }
+
+    /// Under `scripts/test_avx2.sh` (an emulated AVX2 CPU), the emulation took: no AVX-512, no
+    /// VNNI, and `auto` chooses u8 x u8 there.
+    #[test]
+    #[cfg(target_arch = "x86_64")]
+    fn the_emulated_cpu_has_no_avx512_when_the_avx2_run_expects_none() {
+        if std::env::var_os("TRIAGE_EXPECT_NO_AVX512").is_none() {
+            return;
+        }
+        assert!(!std::is_x86_feature_detected!("avx512f"));
+        assert!(std::is_x86_feature_detected!("avx2"));
+        assert!(!crate::cpu_sums_int8_in_32_bits());
+        assert_eq!(Int8Kernels::Auto.resolve().0, Int8Kernels::U8u8);
+        assert!(!ops::attention::available() && !ops::ffn::available());
+    }
+
+    /// Where the CPU sums u8 x s8 pairs in 16 bits (x86-64 without VNNI), products whose
+    /// activations and weights are both large saturate and the u8 x u8 kernels `auto` chooses
+    /// there are much nearer f32; where it sums in 32 bits (VNNI), both kernels are exact and
+    /// agree. Checked on both: an AVX2 AMD EPYC and an AVX-512 VNNI one (BENCHMARKS.md).
+    #[test]
+    fn auto_kernels_avoid_the_saturation_of_u8s8_where_the_cpu_has_it() {
+        let Some(_) = test_runtime() else { return };
+        let (len, k, n) = (32, 256, 64);
+        // weights of one sign per column pair, so that pairs of large products add up
+        let w = tensor(&[n, k], 11, 0.05).abs().unwrap();
+        let b = tensor(&[n], 12, 0.1);
+        // activations spread over the whole u8 range, most of them large
+        let x: Vec<f32> = values(len * k, 13).iter().map(|v| v.abs() * 2.0).collect();
+        let model = |int8| graph::linear_model(&w, &b, int8, None, 0).unwrap();
+        let exact = run_with(&model(false), &x, len, 0, Int8Kernels::U8s8);
+        let int8 = model(true);
+        let u8s8 = rms(&run_with(&int8, &x, len, 0, Int8Kernels::U8s8), &exact);
+        let u8u8 = rms(&run_with(&int8, &x, len, 0, Int8Kernels::U8u8), &exact);
+        let auto = rms(&run_with(&int8, &x, len, 0, kernels()), &exact);
+        let scale = rms(&exact, &vec![0.0; exact.len()]);
+        eprintln!(
+            "RMS error u8s8 {u8s8}, u8u8 {u8u8}, auto ({}) {auto}; outputs' RMS {scale}; VNNI: {}",
+            kernels(),
+            crate::cpu_sums_int8_in_32_bits()
+        );
+        assert!(u8u8 > 0.0 && u8u8 < scale * 0.01, "{u8u8} against {scale}");
+        if crate::cpu_sums_int8_in_32_bits() {
+            assert_eq!(kernels(), Int8Kernels::U8s8);
+            assert!((u8s8 - u8u8).abs() <= u8u8 * 0.01, "{u8s8} vs {u8u8}");
+        } else {
+            assert_eq!(kernels(), Int8Kernels::U8u8);
+            assert!(u8s8 > 3.0 * u8u8, "saturated u8s8 {u8s8}, u8u8 {u8u8}");
+        }
+        assert!(auto <= u8u8 * 1.01, "{auto} vs {u8u8}");
     }
 
     fn layer(h: usize, inter: usize, seed: u64) -> LayerWeights {

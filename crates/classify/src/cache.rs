@@ -1,14 +1,17 @@
-//! The int8 engine's calibration, cached next to the model: the per-channel ranges that the f32
-//! probe graph measures on the calibration windows (several seconds at every start otherwise).
+//! The int8 engine's measurements, cached next to the model: the per-channel ranges that the
+//! f32 probe graph measures on the calibration windows ([`Kind::Ranges`]), and the pooled
+//! embeddings of the error-measuring windows in int8 and in f32 that `refine_margin = "auto"`
+//! derives its bounds from ([`Kind::Errors`]): seconds at every start otherwise.
 //!
-//! The file `<model>/.triage-cache/int8-ranges-<key>.bin` is named by a key over everything the
-//! ranges depend on: the recipe's version, the weights' checksum, the graph's settings, the
-//! calibration windows' tokens and ONNX Runtime's library (path and size). A cache made for
-//! another model, recipe or library has another name and is never read; a file that is cut,
-//! edited or of another format fails its own SHA-256 or header check and is measured again and
-//! rewritten, never used.
+//! The file `<model>/.triage-cache/int8-<kind>-<key>.bin` is named by a key over everything the
+//! values depend on: the recipe's version, the weights' checksum, the graph's settings, the
+//! windows' tokens, ONNX Runtime's library (path and size), the CPU's instructions and, for
+//! errors, the int8 kernels.
+//! A cache made for another model, recipe or library has another name and is never read; a
+//! file that is cut, edited or of another format fails its own SHA-256 or header check and is
+//! measured again and rewritten, never used.
 //!
-//! Format: four header lines (`triage int8 ranges 1`, `key <hex>`, `count <n>`, `sha256 <hex
+//! Format: four header lines (`triage int8 <kind> 1`, `key <hex>`, `count <n>`, `sha256 <hex
 //! of the payload>`), then `n` little-endian f32.
 
 use std::path::{Path, PathBuf};
@@ -18,7 +21,23 @@ use sha2::{Digest, Sha256};
 /// The calibration recipe: bump it when what the probe measures changes.
 pub(crate) const RECIPE: &str = "triage-int8-smoothquant-probe-1";
 
-const MAGIC: &str = "triage int8 ranges 1";
+/// What a cache file holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Kind {
+    /// The probe graph's per-channel ranges (never negative).
+    Ranges,
+    /// Pooled embeddings of the error-measuring windows, int8 rows then f32 rows.
+    Errors,
+}
+
+impl Kind {
+    fn name(self) -> &'static str {
+        match self {
+            Kind::Ranges => "ranges",
+            Kind::Errors => "errors",
+        }
+    }
+}
 
 fn hex(b: &[u8]) -> String {
     b.iter().map(|x| format!("{x:02x}")).collect()
@@ -29,6 +48,7 @@ fn hex(b: &[u8]) -> String {
 pub(crate) struct RangeCache {
     path: PathBuf,
     key: String,
+    kind: Kind,
 }
 
 /// What [`RangeCache::load`] found.
@@ -44,9 +64,16 @@ pub(crate) enum Cached {
 
 impl RangeCache {
     /// The cache of the model in `dir` for the ranges that `parts` (the key's inputs) decide.
+    #[cfg(any(test, feature = "ort"))]
     pub(crate) fn new(dir: &Path, parts: &[&[u8]]) -> RangeCache {
+        RangeCache::of_kind(dir, Kind::Ranges, parts)
+    }
+
+    /// The cache of the model in `dir` for the values of `kind` that `parts` decide.
+    pub(crate) fn of_kind(dir: &Path, kind: Kind, parts: &[&[u8]]) -> RangeCache {
         let mut h = Sha256::new();
         h.update(RECIPE.as_bytes());
+        h.update(kind.name().as_bytes());
         for p in parts {
             // lengths first, so that no two lists of parts hash alike
             h.update((p.len() as u64).to_le_bytes());
@@ -54,11 +81,24 @@ impl RangeCache {
         }
         let key = hex(&h.finalize());
         RangeCache {
-            path: dir
-                .join(".triage-cache")
-                .join(format!("int8-ranges-{}.bin", &key[..32])),
+            path: dir.join(".triage-cache").join(format!(
+                "int8-{}-{}.bin",
+                kind.name(),
+                &key[..32]
+            )),
             key,
+            kind,
         }
+    }
+
+    /// The key (hex), which names everything the values depend on.
+    #[cfg(feature = "ort")]
+    pub(crate) fn key(&self) -> &str {
+        &self.key
+    }
+
+    fn magic(&self) -> String {
+        format!("triage int8 {} 1", self.kind.name())
     }
 
     /// The file.
@@ -91,8 +131,8 @@ impl RangeCache {
             rest = &rest[i + 1..];
             Ok(l)
         };
-        if line()? != MAGIC {
-            return Err("not a ranges file of this format".into());
+        if line()? != self.magic() {
+            return Err(format!("not a {} file of this format", self.kind.name()));
         }
         if line()? != format!("key {}", self.key) {
             return Err("made under another key".into());
@@ -118,8 +158,11 @@ impl RangeCache {
             .chunks_exact(4)
             .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
             .collect();
-        if values.iter().any(|v| !v.is_finite() || *v < 0.0) {
-            return Err("a range is negative or not finite".into());
+        if values.iter().any(|v| !v.is_finite()) {
+            return Err("a value is not finite".into());
+        }
+        if self.kind == Kind::Ranges && values.iter().any(|v| *v < 0.0) {
+            return Err("a range is negative".into());
         }
         Ok(values)
     }
@@ -129,7 +172,8 @@ impl RangeCache {
     pub(crate) fn store(&self, ranges: &[f32]) -> std::io::Result<()> {
         let payload: Vec<u8> = ranges.iter().flat_map(|v| v.to_le_bytes()).collect();
         let mut out = format!(
-            "{MAGIC}\nkey {}\ncount {}\nsha256 {}\n",
+            "{}\nkey {}\ncount {}\nsha256 {}\n",
+            self.magic(),
             self.key,
             ranges.len(),
             hex(&Sha256::digest(&payload))
@@ -187,6 +231,18 @@ mod tests {
         assert!(matches!(c.load(), Cached::Damaged(w) if w.contains("another key")));
         // rewritten: sound again
         c.store(&ranges).unwrap();
-        assert_eq!(c.load(), Cached::Ranges(ranges));
+        assert_eq!(c.load(), Cached::Ranges(ranges.clone()));
+        // the same parts for errors: another file, whose values may be negative
+        let errors = RangeCache::of_kind(dir.path(), Kind::Errors, &[b"weights-a", b"spec"]);
+        assert_ne!(errors.path(), c.path());
+        assert_eq!(errors.load(), Cached::Missing);
+        errors.store(&[-0.5, 2.0]).unwrap();
+        assert_eq!(errors.load(), Cached::Ranges(vec![-0.5, 2.0]));
+        // a ranges file copied under the errors' name is refused by its header
+        std::fs::copy(c.path(), errors.path()).unwrap();
+        assert!(matches!(errors.load(), Cached::Damaged(w) if w.contains("errors file")));
+        // a negative range is refused
+        c.store(&[-1.0]).unwrap();
+        assert!(matches!(c.load(), Cached::Damaged(w) if w.contains("negative")));
     }
 }
