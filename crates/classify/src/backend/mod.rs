@@ -202,7 +202,6 @@ pub(crate) fn load(
         #[cfg(feature = "ort")]
         Backend::Ort => {
             let int8 = options.precision == Precision::Int8;
-            let calibration = if int8 { calibration()? } else { Vec::new() };
             let model =
                 crate::model::BertModel::load(source.vb, source.config).map_err(weights_err)?;
             // the calibration's cache is named by the weights' checksum (itself cached)
@@ -216,7 +215,9 @@ pub(crate) fn load(
                 source.config,
                 int8,
                 options,
-                &calibration,
+                // windows made only once the f32 graph is ready (the tokenizer loads
+                // meanwhile), and only for int8
+                || if int8 { calibration() } else { Ok(Vec::new()) },
                 sha.as_deref().map(|s| (source.dir, s)),
             )?))
         }

@@ -159,14 +159,40 @@ impl ClassifierBuilder {
         }
         let model_max = config.max_tokens();
         let max_tokens = self.options.max_tokens.unwrap_or(model_max).min(model_max);
-        let tokenizer = TextTokenizer::from_file(
-            &tokenizer_path,
-            &self.options.prefix,
-            WindowOptions {
-                max_tokens,
-                overlap: self.options.window_overlap,
-            },
-        )?;
+        let windows = WindowOptions {
+            max_tokens,
+            overlap: self.options.window_overlap,
+        };
+        // the tokenizer (a large JSON file, most of a second) loads on its own thread while
+        // the weights are read and the engine is made; the int8 engine's calibration is the
+        // first to need it
+        std::thread::scope(|scope| {
+            let job = scope
+                .spawn(|| TextTokenizer::from_file(&tokenizer_path, &self.options.prefix, windows));
+            self.build_with(with_labels, config, job)
+        })
+    }
+
+    fn build_with(
+        &self,
+        with_labels: bool,
+        config: ModelConfig,
+        tokenizer_job: std::thread::ScopedJoinHandle<'_, Result<TextTokenizer>>,
+    ) -> Result<Classifier> {
+        let dir = &self.dir;
+        let mut job = Some(tokenizer_job);
+        let mut tokenizer: Option<TextTokenizer> = None;
+        let join = |job: &mut Option<std::thread::ScopedJoinHandle<'_, Result<TextTokenizer>>>| {
+            job.take()
+                .expect("the tokenizer is joined once")
+                .join()
+                .unwrap_or_else(|_| {
+                    Err(Error::Tokenizer {
+                        path: dir.join("tokenizer.json"),
+                        message: "loading it panicked".into(),
+                    })
+                })
+        };
         let pooling = PoolingConfig::from_dir(dir)?;
         let files = weight_files(dir)?;
         // the combination of options is checked before anything is opened or read
@@ -207,8 +233,15 @@ impl ClassifierBuilder {
             vb: encoder_vb,
         };
         let encoder = crate::backend::load(source, &self.options, || {
-            calibration_windows(&tokenizer, &inputs_of)
+            let t = join(&mut job)?;
+            let windows = calibration_windows(&t, &inputs_of);
+            tokenizer = Some(t);
+            windows
         })?;
+        let tokenizer = match tokenizer {
+            Some(t) => t,
+            None => join(&mut job)?,
+        };
         let hidden_size = config.bert().hidden_size;
         let sha = weights_sha256(dir)?;
         let model_id = format!("{}@sha256:{}", self.options.name, sha);

@@ -331,7 +331,7 @@ impl OrtEncoder {
         config: &ModelConfig,
         int8: bool,
         options: &ModelOptions,
-        calibration: &[EncoderInputs],
+        calibration: impl FnOnce() -> Result<Vec<EncoderInputs>>,
         model: Option<(&Path, &str)>,
     ) -> Result<Self> {
         let env = runtime(options.ort_library.as_deref())?;
@@ -359,81 +359,82 @@ impl OrtEncoder {
         let own = int8 && options.ort_operators == OrtOperators::Triage;
         spec.bf16_attention = own && ops::attention::available();
         spec.fused_ffn = own && ops::ffn::available();
-        // peak memory: each graph is written, becomes sessions and its bytes are freed; the
-        // layers' tensors are freed before the last graph's sessions are made
-        let f32_spec = graph::GraphSpec {
-            int8: false,
-            bf16_attention: false,
-            fused_ffn: false,
-            ..spec
-        };
-        let exact = if !int8 {
-            None
-        } else if calibration.is_empty() {
-            Some(Pool::new(
-                env,
-                &graph::encoder_model(&layers, &f32_spec, None)?,
-                kernels.0,
-            )?)
-        } else {
-            // the f32 graph that also measures its products' inputs. Its second output costs
-            // 5-10% of each f32 run (prototypes, refinement; ONNX Runtime computes it even
-            // when only the states are fetched), but a probe graph of its own, freed before
-            // this one is made, raised the peak by about 60 MiB and the load by 0.4 s
-            Some(Pool::new(
-                env,
-                &graph::probe_model(&layers, &spec)?,
-                kernels.0,
-            )?)
-        };
-        let mut identity = None;
-        let ranges = match &exact {
-            Some(exact) if !calibration.is_empty() => {
-                let cache = match model {
-                    Some((dir, sha)) => Some(range_cache(dir, sha, &spec, calibration, options)?),
-                    None => None,
-                };
-                identity = cache
-                    .as_ref()
-                    .map(|c| format!("{} kernels {}", c.key(), kernels.0));
-                let cached = cache.as_ref().map(|c| (c, c.load()));
-                let ranges = match cached {
-                    Some((_, crate::cache::Cached::Ranges(r))) => {
-                        tracing::debug!("int8 calibration read from its cache");
-                        r
-                    }
-                    other => {
-                        if let Some((c, crate::cache::Cached::Damaged(why))) = &other {
-                            tracing::warn!(
-                                "{}: {why}: calibrating again and rewriting it",
-                                c.path().display()
-                            );
-                        }
-                        let r = calibrate(&encoder, exact, calibration)?;
-                        if let Some((c, _)) = &other {
-                            if let Err(e) = c.store(&r) {
-                                tracing::warn!(
-                                    "cannot cache the int8 calibration at {}: {e}",
-                                    c.path().display()
-                                );
-                            }
-                        }
-                        r
-                    }
-                };
-                Some(quant::InputRanges::from_probe(&ranges, &layers)?)
+        if !int8 {
+            let main = Pool::new(env, &graph::encoder_model(&layers, &spec, None)?, kernels.0)?;
+            drop(layers);
+            return Ok(OrtEncoder {
+                embeddings: encoder,
+                main,
+                exact: None,
+                hidden: spec.hidden,
+                kernels: None,
+                identity: None,
+            });
+        }
+        // the f32 graph beside the int8 one also measures its products' inputs. Its second
+        // output costs 5-10% of each f32 run (prototypes, refinement; ONNX Runtime computes it
+        // even when only the states are fetched), but a probe graph of its own, freed before
+        // this one is made, raised the peak by about 60 MiB and the load by 0.4 s
+        let probe =
+            || -> Result<Pool> { Pool::new(env, &graph::probe_model(&layers, &spec)?, kernels.0) };
+        let calibration = calibration()?;
+        let cache = match model {
+            Some((dir, sha)) if !calibration.is_empty() => {
+                Some(range_cache(dir, sha, &spec, &calibration, options)?)
             }
             _ => None,
         };
-        let main = graph::encoder_model(&layers, &spec, ranges.as_deref())?;
+        let identity = cache
+            .as_ref()
+            .map(|c| format!("{} kernels {}", c.key(), kernels.0));
+        let int8_pool = |ranges: Option<&[f32]>| -> Result<Pool> {
+            let ranges = match ranges {
+                Some(r) => Some(quant::InputRanges::from_probe(r, &layers)?),
+                None => None,
+            };
+            let graph = graph::encoder_model(&layers, &spec, ranges.as_deref())?;
+            Pool::new(env, &graph, kernels.0)
+        };
+        let (exact, main) = match cache.as_ref().map(|c| (c, c.load())) {
+            Some((_, crate::cache::Cached::Ranges(r))) => {
+                tracing::debug!("int8 calibration read from its cache");
+                // nothing waits on the probe: both graphs' sessions are made at once
+                let (exact, main) = rayon::join(probe, || int8_pool(Some(&r)));
+                (exact?, main?)
+            }
+            other => {
+                if let Some((c, crate::cache::Cached::Damaged(why))) = &other {
+                    tracing::warn!(
+                        "{}: {why}: calibrating again and rewriting it",
+                        c.path().display()
+                    );
+                }
+                let exact = probe()?;
+                let ranges = if calibration.is_empty() {
+                    None
+                } else {
+                    let r = calibrate(&encoder, &exact, &calibration)?;
+                    if let Some((c, _)) = &other {
+                        if let Err(e) = c.store(&r) {
+                            tracing::warn!(
+                                "cannot cache the int8 calibration at {}: {e}",
+                                c.path().display()
+                            );
+                        }
+                    }
+                    Some(r)
+                };
+                (exact, int8_pool(ranges.as_deref())?)
+            }
+        };
         drop(layers);
-        let main = Pool::new(env, &main, kernels.0)?;
+        let exact = Some(exact);
         Ok(OrtEncoder {
             embeddings: encoder,
             main,
             exact,
             hidden: spec.hidden,
-            kernels: int8.then_some(kernels),
+            kernels: Some(kernels),
             identity,
         })
     }
