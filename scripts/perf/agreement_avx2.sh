@@ -37,17 +37,19 @@ with open(sys.argv[2], "w", encoding="utf-8") as out:
             out.write(json.dumps({"id": f"{src}-{seen[src]}", "text": r["text"]}, ensure_ascii=False) + "\n")
             seen[src] += 1
 PY
-emulate() { qemu-x86_64 -cpu EPYC-Milan "$@" 2> >(grep -v "TCG doesn't support" >&2); }
-label() { # name, then the command's own arguments
-  local name="$1"; shift
+label() { # name, native|emulated, then `triage label`'s options
+  local name="$1" where="$2"; shift 2
+  local run=("$bin")
+  [ "$where" = emulated ] && run=(qemu-x86_64 -cpu EPYC-Milan "$bin")
   rm -f "$work/out-$name.jsonl"*
-  "$@" label "$dump" -o "$work/out-$name.jsonl" --progress never 2> "$work/log-$name.txt" || true
+  "${run[@]}" label "$dump" -o "$work/out-$name.jsonl" --progress never "$@" \
+    2> >(grep -v "TCG doesn't support" > "$work/log-$name.txt") || true
 }
-label f32 "$bin" --backend candle
-label native "$bin" --refine-margin off
-label avx2-u8s8 emulate "$bin" --refine-margin off --int8-kernels u8s8
-label avx2-auto emulate "$bin" --refine-margin off
-label avx2-default emulate "$bin"
+label f32 native --backend candle
+label native native --refine-margin off
+label avx2-u8s8 emulated --refine-margin off --int8-kernels u8s8
+label avx2-auto emulated --refine-margin off
+label avx2-default emulated
 python3 - "$work" <<'PY'
 import json, subprocess, sys
 sys.path.insert(0, "scripts")

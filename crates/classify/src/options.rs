@@ -411,3 +411,53 @@ impl ModelOptions {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn refine_margin_is_auto_or_a_number_in_toml_and_on_the_command_line() {
+        #[derive(Deserialize, Serialize)]
+        struct M {
+            refine_margin: Refine,
+        }
+        let auto: M = toml::from_str("refine_margin = \"auto\"").unwrap();
+        assert_eq!(auto.refine_margin, Refine::Auto);
+        let fixed: M = toml::from_str("refine_margin = 0.005").unwrap();
+        assert_eq!(fixed.refine_margin, Refine::Margin(0.005));
+        let e = toml::from_str::<M>("refine_margin = \"wide\"")
+            .err()
+            .unwrap()
+            .to_string();
+        assert!(e.contains("\"wide\"") && e.contains("auto"), "{e}");
+        // written back as it was read (a manifest's thresholds, the configuration's hash)
+        assert_eq!(
+            serde_json::to_string(&auto).unwrap(),
+            r#"{"refine_margin":"auto"}"#
+        );
+        assert_eq!(
+            serde_json::to_string(&fixed).unwrap(),
+            r#"{"refine_margin":0.005}"#
+        );
+        assert_eq!("auto".parse::<Refine>(), Ok(Refine::Auto));
+        assert_eq!("0.02".parse::<Refine>(), Ok(Refine::Margin(0.02)));
+        assert!("off".parse::<Refine>().is_err());
+        assert_eq!(Refine::Margin(0.005).to_string(), "0.005");
+    }
+
+    #[test]
+    fn int8_kernels_resolve_to_a_kernel_with_a_reason() {
+        for k in [Int8Kernels::U8s8, Int8Kernels::U8u8] {
+            assert_eq!(k.resolve(), (k, "asked for"));
+        }
+        let (auto, why) = Int8Kernels::Auto.resolve();
+        assert_ne!(auto, Int8Kernels::Auto);
+        assert_eq!(
+            auto == Int8Kernels::U8s8,
+            cpu_sums_int8_in_32_bits(),
+            "{why}"
+        );
+        assert_eq!("u8u8".parse::<Int8Kernels>(), Ok(Int8Kernels::U8u8));
+    }
+}

@@ -43,6 +43,19 @@ impl EmbeddingCache {
         if options.precision != triage_classify::Precision::F32 {
             setup.push_str(&format!(" precision={}", options.precision));
         }
+        // int8 embeddings depend on the kernels (chosen for the CPU), and refined ones on
+        // which windows refinement took to f32 (the labels' thresholds and bounds)
+        if options.precision == triage_classify::Precision::Int8 {
+            let engine = classifier.engine();
+            setup.push_str(&format!(
+                " kernels={:?} cpu={}",
+                engine.int8_kernels,
+                engine.cpu.join(",")
+            ));
+            if let Some(k) = classifier.refinement_key() {
+                setup.push_str(&format!(" {k}"));
+            }
+        }
         let key: String = Sha256::digest(setup.as_bytes())
             .iter()
             .take(12)

@@ -338,6 +338,29 @@ impl Classifier {
         &self.inner.engine
     }
 
+    /// Everything that decides which windows refinement scores again in f32 (the rule, the
+    /// bounds, every threshold, single- or multi-label), as text; `None` without refinement.
+    /// A window's refined embedding depends on it, so caches of embeddings key on it.
+    pub fn refinement_key(&self) -> Option<String> {
+        let rule = self.inner.refine?;
+        let thresholds: Vec<(&str, Vec<u32>)> = self
+            .inner
+            .labels
+            .iter()
+            .map(|i| (i.name.as_str(), i.thresholds().map(f32::to_bits).collect()))
+            .collect();
+        let bounds: Vec<u32> = self
+            .inner
+            .refine_bounds
+            .iter()
+            .map(|b| b.to_bits())
+            .collect();
+        Some(format!(
+            "refine={rule} bounds={bounds:?} thresholds={thresholds:?} multi_label={}",
+            self.inner.multi_label
+        ))
+    }
+
     /// With `refine_margin = "auto"`: each label's bound of the int8 error in logits (in
     /// [`Classifier::label_names`]' order), within which of a threshold a window is scored
     /// again in f32; empty otherwise.

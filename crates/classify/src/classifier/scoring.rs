@@ -56,7 +56,7 @@ pub(super) struct LabelInfo {
 
 impl LabelInfo {
     /// The label's own threshold and its languages'.
-    fn thresholds(&self) -> impl Iterator<Item = f32> + '_ {
+    pub(super) fn thresholds(&self) -> impl Iterator<Item = f32> + '_ {
         std::iter::once(self.threshold).chain(self.by_language.values().copied())
     }
 }

@@ -287,6 +287,10 @@ fn auto_refinement_bounds_the_int8_error_measured_on_the_built_in_texts() {
             "bound {b}, measured {want}"
         );
     }
+    // what decides refinement is named for caches of embeddings: the rule and the bounds
+    let key = auto.refinement_key().expect("refinement is on");
+    assert!(key.contains("refine=auto") && key.contains(&bounds[0].to_bits().to_string()));
+    assert_eq!(f32.refinement_key(), None);
     // refined exactly when near a threshold in logits
     let probe = [
         "Join the fight, brothers, the hour has come.",
