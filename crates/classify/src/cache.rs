@@ -147,12 +147,12 @@ impl RangeCache {
             .ok_or("no sha256")?;
         if rest.len() != count * 4 {
             return Err(format!(
-                "{} bytes of ranges where the header says {count} values",
+                "{} bytes of values where the header says {count}",
                 rest.len()
             ));
         }
         if hex(&Sha256::digest(rest)) != sha {
-            return Err("its ranges do not match their SHA-256".into());
+            return Err("its values do not match their SHA-256".into());
         }
         let values: Vec<f32> = rest
             .chunks_exact(4)

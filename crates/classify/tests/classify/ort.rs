@@ -164,7 +164,16 @@ fn refinement_needs_int8_on_ort_and_a_margin_between_0_and_1() {
 
 #[cfg(feature = "ort")]
 fn prototypes_on(precision: Precision, refine: Option<Refine>) -> triage_classify::Classifier {
-    ClassifierBuilder::new(e5_dir())
+    prototypes_in(&e5_dir(), precision, refine)
+}
+
+#[cfg(feature = "ort")]
+fn prototypes_in(
+    dir: &std::path::Path,
+    precision: Precision,
+    refine: Option<Refine>,
+) -> triage_classify::Classifier {
+    ClassifierBuilder::new(dir)
         .prefix("query: ")
         .labels(crate::e5::labels())
         .backend(Backend::Ort)
@@ -275,7 +284,11 @@ fn auto_refinement_bounds_the_int8_error_measured_on_the_built_in_texts() {
             }
         }
     }
-    let auto = prototypes_on(Precision::Int8, Some(Refine::Auto));
+    // a private view of the model (its files linked), whose cache this test may damage
+    let private = tempfile::tempdir().unwrap();
+    link_files(&e5_dir(), private.path());
+    let model = private.path();
+    let auto = prototypes_in(model, Precision::Int8, Some(Refine::Auto));
     let bounds = auto.refine_bounds().to_vec();
     eprintln!("largest logit errors {largest:?}, bounds {bounds:?}");
     assert_eq!(bounds.len(), labels);
@@ -309,14 +322,14 @@ fn auto_refinement_bounds_the_int8_error_measured_on_the_built_in_texts() {
         assert_eq!(r, if near { f } else { q }, "near {near}");
     }
     // a second start: the same bounds, from the cache
-    let cache = e5_dir().join(".triage-cache");
+    let cache = model.join(".triage-cache");
     let errors: Vec<_> = std::fs::read_dir(&cache)
         .unwrap()
         .filter_map(|e| e.ok().map(|e| e.path()))
         .filter(|p| p.to_string_lossy().contains("int8-errors-"))
         .collect();
     assert!(!errors.is_empty(), "no error cache in {}", cache.display());
-    let again = prototypes_on(Precision::Int8, Some(Refine::Auto));
+    let again = prototypes_in(model, Precision::Int8, Some(Refine::Auto));
     assert_eq!(again.refine_bounds(), &bounds[..]);
     // a damaged cache is measured again, never used
     for p in &errors {
@@ -325,8 +338,27 @@ fn auto_refinement_bounds_the_int8_error_measured_on_the_built_in_texts() {
         bytes[n - 2] ^= 0x40;
         std::fs::write(p, &bytes).unwrap();
     }
-    let repaired = prototypes_on(Precision::Int8, Some(Refine::Auto));
+    let repaired = prototypes_in(model, Precision::Int8, Some(Refine::Auto));
     assert_eq!(repaired.refine_bounds(), &bounds[..]);
+}
+
+/// Links (or copies, across file systems) the model files under `from` into `to`, folders
+/// included, leaving out hidden files and folders (the caches).
+#[cfg(feature = "ort")]
+fn link_files(from: &std::path::Path, to: &std::path::Path) {
+    for e in std::fs::read_dir(from).unwrap() {
+        let e = e.unwrap();
+        if e.file_name().to_string_lossy().starts_with('.') {
+            continue;
+        }
+        let target = to.join(e.file_name());
+        if e.path().is_dir() {
+            std::fs::create_dir(&target).unwrap();
+            link_files(&e.path(), &target);
+        } else if std::fs::hard_link(e.path(), &target).is_err() {
+            std::fs::copy(e.path(), &target).unwrap();
+        }
+    }
 }
 
 #[cfg(feature = "ort")]
