@@ -580,17 +580,14 @@ fn the_ort_backend_finds_the_library_setup_installed() {
     assert_eq!(crate::util::json_lines(&o.stdout).len(), 315);
 }
 
+/// `triage label - args...` on `input` where no ONNX Runtime library is named (no
+/// `ORT_DYLIB_PATH`) or installed (an empty `TRIAGE_CACHE`).
 #[cfg(feature = "ort")]
-#[test]
-fn the_ort_backend_without_its_library_is_a_usage_error() {
-    let Some(_) = model_installed() else {
-        return;
-    };
-    let input = sample_head(2);
-    // no library named, and none where scripts/setup.sh puts it
+fn label_without_ort(args: &[&str], input: &str) -> std::process::Output {
     let empty = tempfile::tempdir().unwrap();
     let mut c = crate::util::triage();
-    c.args(["label", "-", "--backend", "ort"])
+    c.args(["label", "-"])
+        .args(args)
         .env_remove("ORT_DYLIB_PATH")
         .env("TRIAGE_CACHE", empty.path())
         .stdin(std::process::Stdio::piped())
@@ -604,7 +601,17 @@ fn the_ort_backend_without_its_library_is_a_usage_error() {
         .unwrap()
         .write_all(input.as_bytes())
         .unwrap();
-    let o = child.wait_with_output().unwrap();
+    child.wait_with_output().unwrap()
+}
+
+#[cfg(feature = "ort")]
+#[test]
+fn the_ort_backend_without_its_library_is_a_usage_error() {
+    let Some(_) = model_installed() else {
+        return;
+    };
+    // no library named, and none where scripts/setup.sh puts it
+    let o = label_without_ort(&["--backend", "ort"], &sample_head(2));
     assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
     assert!(
         stderr(&o).contains("ORT_DYLIB_PATH is not set")
@@ -625,26 +632,8 @@ fn the_default_engine_without_its_library_falls_back_to_candle_f32_and_says_so()
         return;
     };
     let input = sample_head(3);
-    let empty = tempfile::tempdir().unwrap();
-    let label = |args: &[&str]| {
-        let mut c = crate::util::triage();
-        c.args(["label", "-", "--progress", "never"])
-            .args(args)
-            .env_remove("ORT_DYLIB_PATH")
-            .env("TRIAGE_CACHE", empty.path())
-            .stdin(std::process::Stdio::piped())
-            .stdout(std::process::Stdio::piped())
-            .stderr(std::process::Stdio::piped());
-        let mut child = c.spawn().unwrap();
-        use std::io::Write;
-        child
-            .stdin
-            .take()
-            .unwrap()
-            .write_all(input.as_bytes())
-            .unwrap();
-        child.wait_with_output().unwrap()
-    };
+    let label =
+        |args: &[&str]| label_without_ort(&[&["--progress", "never"], args].concat(), &input);
     let fallback = label(&[]);
     assert_eq!(fallback.status.code(), Some(0), "{}", stderr(&fallback));
     let e = stderr(&fallback);
