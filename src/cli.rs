@@ -124,14 +124,6 @@ impl ConfigArgs {
         }
         if let Some(p) = self.dtype {
             config.model.precision = p;
-        } else if self
-            .backend
-            .is_some_and(|b| b != triage_classify::Backend::Ort)
-            && config.model.precision == triage_classify::Precision::Int8
-        {
-            // `--backend candle` (or tch) over the workspace's ort int8: that engine's exact
-            // format, rather than a refusal of a dtype the user did not ask for
-            config.model.precision = triage_classify::Precision::F32;
         }
         match self.refine_margin {
             Some(RefineArg::Off) => config.model.refine_margin = None,
@@ -144,12 +136,18 @@ impl ConfigArgs {
                 // only candle runs on a GPU: `--device cuda` over the workspace's engine
                 // means candle there
                 config.model.backend = triage_classify::Backend::Candle;
-                if self.dtype.is_none()
-                    && config.model.precision == triage_classify::Precision::Int8
-                {
-                    config.model.precision = triage_classify::Precision::F32;
-                }
             }
+        }
+        // another engine than the workspace's ort asked for on the command line (`--backend
+        // candle`, `--device cuda`) runs in its exact format, rather than refusing the
+        // workspace's int8, which the user did not ask for
+        let engine_asked = self.backend.is_some() || self.device.is_some_and(|d| d.is_cuda());
+        if engine_asked
+            && self.dtype.is_none()
+            && config.model.backend != triage_classify::Backend::Ort
+            && config.model.precision == triage_classify::Precision::Int8
+        {
+            config.model.precision = triage_classify::Precision::F32;
         }
         if self.no_refine {
             config.model.refine_margin = None;
