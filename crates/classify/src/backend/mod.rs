@@ -171,6 +171,11 @@ pub(crate) struct Source<'a> {
     pub config: &'a ModelConfig,
     /// The encoder's tensors, read in [`weights_dtype`] on the encoder's device.
     pub vb: VarBuilder<'a>,
+    /// What decides the calibration windows without making them (their texts, the
+    /// tokenizer file's size and time, the window options): the int8 calibration's cache is
+    /// looked up by it, so a cached start never waits for the tokenizer.
+    #[cfg_attr(not(feature = "ort"), allow(dead_code))]
+    pub calibration_id: Vec<u8>,
 }
 
 /// Loads the encoder the options ask for (checked by [`check`]). `calibration` gives the
@@ -215,10 +220,11 @@ pub(crate) fn load(
                 source.config,
                 int8,
                 options,
-                // windows made only once the f32 graph is ready (the tokenizer loads
+                // windows made only when the calibration is not cached (the tokenizer loads
                 // meanwhile), and only for int8
                 || if int8 { calibration() } else { Ok(Vec::new()) },
-                sha.as_deref().map(|s| (source.dir, s)),
+                sha.as_deref()
+                    .map(|s| (source.dir, s, source.calibration_id.as_slice())),
             )?))
         }
         #[allow(unreachable_patterns)]

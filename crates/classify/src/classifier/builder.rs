@@ -231,6 +231,12 @@ impl ClassifierBuilder {
             prefix,
             config: &config,
             vb: encoder_vb,
+            calibration_id: calibration_id(
+                &dir.join("tokenizer.json"),
+                &self.options.prefix,
+                self.options.max_tokens,
+                self.options.window_overlap,
+            ),
         };
         let encoder = crate::backend::load(source, &self.options, || {
             let t = join(&mut job)?;
@@ -476,6 +482,28 @@ impl ClassifierBuilder {
 pub(super) const CALIBRATION: &str = include_str!("../../data/calibration.txt");
 
 /// The calibration texts as the encoder's inputs, one window each.
+/// What decides [`calibration_windows`] without tokenizing: the texts, the tokenizer file
+/// (size and modification time, as the weights' checksum cache keys files) and the window
+/// options.
+fn calibration_id(
+    tokenizer: &Path,
+    prefix: &str,
+    max_tokens: Option<usize>,
+    overlap: usize,
+) -> Vec<u8> {
+    let file = std::fs::metadata(tokenizer)
+        .map(|m| {
+            let t = m
+                .modified()
+                .ok()
+                .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+                .map_or(0, |d| d.as_nanos());
+            format!("{} {t}", m.len())
+        })
+        .unwrap_or_default();
+    format!("{CALIBRATION}\n{file}\n{prefix:?} {max_tokens:?} {overlap}").into_bytes()
+}
+
 fn calibration_windows(
     tokenizer: &TextTokenizer,
     inputs_of: &InputsOf,

@@ -192,15 +192,17 @@ fn calibrate(embeddings: &BertModel, probe: &Pool, windows: &[EncoderInputs]) ->
         .unwrap_or_default())
 }
 
-/// The cache of an int8 encoder's calibration: keyed by the weights, the graph's settings, the
-/// calibration windows' tokens, ONNX Runtime's library and the CPU's instructions.
+/// The cache of an int8 encoder's calibration: keyed by the weights, the graph's settings, what
+/// decides the calibration windows (their texts, the tokenizer, the window options; not the
+/// windows themselves, so that a cached start never waits for the tokenizer), ONNX Runtime's
+/// library and the CPU's instructions.
 fn range_cache(
     dir: &Path,
     weights_sha256: &str,
     spec: &graph::GraphSpec,
-    calibration: &[EncoderInputs],
+    calibration_id: &[u8],
     options: &ModelOptions,
-) -> Result<crate::cache::RangeCache> {
+) -> crate::cache::RangeCache {
     let spec_text = format!(
         "hidden {} heads {} eps {} act {:?} int8 {} bf16_attention {} fused_ffn {}",
         spec.hidden,
@@ -211,16 +213,6 @@ fn range_cache(
         spec.bf16_attention,
         spec.fused_ffn
     );
-    let mut tokens = Vec::new();
-    for w in calibration {
-        for row in w.ids.to_vec2::<u32>()? {
-            tokens.extend(row.iter().flat_map(|t| t.to_le_bytes()));
-            tokens.extend(u32::MAX.to_le_bytes());
-        }
-        for l in &w.lens {
-            tokens.extend((*l as u64).to_le_bytes());
-        }
-    }
     let library = options
         .ort_library
         .as_deref()
@@ -232,16 +224,16 @@ fn range_cache(
     // the CPU's instructions choose ONNX Runtime's kernels, whose f32 sums differ in their
     // last bits: a model folder shared by machines of two kinds keeps one file for each
     let cpu = crate::options::cpu_features().join(" ");
-    Ok(crate::cache::RangeCache::new(
+    crate::cache::RangeCache::new(
         dir,
         &[
             weights_sha256.as_bytes(),
             spec_text.as_bytes(),
-            &tokens,
+            calibration_id,
             library.as_bytes(),
             cpu.as_bytes(),
         ],
-    ))
+    )
 }
 
 /// A session of `model`; its int8 products run on `kernels` (resolved: `u8s8` or `u8u8`).
@@ -332,7 +324,7 @@ impl OrtEncoder {
         int8: bool,
         options: &ModelOptions,
         calibration: impl FnOnce() -> Result<Vec<EncoderInputs>>,
-        model: Option<(&Path, &str)>,
+        model: Option<(&Path, &str, &[u8])>,
     ) -> Result<Self> {
         let env = runtime(options.ort_library.as_deref())?;
         let kernels = options.int8_kernels.resolve();
@@ -377,10 +369,9 @@ impl OrtEncoder {
         // this one is made, raised the peak by about 60 MiB and the load by 0.4 s
         let probe =
             || -> Result<Pool> { Pool::new(env, &graph::probe_model(&layers, &spec)?, kernels.0) };
-        let calibration = calibration()?;
         let cache = match model {
-            Some((dir, sha)) if !calibration.is_empty() => {
-                Some(range_cache(dir, sha, &spec, &calibration, options)?)
+            Some((dir, sha, calibration_id)) => {
+                Some(range_cache(dir, sha, &spec, calibration_id, options))
             }
             _ => None,
         };
@@ -409,6 +400,7 @@ impl OrtEncoder {
                         c.path().display()
                     );
                 }
+                let calibration = calibration()?;
                 let exact = probe()?;
                 let ranges = if calibration.is_empty() {
                     None
