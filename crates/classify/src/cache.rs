@@ -4,9 +4,10 @@
 //! derives its bounds from ([`Kind::Errors`]): seconds at every start otherwise.
 //!
 //! The file `<model>/.triage-cache/int8-<kind>-<key>.bin` is named by a key over everything the
-//! values depend on: the recipe's version, the weights' checksum, the graph's settings, the
-//! windows' tokens, ONNX Runtime's library (path and size), the CPU's instructions and, for
-//! errors, the int8 kernels.
+//! values depend on: the recipe's version, the weights' checksum, the graph's settings, what
+//! decides the windows (for ranges: the calibration texts, the tokenizer file and the window
+//! options; for errors: the windows' tokens), ONNX Runtime's library (path and size), the CPU's
+//! instructions and, for errors, the int8 kernels.
 //! A cache made for another model, recipe or library has another name and is never read; a
 //! file that is cut, edited or of another format fails its own SHA-256 or header check and is
 //! measured again and rewritten, never used.
