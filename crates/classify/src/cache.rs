@@ -55,8 +55,8 @@ pub(crate) struct RangeCache {
 /// What [`RangeCache::load`] found.
 #[derive(Debug, PartialEq)]
 pub(crate) enum Cached {
-    /// The ranges, checked.
-    Ranges(Vec<f32>),
+    /// The values (ranges, or embeddings of the error measurement), checked.
+    Values(Vec<f32>),
     /// No file under this key.
     Missing,
     /// A file that failed a check (and why): to be measured again.
@@ -114,7 +114,7 @@ impl RangeCache {
             Err(_) => return Cached::Missing,
         };
         match self.parse(&bytes) {
-            Ok(r) => Cached::Ranges(r),
+            Ok(r) => Cached::Values(r),
             Err(why) => Cached::Damaged(why),
         }
     }
@@ -204,7 +204,7 @@ mod tests {
         assert_eq!(c.load(), Cached::Missing);
         let ranges = vec![0.5f32, 1.25, 3.0, 0.0];
         c.store(&ranges).unwrap();
-        assert_eq!(c.load(), Cached::Ranges(ranges.clone()));
+        assert_eq!(c.load(), Cached::Values(ranges.clone()));
         // another model or setting: another file, not read
         let other = RangeCache::new(dir.path(), &[b"weights-b", b"spec"]);
         assert_ne!(other.path(), c.path());
@@ -232,13 +232,13 @@ mod tests {
         assert!(matches!(c.load(), Cached::Damaged(w) if w.contains("another key")));
         // rewritten: sound again
         c.store(&ranges).unwrap();
-        assert_eq!(c.load(), Cached::Ranges(ranges.clone()));
+        assert_eq!(c.load(), Cached::Values(ranges.clone()));
         // the same parts for errors: another file, whose values may be negative
         let errors = RangeCache::of_kind(dir.path(), Kind::Errors, &[b"weights-a", b"spec"]);
         assert_ne!(errors.path(), c.path());
         assert_eq!(errors.load(), Cached::Missing);
         errors.store(&[-0.5, 2.0]).unwrap();
-        assert_eq!(errors.load(), Cached::Ranges(vec![-0.5, 2.0]));
+        assert_eq!(errors.load(), Cached::Values(vec![-0.5, 2.0]));
         // a ranges file copied under the errors' name is refused by its header
         std::fs::copy(c.path(), errors.path()).unwrap();
         assert!(matches!(errors.load(), Cached::Damaged(w) if w.contains("errors file")));

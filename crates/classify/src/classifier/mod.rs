@@ -383,7 +383,13 @@ impl Classifier {
     /// labels and refinement, a window near a decision has its f32 embedding, so that
     /// [`Classifier::classify_embedded`] gives [`Classifier::classify_prepared`]'s result.
     pub fn window_embeddings(&self, prepared: &[Prepared]) -> Result<Vec<Vec<Vec<f32>>>> {
-        if self.inner.refine.is_some() && !matches!(self.inner.scorer, Scorer::None) {
+        // (checkpoint mode scores from states, not embeddings: its windows stay as they are)
+        if self.inner.refine.is_some()
+            && matches!(
+                self.inner.scorer,
+                Scorer::Prototypes { .. } | Scorer::Head(_)
+            )
+        {
             return Ok(self.window_scores_and_embeddings(prepared)?.1);
         }
         self.window_embeddings_on(prepared, false)

@@ -333,21 +333,23 @@ impl Classifier {
         let count = 2 * items.len() * h;
         if let Some(c) = &cache {
             match c.load() {
-                crate::cache::Cached::Ranges(v) if v.len() == count => {
+                crate::cache::Cached::Values(v) if v.len() == count => {
                     tracing::debug!("int8 error measurement read from its cache");
-                    let rows: Vec<Vec<f32>> = v.chunks(h).map(<[f32]>::to_vec).collect();
-                    let (int8, exact) = rows.split_at(items.len());
-                    return Ok((int8.to_vec(), exact.to_vec()));
+                    let mut int8: Vec<Vec<f32>> = v.chunks(h).map(<[f32]>::to_vec).collect();
+                    let exact = int8.split_off(items.len());
+                    return Ok((int8, exact));
                 }
                 crate::cache::Cached::Missing => {}
-                other => tracing::warn!(
-                    "{}: {}: measuring again and rewriting it",
-                    c.path().display(),
-                    match other {
+                other => {
+                    let why = match other {
                         crate::cache::Cached::Damaged(why) => why,
-                        _ => "another count of values".into(),
-                    }
-                ),
+                        _ => format!("not {count} values"),
+                    };
+                    tracing::warn!(
+                        "{}: {why}: measuring again and rewriting it",
+                        c.path().display()
+                    );
+                }
             }
         }
         let (_, int8) = self.scores_and_rows_of(prepared, items, false, true)?;

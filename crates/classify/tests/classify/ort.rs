@@ -162,6 +162,31 @@ fn refinement_needs_int8_on_ort_and_a_margin_between_0_and_1() {
     assert!(msg.contains("between 0 and 1"), "{msg}");
 }
 
+/// Checkpoint mode scores windows from their states, not embeddings: with refinement on, a
+/// window's pooled embedding is still given (the int8 one), as without refinement.
+#[cfg(feature = "ort")]
+#[test]
+fn checkpoint_mode_with_refinement_still_gives_window_embeddings() {
+    if !crate::have_ort() {
+        return;
+    }
+    let build = |refine| {
+        crate::tiny_checkpoint("tiny-bert-cls")
+            .backend(Backend::Ort)
+            .ort_library(crate::ort_path())
+            .precision(Precision::Int8)
+            .refine_margin(refine)
+            .build()
+            .unwrap()
+    };
+    let refined = build(Some(Refine::Margin(0.5)));
+    let plain = build(None);
+    let prepared = [refined.prepare("join the fight now").unwrap()];
+    let got = refined.window_embeddings(&prepared).unwrap();
+    assert_eq!(got, plain.window_embeddings(&prepared).unwrap());
+    assert_eq!(got[0].len(), 1);
+}
+
 #[cfg(feature = "ort")]
 fn prototypes_on(precision: Precision, refine: Option<Refine>) -> triage_classify::Classifier {
     prototypes_in(&e5_dir(), precision, refine)

@@ -387,7 +387,7 @@ impl OrtEncoder {
             Pool::new(env, &graph, kernels.0)
         };
         let (exact, main) = match cache.as_ref().map(|c| (c, c.load())) {
-            Some((_, crate::cache::Cached::Ranges(r))) => {
+            Some((_, crate::cache::Cached::Values(r))) => {
                 tracing::debug!("int8 calibration read from its cache");
                 // nothing waits on the probe: both graphs' sessions are made at once
                 let (exact, main) = rayon::join(probe, || int8_pool(Some(&r)));
