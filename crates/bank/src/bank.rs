@@ -15,6 +15,7 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
+use crate::ann::{self, quantize, unit, Ivf, Vectors};
 use crate::minhash::{self, Signature, ANCHORS, BANDS, ROWS};
 use crate::normalize::{normalize, Normalized};
 
@@ -24,6 +25,7 @@ pub const FORMAT: u32 = 1;
 const ITEMS: &str = "items.jsonl";
 const SIGNATURES: &str = "signatures.bin";
 const EMBEDDINGS: &str = "embeddings.bin";
+const INDEX: &str = "semantic.ivf";
 
 /// What can go wrong with a bank.
 #[derive(Debug, thiserror::Error)]
@@ -402,19 +404,6 @@ impl Query {
     }
 }
 
-fn unit(v: &[f32]) -> Vec<f32> {
-    let n = v.iter().map(|x| x * x).sum::<f32>().sqrt().max(1e-12);
-    v.iter().map(|x| x / n).collect()
-}
-
-/// An embedding in 8 bits: the unit vector over its largest magnitude, times 127.
-fn quantize(v: &[f32]) -> (f32, Vec<i8>) {
-    let u = unit(v);
-    let max = u.iter().fold(0f32, |m, x| m.max(x.abs())).max(1e-12);
-    let scale = max / 127.0;
-    (scale, u.iter().map(|x| (x / scale).round() as i8).collect())
-}
-
 /// A bank, loaded and indexed.
 #[derive(Debug)]
 pub struct Bank {
@@ -431,6 +420,9 @@ pub struct Bank {
     scales: Vec<f32>,
     vectors: Vec<i8>,
     sorted: bool,
+    /// The semantic index of a bank of [`ann::EXHAUSTIVE_BELOW`] embedded items or more, and
+    /// the item count it was built for.
+    ivf: Option<(Ivf, usize)>,
 }
 
 impl Bank {
@@ -455,6 +447,7 @@ impl Bank {
             scales: Vec::new(),
             vectors: Vec::new(),
             sorted: true,
+            ivf: None,
         }
     }
 
@@ -520,6 +513,26 @@ impl Bank {
             self.anchors.iter_mut().for_each(|a| a.sort_unstable());
             self.sorted = true;
         }
+        let n = self.items.len();
+        let stale = self.ivf.as_ref().is_none_or(|(_, built)| *built != n);
+        if stale {
+            let embedded = self.scales.iter().filter(|s| **s != 0.0).count();
+            self.ivf = (embedded >= ann::EXHAUSTIVE_BELOW).then(|| (Ivf::build(self.vectors()), n));
+        }
+    }
+
+    fn vectors(&self) -> Vectors<'_> {
+        Vectors {
+            dim: self.dim(),
+            scales: &self.scales,
+            data: &self.vectors,
+        }
+    }
+
+    /// Whether semantic look-up uses an index (a bank of [`ann::EXHAUSTIVE_BELOW`] embedded
+    /// items or more) rather than comparing every item.
+    pub fn indexed(&self) -> bool {
+        self.ivf.is_some()
     }
 
     /// Adds items (an id already held is skipped) and sorts the indexes. Returns how many were
@@ -626,6 +639,11 @@ impl Bank {
                 Ok(())
             })?;
             self.info.files.insert(EMBEDDINGS.into(), h);
+        }
+        if let Some((ivf, _)) = &self.ivf {
+            let body = ivf.to_bytes(self.items.len());
+            let h = write(INDEX, &mut |w| w.write_all(&body))?;
+            self.info.files.insert(INDEX.into(), h);
         }
         self.info.content_sha256 = content_hash(&self.info.files);
         self.info.version += 1;
@@ -777,6 +795,13 @@ impl Bank {
                 format!("{} items, bank.json says {n}", bank.items.len()),
             ));
         }
+        if info.files.contains_key(INDEX) && dim > 0 {
+            check(INDEX)?;
+            let path = dir.join(INDEX);
+            let body = std::fs::read(&path).map_err(io_err(&path))?;
+            let ivf = Ivf::from_bytes(&body, n, dim).map_err(|m| invalid(&path, 0, m))?;
+            bank.ivf = Some((ivf, n));
+        }
         bank.finish();
         bank.info = info;
         Ok(bank)
@@ -892,7 +917,8 @@ impl Bank {
                     })
                     .collect()
             });
-            if let Some((share, span)) = contained(q, table, s) {
+            let len = item.shingles as usize + minhash::SHINGLE - 1;
+            if let Some((share, span)) = contained(q, table, s, len) {
                 if share >= t.contained {
                     offer(i, Method::Near, share, span);
                 }
@@ -931,25 +957,25 @@ impl Bank {
             }
             // the text's embedding in 8 bits too: integer dot products, which vectorise (the
             // cosine moves by about 0.002: tested)
-            let (qs, qv) = quantize(e);
-            // every item's cosine; the best MARGIN_NEIGHBOURS + 1 kept for the margin
+            let q = quantize(e);
+            // every candidate's cosine (every item's, or the index's nearest lists'); the best
+            // MARGIN_NEIGHBOURS + 1 kept for the margin
             let mut top: Vec<f32> = Vec::with_capacity(MARGIN_NEIGHBOURS + 2);
             let mut candidates = Vec::new();
-            for (i, scale) in self.scales.iter().enumerate() {
-                if *scale == 0.0 {
-                    continue;
-                }
-                let v = &self.vectors[i * dim..(i + 1) * dim];
-                let dot = dot_i8(v, &qv) as f32 * scale * qs;
+            let vectors = self.vectors();
+            for i in ann::candidates(vectors, self.ivf.as_ref().map(|(x, _)| x), e) {
+                let dot = vectors.cosine(i as usize, &q);
                 if top.len() <= MARGIN_NEIGHBOURS || dot > top[top.len() - 1] {
                     let at = top.partition_point(|x| *x >= dot);
                     top.insert(at, dot);
                     top.truncate(MARGIN_NEIGHBOURS + 1);
                 }
                 if dot >= t.semantic {
-                    candidates.push((i as u32, dot));
+                    candidates.push((i, dot));
                 }
             }
+            // in item order, whichever way they were found
+            candidates.sort_unstable_by_key(|c| c.0);
             for (i, dot) in candidates {
                 // the mean of the best others (this item left out once), padded with the floor
                 let mut others = 0f32;
@@ -996,6 +1022,18 @@ impl Bank {
             .collect()
     }
 
+    /// Item `i`'s embedding as the bank keeps it (8 bits, unit length), if it has one.
+    pub fn embedding(&self, i: usize) -> Option<Vec<f32>> {
+        let dim = self.dim();
+        let scale = *self.scales.get(i)?;
+        (dim > 0 && scale != 0.0).then(|| {
+            self.vectors[i * dim..(i + 1) * dim]
+                .iter()
+                .map(|x| *x as f32 * scale)
+                .collect()
+        })
+    }
+
     /// Whether the bank holds embeddings (semantic look-up).
     pub fn has_embeddings(&self) -> bool {
         self.info.embeddings.is_some()
@@ -1034,7 +1072,17 @@ fn sort_matches(v: &mut [Match]) {
 /// of the text's shingles realises counts (a shingle the item shares with the rest of the
 /// text, such as " the ", occurs more than once: the occurrence nearest the others counts).
 /// `table`: per row, the text's shingles' values with their index, sorted.
-fn contained(q: &Query, table: &[Vec<(u32, u32)>], s: &Signature) -> Option<(f32, (usize, usize))> {
+/// The share of an item's signature rows found in the text, counting only the rows whose
+/// occurrence lies within the item's own length of the middle of the occurrences (a pasted item
+/// is one compact stretch of the text; the stock phrases a short item shares with an unrelated
+/// longer text are spread over it), and the span of the rows counted. `len`: the item's length
+/// in normalised characters.
+fn contained(
+    q: &Query,
+    table: &[Vec<(u32, u32)>],
+    s: &Signature,
+    len: usize,
+) -> Option<(f32, (usize, usize))> {
     let occurrences: Vec<Vec<(usize, usize)>> = s
         .iter()
         .zip(table)
@@ -1050,8 +1098,7 @@ fn contained(q: &Query, table: &[Vec<(u32, u32)>], s: &Signature) -> Option<(f32
                 .collect()
         })
         .collect();
-    let found = occurrences.iter().filter(|o| !o.is_empty()).count();
-    if found == 0 {
+    if occurrences.iter().all(|o| o.is_empty()) {
         return None;
     }
     let mut unique: Vec<usize> = occurrences
@@ -1068,18 +1115,21 @@ fn contained(q: &Query, table: &[Vec<(u32, u32)>], s: &Signature) -> Option<(f32
     }
     unique.sort_unstable();
     let centre = unique.get(unique.len() / 2).copied().unwrap_or(0);
-    let (mut lo, mut hi) = (usize::MAX, 0);
+    let (from, to) = (centre.saturating_sub(len), centre + len);
+    let (mut lo, mut hi, mut found) = (usize::MAX, 0, 0);
     for o in &occurrences {
         if let Some(&(a, b)) = o.iter().min_by_key(|(a, _)| a.abs_diff(centre)) {
-            lo = lo.min(a);
-            hi = hi.max(b);
+            if a >= from && b <= to {
+                lo = lo.min(a);
+                hi = hi.max(b);
+                found += 1;
+            }
         }
     }
+    if found == 0 {
+        return None;
+    }
     Some((found as f32 / ROWS as f32, q.normalized.input_span(lo, hi)))
-}
-
-fn dot_i8(a: &[i8], b: &[i8]) -> i32 {
-    a.iter().zip(b).map(|(x, y)| *x as i32 * *y as i32).sum()
 }
 
 fn band32(sig: &Signature, band: usize) -> u32 {
@@ -1195,6 +1245,29 @@ mod tests {
         let e = s + ITEMS[0].1.chars().count();
         assert!(m.start >= s && m.start < s + 15, "{m:?} vs {s}..{e}");
         assert!(m.end <= e && m.end > e - 15, "{m:?} vs {s}..{e}");
+    }
+
+    #[test]
+    fn a_short_item_whose_stock_phrases_are_spread_over_a_text_is_not_inside_it() {
+        // written for this test: a short notice, and a longer one that shares its opening and
+        // its closing words, far apart
+        let item = "All members of the club may borrow books for two weeks at no cost to them.";
+        let mut b = Bank::new("t", None);
+        b.add([Item::from_text("notice", item, Default::default())])
+            .unwrap();
+        let t = Thresholds::default();
+        let spread = "All members of the club are invited to the summer party on Saturday evening in the garden behind the old town library, where music, games and food will be offered for two weeks at no cost to them.";
+        assert!(
+            b.find(&Query::new(spread), &t).is_empty(),
+            "{:?}",
+            b.find(&Query::new(spread), &t)
+        );
+        let pasted = format!(
+            "Look at this, sent to everyone today: {item} Share it with your friends please."
+        );
+        let m = b.find(&Query::new(&pasted), &t);
+        assert_eq!(m.len(), 1, "{m:?}");
+        assert!(m[0].similarity >= 0.9, "{m:?}");
     }
 
     #[test]

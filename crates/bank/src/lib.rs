@@ -10,6 +10,7 @@
 //!   contained in a longer text with their character span, and semantic neighbours.
 //! - [`families`]: re-upload families of a dump (union-find over near-duplicate edges).
 
+pub mod ann;
 pub mod families;
 pub mod minhash;
 pub mod normalize;
