@@ -7,6 +7,8 @@ use std::process::Output;
 
 use crate::util::{lines, root, triage};
 
+// (the default model's tests below use the repository's workspace.toml)
+
 const CLAIM: &str = "The soldiers of the caliphate attacked the apostate checkpoint near the river and killed twelve of them, praise be to God.";
 const CALL: &str = "Brothers, the time has come: leave your homes, pick up your weapons and join the ranks of the mujahideen on the front.";
 const STATEMENT: &str = "We announce to the world that the brigade will strike again wherever the enemies of the faith gather, and no wall will protect them.";
@@ -18,7 +20,9 @@ fn config(dir: &Path, model: &str) -> PathBuf {
     std::fs::write(
         &p,
         format!(
-            "[model]\nname = {:?}\n[labels]\nmode = \"prototypes\"\n[labels.spam]\nexamples = [\"free money click this link\"]\n",
+            // a random tiny model's embeddings are all alike: semantic family edges are tested
+            // on the default model (families_join_translations_of_a_record_but_not_related_news)
+            "[model]\nname = {:?}\n[labels]\nmode = \"prototypes\"\n[labels.spam]\nexamples = [\"free money click this link\"]\n[banks]\nfamilies_semantic = false\n",
             m.to_str().unwrap()
         ),
     )
@@ -406,7 +410,7 @@ fn a_missing_damaged_newer_or_foreign_bank_stops_the_run_before_labelling() {
     let base = std::fs::read_to_string(&cfg).unwrap();
     std::fs::write(
         &with,
-        format!("{base}[banks]\npaths = [\"banks/b\"]\nnear = 0.5\nsemantic = 0.0\nsemantic_margin = 0.0\nmax_matches = 1\n"),
+        base.replace("[banks]\n", "[banks]\npaths = [\"banks/b\"]\nnear = 0.5\nsemantic = 0.0\nsemantic_margin = 0.0\nmax_matches = 1\n"),
     )
     .unwrap();
     let out_path = d.join("ok.jsonl");
@@ -450,7 +454,7 @@ fn a_missing_damaged_newer_or_foreign_bank_stops_the_run_before_labelling() {
         summary["banks"]["b"]["records"].as_u64().unwrap() >= 4,
         "{summary}"
     );
-    std::fs::write(&with, format!("{base}[banks]\nnear = 1.5\n")).unwrap();
+    std::fs::write(&with, base.replace("[banks]\n", "[banks]\nnear = 1.5\n")).unwrap();
     let out = run(&[
         "label",
         s(&input),
@@ -463,4 +467,107 @@ fn a_missing_damaged_newer_or_foreign_bank_stops_the_run_before_labelling() {
     ]);
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("[banks] near"));
+}
+
+/// Families join translations by semantic edges (the default model), and the edges hold
+/// whichever way the families are found: `label --families`, `triage families`, one thread.
+#[test]
+fn families_join_translations_of_a_record_but_not_related_news() {
+    let Some(_) = crate::util::model_installed() else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    // written for this test: a claim, two translations and an edited copy; unrelated posts,
+    // among them news of another attack and of its condemnation (related in topic, not
+    // re-uploads; their cosines with the claim are 0.82 to 0.84, over the `semantic` floor:
+    // the margin keeps them out). (A report of the very attack the claim boasts of is as
+    // close to it as its translations are: the encoder cannot tell them apart.)
+    let texts = [
+        ("c-en", CLAIM),
+        ("w1", "The weather will be sunny tomorrow with a light breeze from the west and no rain."),
+        ("c-fr", "Les soldats du califat ont attaqué le poste de contrôle apostat près de la rivière et en ont tué douze, louange à Dieu."),
+        ("news", "Police arrested two suspects after a bombing at a market in the capital killed nine people, officials said."),
+        ("cook", "Mix the flour with two eggs and a glass of milk, then let the batter rest for an hour before frying the pancakes."),
+        ("c-de", "Die Soldaten des Kalifats griffen den Kontrollpunkt der Abtrünnigen am Fluss an und töteten zwölf von ihnen, gelobt sei Gott."),
+        ("c-copy", "THE SOLDIERS OF THE CALIPHATE ATTACKED THE APOSTATE CHECKPOINT NEAR THE RIVER AND KILLED TWELVE OF THEM, PRAISE BE TO GOD!!"),
+        ("match", "The home team won the match three to one after a late goal in the second half, and the fans celebrated in the streets."),
+        ("condemn", "The government condemned the attack on the border post and declared three days of national mourning."),
+        ("flood", "Flood waters forced hundreds of families to leave their homes near the river on Monday, officials said."),
+    ];
+    let body: String = texts
+        .iter()
+        .map(|(id, t)| serde_json::json!({"id": id, "text": t}).to_string() + "\n")
+        .collect();
+    let input = d.join("dump.jsonl");
+    std::fs::write(&input, body).unwrap();
+    let labelled = d.join("out.jsonl");
+    let label = |out: &Path, threads: &str| {
+        run(&[
+            "--threads",
+            threads,
+            "label",
+            s(&input),
+            "-o",
+            s(out),
+            "--progress",
+            "never",
+            "--families",
+        ])
+    };
+    let out = label(&labelled, "2");
+    assert!(out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("semantic edges"),
+        "the summary says what semantic edges did"
+    );
+    let fam: Vec<String> = lines(&labelled)
+        .iter()
+        .map(|r| r["family"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(
+        fam,
+        ["c-en", "w1", "c-en", "news", "cook", "c-en", "c-en", "match", "condemn", "flood"],
+        "translations and the copy join the claim; the news report and the rest stay apart"
+    );
+    let families = lines(&d.join("out.jsonl.families.jsonl"));
+    assert_eq!(families.len(), 1);
+    assert_eq!(families[0]["size"], 4);
+    let langs = families[0]["languages"].as_object().unwrap();
+    assert!(
+        ["en", "fr", "de"].iter().all(|l| langs.contains_key(*l)),
+        "{langs:?}"
+    );
+    // `triage families` over the output finds the same; one thread labels the same
+    let before = std::fs::read(&labelled).unwrap();
+    let out = run(&["families", s(&labelled), "--input", s(&input)]);
+    assert!(out.status.success());
+    assert_eq!(std::fs::read(&labelled).unwrap(), before);
+    let one = d.join("one.jsonl");
+    assert!(label(&one, "1").status.success());
+    assert_eq!(std::fs::read(&one).unwrap(), before);
+    // with semantic edges off, only the copy joins
+    let cfg = d.join("near-only.toml");
+    let workspace = std::fs::read_to_string(root().join("workspace.toml")).unwrap();
+    let workspace = workspace.replace("families_semantic = true", "families_semantic = false");
+    std::fs::write(&cfg, workspace).unwrap();
+    let out = run(&[
+        "families",
+        s(&labelled),
+        "--input",
+        s(&input),
+        "-c",
+        s(&cfg),
+        "--models-dir",
+        s(&root().join("models")),
+    ]);
+    assert!(out.status.success());
+    let fam: Vec<String> = lines(&labelled)
+        .iter()
+        .map(|r| r["family"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(
+        fam,
+        ["c-en", "w1", "c-fr", "news", "cook", "c-de", "c-en", "match", "condemn", "flood"]
+    );
 }

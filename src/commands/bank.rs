@@ -132,7 +132,7 @@ pub(crate) fn bank(c: BankCommand) -> Result<ExitCode, Failure> {
     }
 }
 
-fn embedder(config: &ConfigArgs) -> Result<Classifier, Failure> {
+pub(crate) fn embedder(config: &ConfigArgs) -> Result<Classifier, Failure> {
     let (workspace, dir) = config.load()?;
     triage_classify::ClassifierBuilder::new(&dir)
         .options(workspace.model.clone())

@@ -170,7 +170,7 @@ pub(crate) fn label(a: LabelArgs) -> Result<ExitCode, Failure> {
             eprint!("{}", cp.summary.table());
             eprintln!("triage: {} is already complete", a.output);
             if a.families {
-                families(&a, format, &columns, &workspace)?;
+                families(&a, format, &columns, &workspace, labeller.classifier())?;
                 // the output changed: its manifest follows
                 let run = Run {
                     config_id: &config_id,
@@ -329,7 +329,7 @@ pub(crate) fn label(a: LabelArgs) -> Result<ExitCode, Failure> {
                 "--families needs a JSON Lines output, not CSV"
             )));
         }
-        families(&a, format, &columns, &workspace)?;
+        families(&a, format, &columns, &workspace, labeller.classifier())?;
     }
     if to_file {
         let run = Run {
@@ -473,16 +473,16 @@ fn families(
     format: Option<InputFormat>,
     columns: &triage_batch::Columns,
     workspace: &triage_batch::WorkspaceConfig,
+    classifier: &triage_classify::Classifier,
 ) -> Result<(), Failure> {
     let reopened = triage_batch::input::open(&a.input, format, columns).map_err(Failure::usage)?;
-    let f = triage_batch::families::families(
+    let f = super::families::find(
         Path::new(&a.output),
         reopened.records,
         &a.input,
-        &workspace.input,
-        workspace.banks.near,
-    )
-    .map_err(|e| Failure::Run(e.into()))?;
+        workspace,
+        classifier,
+    )?;
     super::families::print(&f);
     Ok(())
 }

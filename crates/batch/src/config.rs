@@ -61,6 +61,29 @@ pub struct BanksConfig {
     /// Matches written per record, best first (the summary counts every bank matched).
     #[serde(default = "default_max_matches")]
     pub max_matches: usize,
+    /// Whether re-upload families (`--families`, `triage families`) also join records of
+    /// different languages by semantic edges (translations) at `family_semantic` and
+    /// `family_semantic_margin`: the records' texts are embedded for it.
+    #[serde(default = "default_true")]
+    pub families_semantic: bool,
+    /// Least cosine of a family's semantic edge (stricter than a bank match's: a wrong edge
+    /// joins two whole families).
+    #[serde(default = "default_family_semantic")]
+    pub family_semantic: f32,
+    /// Least margin of a family's semantic edge over the next nearest families.
+    #[serde(default = "default_family_margin")]
+    pub family_semantic_margin: f32,
+}
+
+fn default_family_semantic() -> f32 {
+    0.9
+}
+fn default_family_margin() -> f32 {
+    0.05
+}
+
+fn default_true() -> bool {
+    true
 }
 
 fn default_max_matches() -> usize {
@@ -89,6 +112,9 @@ impl Default for BanksConfig {
             semantic: default_semantic(),
             semantic_margin: default_margin(),
             max_matches: default_max_matches(),
+            families_semantic: true,
+            family_semantic: default_family_semantic(),
+            family_semantic_margin: default_family_margin(),
         }
     }
 }
@@ -146,6 +172,11 @@ impl WorkspaceConfig {
             ("contained", config.banks.contained),
             ("semantic", config.banks.semantic),
             ("semantic_margin", config.banks.semantic_margin),
+            ("family_semantic", config.banks.family_semantic),
+            (
+                "family_semantic_margin",
+                config.banks.family_semantic_margin,
+            ),
         ] {
             if !(0.0..=1.0).contains(&v) {
                 return Err(Error::Config {

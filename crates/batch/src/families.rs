@@ -51,6 +51,12 @@ pub struct FamiliesSummary {
     pub in_families: u64,
     /// The largest family's size.
     pub largest: u64,
+    /// Whether semantic edges were looked for.
+    pub semantic: bool,
+    /// Semantic edges found (each direction in which a record found another family counts).
+    pub semantic_edges: u64,
+    /// Records whose text could not be embedded (near-duplicate edges only).
+    pub embedding_failures: u64,
     /// Where the list was written.
     pub path: PathBuf,
 }
@@ -62,41 +68,33 @@ pub fn families_path(output: &Path) -> PathBuf {
 
 const CHUNK: usize = 4096;
 
+/// Embeds texts: one embedding per text, or why not.
+pub type Embed<'a> = dyn Fn(&[&str]) -> std::result::Result<Vec<Vec<f32>>, String> + Sync + 'a;
+
+/// Semantic edges between records: the encoder's embeddings of their texts, and the least
+/// cosine and margin of an edge ([`FamilyBuilder::join_semantic`]).
+pub struct SemanticEdges<'a> {
+    /// Least cosine of an edge.
+    pub threshold: f32,
+    /// Least margin over the next nearest families.
+    pub margin: f32,
+    /// Embeds texts: one embedding per text, or why not (the records then have near-duplicate
+    /// edges only).
+    pub embed: &'a Embed<'a>,
+}
+
 /// Finds the families of the records of `input` (opened as the run opened it) labelled in
 /// `output` (JSON Lines), adds `family` to each output record (rewriting the file in place,
 /// atomically) and writes `<output>.families.jsonl`. `near`: the least estimated Jaccard
-/// similarity of an edge.
+/// similarity of an edge; `semantic`: semantic edges too.
 pub fn families(
     output: &Path,
     input: Records,
     input_name: &str,
     fields: &InputConfig,
     near: f32,
+    semantic: Option<&SemanticEdges>,
 ) -> Result<FamiliesSummary> {
-    // 1. the input's records, in order: position and id kept, the text only as its signature
-    let mut builder = FamilyBuilder::new(near);
-    let mut positions: HashMap<u64, u32> = HashMap::new();
-    let mut ids: Vec<String> = Vec::new();
-    let mut input = input.peekable();
-    while input.peek().is_some() {
-        let chunk: Vec<_> = input.by_ref().take(CHUNK).collect();
-        let prepared: Vec<Option<(u64, String, Query)>> = chunk
-            .into_par_iter()
-            .map(|raw| {
-                let pos = raw.pos;
-                parse_raw(raw, input_name, fields)
-                    .ok()
-                    .map(|r| (pos, r.id, Query::new(&r.text)))
-            })
-            .collect();
-        for (pos, id, q) in prepared.into_iter().flatten() {
-            let i = builder.push(&q);
-            positions.insert(pos, i);
-            ids.push(id);
-        }
-    }
-    let roots = builder.families();
-    // 2. the output, rewritten with each record's family; the families counted
     let read_err = |source| Error::Read {
         input: output.display().to_string(),
         source,
@@ -104,6 +102,81 @@ pub fn families(
     let bad = |line: u64, message: String| {
         Error::Merge(format!("{}:{line}: {message}", output.display()))
     };
+    // 0. with semantic edges: each labelled record's language (edges join languages)
+    let mut languages: HashMap<u64, String> = HashMap::new();
+    if semantic.is_some() {
+        #[derive(serde::Deserialize)]
+        struct Labelled {
+            position: u64,
+            lang: Option<String>,
+        }
+        let reader = BufReader::new(std::fs::File::open(output).map_err(read_err)?);
+        for (n, line) in reader.lines().enumerate() {
+            let line = line.map_err(read_err)?;
+            let r: Labelled = serde_json::from_str(&line)
+                .map_err(|e| bad(n as u64 + 1, format!("not a labelled record: {e}")))?;
+            // an undetermined language ("und") is no language: such records meet every other
+            if let Some(lang) = r.lang.filter(|l| l != "und") {
+                languages.insert(r.position, lang);
+            }
+        }
+    }
+    // 1. the input's records, in order: position and id kept, the text only as its signature
+    // (and its embedding)
+    let mut builder = FamilyBuilder::new(near);
+    let mut embedding_failures = 0u64;
+    let mut positions: HashMap<u64, u32> = HashMap::new();
+    let mut ids: Vec<String> = Vec::new();
+    let mut input = input.peekable();
+    while input.peek().is_some() {
+        let chunk: Vec<_> = input.by_ref().take(CHUNK).collect();
+        let prepared: Vec<(u64, String, Query, String)> = chunk
+            .into_par_iter()
+            .map(|raw| {
+                let pos = raw.pos;
+                parse_raw(raw, input_name, fields)
+                    .ok()
+                    .map(|r| (pos, r.id, Query::new(&r.text), r.text))
+            })
+            .collect::<Vec<_>>()
+            .into_iter()
+            .flatten()
+            .collect();
+        let embeddings = semantic.map(|s| {
+            let texts: Vec<&str> = prepared.iter().map(|p| p.3.as_str()).collect();
+            match (s.embed)(&texts) {
+                Ok(e) if e.len() == texts.len() => e.into_iter().map(Some).collect(),
+                // one text the encoder refuses must not cost the others their embeddings
+                _ => texts
+                    .iter()
+                    .map(|t| {
+                        (s.embed)(std::slice::from_ref(t))
+                            .ok()
+                            .and_then(|mut e| e.pop())
+                    })
+                    .collect::<Vec<_>>(),
+            }
+        });
+        for (k, (pos, id, q, _)) in prepared.into_iter().enumerate() {
+            let i = builder.push(&q);
+            if let Some(lang) = languages.get(&pos) {
+                builder.set_language(i, lang);
+            }
+            match embeddings.as_ref().map(|e| &e[k]) {
+                Some(Some(e)) => builder.set_embedding(i, e),
+                Some(None) => embedding_failures += 1,
+                None => {}
+            }
+            positions.insert(pos, i);
+            ids.push(id);
+        }
+    }
+    let semantic_edges = match semantic {
+        Some(s) => builder.join_semantic(s.threshold, s.margin) as u64,
+        None => 0,
+    };
+    let roots = builder.families();
+    // 2. the output, rewritten with each record's family; the families counted
     let tmp = PathBuf::from(format!("{}.families-tmp", output.display()));
     let write_err = |source| Error::Write {
         output: tmp.display().to_string(),
@@ -112,7 +185,12 @@ pub fn families(
     let reader = BufReader::new(std::fs::File::open(output).map_err(read_err)?);
     let mut out = BufWriter::new(std::fs::File::create(&tmp).map_err(write_err)?);
     let mut found: BTreeMap<u32, Family> = BTreeMap::new();
-    let mut summary = FamiliesSummary::default();
+    let mut summary = FamiliesSummary {
+        semantic: semantic.is_some(),
+        semantic_edges,
+        embedding_failures,
+        ..Default::default()
+    };
     for (n, line) in reader.lines().enumerate() {
         let n = n as u64 + 1;
         let line = line.map_err(read_err)?;
