@@ -305,7 +305,7 @@ fn served_equal_labelled(
         "--max-texts",
         "20",
         "--max-chars",
-        "5000",
+        "100000",
     ];
     args.extend_from_slice(engine);
     let s = start(&args);
@@ -340,7 +340,9 @@ fn the_fast_engine_serves_what_it_labels() {
         return;
     }
     let dir = tempfile::tempdir().unwrap();
-    let records = sample_records(100, 36);
+    // enough records that `triage label` scores a chunk's windows many at a time (a matrix
+    // product of many rows once gave a row other bits than the same row alone)
+    let records = sample_records(100, 180);
     let dump = dir.path().join("dump.jsonl");
     std::fs::write(
         &dump,
@@ -350,7 +352,7 @@ fn the_fast_engine_serves_what_it_labels() {
             .collect::<String>(),
     )
     .unwrap();
-    served_equal_labelled(
+    let (s, labelled) = served_equal_labelled(
         dir.path(),
         &dump,
         &records,
@@ -363,6 +365,16 @@ fn the_fast_engine_serves_what_it_labels() {
             "0.005",
         ],
     );
+    // one text per request, one request at a time: each lone window runs on the session of
+    // several threads, with the same bits
+    for (i, (r, want)) in records.iter().zip(&labelled).enumerate().step_by(6) {
+        let body = json!({"records": [r]}).to_string();
+        let (st, _, v) = call("POST", &format!("{}/v1/classify", s.url), Some(&body), None);
+        assert_eq!(st, 200, "{v}");
+        let mut want = want.clone();
+        want["position"] = json!(1);
+        assert_eq!(&v["results"][0], &want, "lone request, record {i}");
+    }
 }
 
 #[test]

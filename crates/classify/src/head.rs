@@ -97,9 +97,10 @@ impl LinearHead {
         std::fs::write(dir.join("head.json"), json).map_err(|e| io(&dir.join("head.json"), e))
     }
 
-    /// Logits of pooled embeddings `[n, hidden]` -> `[n, labels]`.
+    /// Logits of pooled embeddings `[n, hidden]` -> `[n, labels]` (on the host), each row's
+    /// the same bits whatever the other rows ([`crate::model::rowwise_products`]).
     pub fn logits(&self, pooled: &Tensor) -> candle_core::Result<Tensor> {
-        pooled.matmul(&self.weight.t()?)?.broadcast_add(&self.bias)
+        crate::model::rowwise_products(pooled, &self.weight, Some(&self.bias))
     }
 }
 

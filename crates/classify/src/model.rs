@@ -312,6 +312,46 @@ pub fn mean_pool(hidden: &Tensor, mask: &Tensor) -> candle_core::Result<Tensor> 
     sum.broadcast_div(&count)
 }
 
+/// `x @ w.T` (+ `bias`), `[n, k] x [m, k] -> [n, m]`, each row on its own in a fixed order of
+/// sums: a matrix product's bits for a row depend on how many rows it is computed with (its
+/// kernels block and split the rows), and a text's scores must not depend on what else was in
+/// its batch (a request to `triage serve` against the same text in a `triage label` run).
+pub fn rowwise_products(
+    x: &Tensor,
+    w: &Tensor,
+    bias: Option<&Tensor>,
+) -> candle_core::Result<Tensor> {
+    let x = x.to_dtype(candle_core::DType::F32)?.to_vec2::<f32>()?;
+    let w = w.to_dtype(candle_core::DType::F32)?.to_vec2::<f32>()?;
+    let b = match bias {
+        Some(b) => b.to_dtype(candle_core::DType::F32)?.to_vec1::<f32>()?,
+        None => vec![0.0; w.len()],
+    };
+    let out: Vec<f32> = x
+        .iter()
+        .flat_map(|row| w.iter().zip(&b).map(move |(wl, bl)| bl + dot8(row, wl)))
+        .collect();
+    Tensor::from_vec(out, (x.len(), w.len()), &candle_core::Device::Cpu)
+}
+
+/// A dot product with eight partial sums in a fixed order.
+fn dot8(a: &[f32], b: &[f32]) -> f32 {
+    let mut acc = [0f32; 8];
+    let (ca, cb) = (a.chunks_exact(8), b.chunks_exact(8));
+    let tail: f32 = ca
+        .remainder()
+        .iter()
+        .zip(cb.remainder())
+        .map(|(x, y)| x * y)
+        .sum();
+    for (x, y) in ca.zip(cb) {
+        for j in 0..8 {
+            acc[j] += x[j] * y[j];
+        }
+    }
+    acc.iter().sum::<f32>() + tail
+}
+
 /// Rows divided by their L2 norm.
 pub fn l2_normalize(x: &Tensor) -> candle_core::Result<Tensor> {
     let norm = x
@@ -324,6 +364,58 @@ pub fn l2_normalize(x: &Tensor) -> candle_core::Result<Tensor> {
 
 #[cfg(test)]
 mod tests {
+    use candle_core::{Device, Tensor};
+
+    /// Each row's products are the same bits alone as among 300 rows, and they are the
+    /// products (against sums in f64).
+    #[test]
+    fn rowwise_products_do_not_depend_on_the_other_rows() {
+        let values = |n: usize, seed: u64| -> Vec<f32> {
+            let mut s = seed;
+            (0..n)
+                .map(|_| {
+                    s = s
+                        .wrapping_mul(6364136223846793005)
+                        .wrapping_add(1442695040888963407);
+                    ((s >> 40) as f32 / (1u64 << 24) as f32) * 2.0 - 1.0
+                })
+                .collect()
+        };
+        let (n, k, m) = (300, 384, 3);
+        let x = Tensor::from_vec(values(n * k, 1), (n, k), &Device::Cpu).unwrap();
+        let w = Tensor::from_vec(values(m * k, 2), (m, k), &Device::Cpu).unwrap();
+        let b = Tensor::from_vec(values(m, 3), m, &Device::Cpu).unwrap();
+        let all = super::rowwise_products(&x, &w, Some(&b))
+            .unwrap()
+            .to_vec2::<f32>()
+            .unwrap();
+        let (xv, wv, bv) = (
+            x.to_vec2::<f32>().unwrap(),
+            w.to_vec2::<f32>().unwrap(),
+            b.to_vec1::<f32>().unwrap(),
+        );
+        for r in [0, 1, 17, 299] {
+            let alone = super::rowwise_products(&x.narrow(0, r, 1).unwrap(), &w, Some(&b))
+                .unwrap()
+                .to_vec2::<f32>()
+                .unwrap();
+            assert_eq!(alone[0], all[r], "row {r}");
+            for l in 0..m {
+                let want: f64 = bv[l] as f64
+                    + xv[r]
+                        .iter()
+                        .zip(&wv[l])
+                        .map(|(a, c)| *a as f64 * *c as f64)
+                        .sum::<f64>();
+                assert!(
+                    (all[r][l] as f64 - want).abs() < 1e-4,
+                    "{} vs {want}",
+                    all[r][l]
+                );
+            }
+        }
+    }
+
     #[test]
     fn fast_erf_matches_libm() {
         let mut worst = 0f32;

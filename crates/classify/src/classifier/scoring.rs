@@ -113,7 +113,10 @@ impl Classifier {
                 labels,
                 temperature,
             } => {
-                let sims: Vec<Vec<f32>> = l2_normalize(pooled)?.matmul(&protos.t()?)?.to_vec2()?;
+                // row by row: a text's scores must not depend on its batch
+                let sims: Vec<Vec<f32>> =
+                    crate::model::rowwise_products(&l2_normalize(pooled)?, protos, None)?
+                        .to_vec2()?;
                 Ok(sims
                     .into_iter()
                     .map(|s| open_world_scores(&s, owner, *labels, *temperature))
