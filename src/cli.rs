@@ -244,7 +244,18 @@ impl ConfigArgs {
         &self,
         banks: &[PathBuf],
     ) -> Result<(Labeller, WorkspaceConfig), Failure> {
+        self.labeller_tuned(banks, |_| {})
+    }
+
+    /// [`ConfigArgs::labeller_with`], with runtime options (not the configuration's meaning)
+    /// set by `tune`.
+    pub(crate) fn labeller_tuned(
+        &self,
+        banks: &[PathBuf],
+        tune: impl FnOnce(&mut WorkspaceConfig),
+    ) -> Result<(Labeller, WorkspaceConfig), Failure> {
         let (mut config, dir) = self.load()?;
+        tune(&mut config);
         for b in banks {
             let abs = std::path::absolute(b).unwrap_or_else(|_| b.clone());
             config.banks.paths.push(abs);

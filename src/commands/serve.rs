@@ -72,7 +72,11 @@ pub(crate) fn serve(a: ServeArgs) -> Result<ExitCode, Failure> {
         Some(p) => read_keys(p).map_err(Failure::Usage)?,
         None => Vec::new(),
     };
-    let (labeller, workspace) = a.config.labeller_with(&a.banks)?;
+    // a lone request's window gets every core (a run's passes fill them; a server's often
+    // do not)
+    let (labeller, workspace) = a.config.labeller_tuned(&a.banks, |c| {
+        c.model.lone_window_threads = rayon::current_num_threads();
+    })?;
     let config_id = super::config_id(&labeller, &workspace)?;
     let labeller = labeller.with_config_id(&config_id);
     let c = labeller.classifier();

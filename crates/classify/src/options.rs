@@ -379,6 +379,12 @@ pub struct ModelOptions {
     /// the process: a later classifier naming another one gets an error.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ort_library: Option<PathBuf>,
+    /// ONNX Runtime threads for a pass of one window that runs alone (nothing else to run
+    /// beside it): `triage serve` sets the cores, so that a lone request uses them all. 0 or 1
+    /// (the default): one, as every pass (a run's passes already fill the cores). A window's
+    /// result is the same bits either way (tested). Not part of the configuration's meaning.
+    #[serde(skip)]
+    pub lone_window_threads: usize,
 }
 
 fn default_overlap() -> usize {
@@ -408,6 +414,7 @@ impl ModelOptions {
             ort_operators: OrtOperators::default(),
             int8_kernels: Int8Kernels::default(),
             ort_library: None,
+            lone_window_threads: 0,
         }
     }
 }

@@ -43,6 +43,12 @@ pub(crate) trait Encoder: Send + Sync {
         self.forward(batch)
     }
 
+    /// [`Encoder::forward`] of a pass that runs alone (nothing beside it): an engine may give
+    /// it more threads (`ModelOptions::lone_window_threads`), with the same results.
+    fn forward_alone(&self, batch: &EncoderInputs) -> Result<Tensor> {
+        self.forward(batch)
+    }
+
     /// Frees what [`Encoder::forward_exact`] needs once it is no longer used.
     fn drop_exact(&mut self) {}
 

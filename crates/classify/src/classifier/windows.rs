@@ -104,8 +104,26 @@ impl Classifier {
                 batches.push((len, part.to_vec()));
             }
         }
+        // on the CPU, fewer passes than threads (a lone long text: a request to `triage
+        // serve`, the last chunk of a run) are split, the largest first, so that every core
+        // has one (a window's result does not depend on its pass)
+        let threads = if gpu { 1 } else { rayon::current_num_threads() };
+        while batches.len() < threads {
+            let Some(k) = (0..batches.len())
+                .filter(|&k| batches[k].1.len() > 1)
+                .max_by_key(|&k| batches[k].0 * batches[k].1.len())
+            else {
+                break;
+            };
+            let (len, members) = &mut batches[k];
+            let half = members.split_off(members.len() / 2);
+            let len = *len;
+            batches.push((len, half));
+        }
         // the longest first, so that the last pass to finish is a short one
         batches.sort_by_key(|b| std::cmp::Reverse(b.0 * b.1.len()));
+        // one window and nothing beside it: it may have every core (the same bits)
+        let alone = !gpu && batches.len() == 1 && batches[0].1.len() == 1;
         let run = |(len, members): &(usize, Vec<usize>)| -> Result<Vec<T>> {
             let ids: Vec<&[u32]> = members
                 .iter()
@@ -118,6 +136,8 @@ impl Classifier {
             let inputs = self.inner.inputs_of.inputs(&ids, *len)?;
             let hidden = if exact {
                 self.inner.encoder.forward_exact(&inputs)?
+            } else if alone {
+                self.inner.encoder.forward_alone(&inputs)?
             } else {
                 self.inner.encoder.forward(&inputs)?
             };

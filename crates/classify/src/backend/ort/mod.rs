@@ -97,18 +97,32 @@ pub(crate) struct OrtEncoder {
 struct Pool {
     idle: Mutex<Vec<Session>>,
     returned: Condvar,
+    /// A session on several threads, for a window that runs alone.
+    wide: Option<Mutex<Session>>,
     _weights: PrepackedWeights,
 }
 
 impl Pool {
-    fn new(env: &'static Environment, model: &[u8], kernels: Int8Kernels) -> Result<Self> {
+    /// With `wide` threads (2 or more), also a session on that many threads for lone windows.
+    fn new(
+        env: &'static Environment,
+        model: &[u8],
+        kernels: Int8Kernels,
+        wide: usize,
+    ) -> Result<Self> {
         let weights = PrepackedWeights::new();
         let sessions = (0..rayon::current_num_threads().max(1))
-            .map(|_| session(env, model, &weights, kernels))
+            .map(|_| session(env, model, &weights, kernels, 1))
             .collect::<Result<Vec<_>>>()?;
+        let wide = if wide > 1 {
+            Some(Mutex::new(session(env, model, &weights, kernels, wide)?))
+        } else {
+            None
+        };
         Ok(Pool {
             idle: Mutex::new(sessions),
             returned: Condvar::new(),
+            wide,
             _weights: weights,
         })
     }
@@ -139,9 +153,16 @@ impl Pool {
     }
 
     /// Runs the graph on each row of `emb` (`[rows, t, h]`) up to its length; the states of
-    /// padding stay 0.
-    fn run(&self, emb: &[f32], lens: &[usize], t: usize, h: usize) -> Result<Vec<f32>> {
-        self.with_session(|session| {
+    /// padding stay 0. `alone`: nothing else runs beside it (the wide session, if any).
+    fn run(
+        &self,
+        emb: &[f32],
+        lens: &[usize],
+        t: usize,
+        h: usize,
+        alone: bool,
+    ) -> Result<Vec<f32>> {
+        let rows = |session: &mut Session| {
             let mut out = vec![0f32; lens.len() * t * h];
             for (r, &len) in lens.iter().enumerate() {
                 let span = r * t * h..r * t * h + len * h;
@@ -151,7 +172,11 @@ impl Pool {
                 })?;
             }
             Ok(out)
-        })
+        };
+        match (&self.wide, alone) {
+            (Some(wide), true) => rows(&mut wide.lock().expect("wide session")),
+            _ => self.with_session(rows),
+        }
     }
 }
 
@@ -242,6 +267,7 @@ fn session(
     model: &[u8],
     weights: &PrepackedWeights,
     kernels: Int8Kernels,
+    threads: usize,
 ) -> Result<Session> {
     let build = || -> ort::Result<Session> {
         let builder = Session::builder(env)?;
@@ -256,8 +282,9 @@ fn session(
             .with_prepacked_weights(weights)?
             .with_optimization_level(GraphOptimizationLevel::Level3)?
             // triage runs windows in parallel on rayon's threads, each with a session of
-            // its own: ONNX Runtime's own threads would oversubscribe the cores
-            .with_intra_threads(1)?
+            // its own: ONNX Runtime's own threads would oversubscribe the cores (more than one
+            // only for the session of lone windows, `ModelOptions::lone_window_threads`)
+            .with_intra_threads(threads.max(1))?
             .with_inter_threads(1)?
             .commit_from_memory(model)
     };
@@ -352,7 +379,12 @@ impl OrtEncoder {
         spec.bf16_attention = own && ops::attention::available();
         spec.fused_ffn = own && ops::ffn::available();
         if !int8 {
-            let main = Pool::new(env, &graph::encoder_model(&layers, &spec, None)?, kernels.0)?;
+            let main = Pool::new(
+                env,
+                &graph::encoder_model(&layers, &spec, None)?,
+                kernels.0,
+                options.lone_window_threads,
+            )?;
             drop(layers);
             return Ok(OrtEncoder {
                 embeddings: encoder,
@@ -367,8 +399,9 @@ impl OrtEncoder {
         // output costs 5-10% of each f32 run (prototypes, refinement; ONNX Runtime computes it
         // even when only the states are fetched), but a probe graph of its own, freed before
         // this one is made, raised the peak by about 60 MiB and the load by 0.4 s
-        let probe =
-            || -> Result<Pool> { Pool::new(env, &graph::probe_model(&layers, &spec)?, kernels.0) };
+        let probe = || -> Result<Pool> {
+            Pool::new(env, &graph::probe_model(&layers, &spec)?, kernels.0, 0)
+        };
         let cache = match model {
             Some((dir, sha, calibration_id)) => {
                 Some(range_cache(dir, sha, &spec, calibration_id, options))
@@ -384,7 +417,7 @@ impl OrtEncoder {
                 None => None,
             };
             let graph = graph::encoder_model(&layers, &spec, ranges.as_deref())?;
-            Pool::new(env, &graph, kernels.0)
+            Pool::new(env, &graph, kernels.0, options.lone_window_threads)
         };
         let (exact, main) = match cache.as_ref().map(|c| (c, c.load())) {
             Some((_, crate::cache::Cached::Values(r))) => {
@@ -431,22 +464,26 @@ impl OrtEncoder {
         })
     }
 
-    fn forward_on(&self, pool: &Pool, x: &EncoderInputs) -> Result<Tensor> {
+    fn forward_on(&self, pool: &Pool, x: &EncoderInputs, alone: bool) -> Result<Tensor> {
         let (b, t) = x.ids.dims2()?;
         let h = self.hidden;
         let emb = self.embeddings.embed(x)?.flatten_all()?.to_vec1::<f32>()?;
-        let out = pool.run(&emb, &x.lens, t, h)?;
+        let out = pool.run(&emb, &x.lens, t, h, alone)?;
         Ok(Tensor::from_vec(out, (b, t, h), &Device::Cpu)?)
     }
 }
 
 impl Encoder for OrtEncoder {
     fn forward(&self, x: &EncoderInputs) -> Result<Tensor> {
-        self.forward_on(&self.main, x)
+        self.forward_on(&self.main, x, false)
+    }
+
+    fn forward_alone(&self, x: &EncoderInputs) -> Result<Tensor> {
+        self.forward_on(&self.main, x, true)
     }
 
     fn forward_exact(&self, x: &EncoderInputs) -> Result<Tensor> {
-        self.forward_on(self.exact.as_ref().unwrap_or(&self.main), x)
+        self.forward_on(self.exact.as_ref().unwrap_or(&self.main), x, false)
     }
 
     fn drop_exact(&mut self) {
@@ -529,7 +566,7 @@ mod tests {
     /// [`run_output`] on the int8 kernels `kernels`.
     fn run_with(model: &[u8], x: &[f32], len: usize, i: usize, kernels: Int8Kernels) -> Vec<f32> {
         let env = test_runtime().expect("the test checked for ONNX Runtime");
-        let mut session = session(env, model, &PrepackedWeights::new(), kernels).unwrap();
+        let mut session = session(env, model, &PrepackedWeights::new(), kernels, 1).unwrap();
         let width = x.len() / len;
         let input = TensorRef::from_array_view(([1usize, len, width], x)).unwrap();
         let outputs = session.run(ort::inputs![input]).unwrap();
@@ -707,6 +744,34 @@ mod tests {
             eprintln!("int8 {variant:?}: RMS difference {error}, ONNX nodes' {int8}");
             assert!(got != onnx, "{variant:?}: the operators ran");
             assert!(error < int8 * 1.25, "{variant:?}: {error} against {int8}");
+        }
+    }
+
+    /// A window's states are the same bits on a session of several threads (the session of
+    /// lone windows, `ModelOptions::lone_window_threads`) as on one: the int8 graph as the
+    /// backend builds it for this CPU, at a width where ONNX Runtime splits its work.
+    #[test]
+    fn a_session_of_several_threads_gives_the_same_bits() {
+        let Some(env) = test_runtime() else { return };
+        let (h, inter, len) = (256, 1024, 96);
+        let layers = vec![layer(h, inter, 50), layer(h, inter, 70)];
+        let x = values(len * h, 8);
+        let probe = graph::probe_model(&layers, &test_spec(h, (false, false, false))).unwrap();
+        let ranges = InputRanges::from_probe(&run_output(&probe, &x, len, 1), &layers).unwrap();
+        let spec = test_spec(
+            h,
+            (true, ops::attention::available(), ops::ffn::available()),
+        );
+        let model = graph::encoder_model(&layers, &spec, Some(&ranges[..])).unwrap();
+        let on = |threads: usize| {
+            let weights = PrepackedWeights::new();
+            let mut session = session(env, &model, &weights, kernels(), threads).unwrap();
+            run_window(&mut session, &x, len, 0, <[f32]>::to_vec).unwrap()
+        };
+        let one = on(1);
+        assert!(one.iter().any(|v| *v != 0.0));
+        for threads in [2, 4] {
+            assert!(on(threads) == one, "{threads} threads");
         }
     }
 
