@@ -34,27 +34,31 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     }
     let held: std::collections::HashSet<&str> = src.items().iter().map(|i| i.id.as_str()).collect();
     let started = Instant::now();
-    let mut lines = Vec::with_capacity(n);
+    // the items file's lines, but the source bank's (already held) and past the size wanted
+    let want = n.saturating_sub(held.len());
+    let mut lines = Vec::with_capacity(want);
     for line in std::io::BufReader::new(std::fs::File::open(items)?).lines() {
-        if lines.len() + held.len() >= n {
+        if lines.len() >= want {
             break;
         }
-        lines.push(line?);
+        let line = line?;
+        let id = serde_json::from_str::<serde_json::Value>(&line)
+            .ok()
+            .and_then(|v| v["id"].as_str().map(str::to_owned));
+        if id.is_some_and(|id| !held.contains(id.as_str())) {
+            lines.push(line);
+        }
     }
-    let mut grown: Vec<Item> = lines
+    let grown: Vec<Item> = lines
         .par_iter()
         .enumerate()
         .filter_map(|(k, line)| {
             let v: serde_json::Value = serde_json::from_str(line).ok()?;
             let id = v["id"].as_str()?;
-            if held.contains(id) {
-                return None;
-            }
             let e = moved(&base[k % base.len()], k as u64);
             Some(Item::from_text(id, v["text"].as_str()?, Default::default()).with_embedding(e))
         })
         .collect();
-    grown.truncate(n.saturating_sub(held.len()));
     let prepared = started.elapsed().as_secs_f64();
     let mut bank = Bank::new(src.name(), src.info().embeddings.clone());
     let items: Vec<Item> = src
@@ -73,11 +77,23 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let indexed = t.elapsed().as_secs_f64();
     let t = Instant::now();
     bank.save(&PathBuf::from(out))?;
+    let lists = match bank.index_list_sizes() {
+        Some(mut sizes) => {
+            sizes.sort_unstable();
+            let k = sizes.len();
+            format!(
+                "IVF of {k} lists: median {}, 99th percentile {}, largest {} items",
+                sizes[k / 2],
+                sizes[k * 99 / 100],
+                sizes[k - 1]
+            )
+        }
+        None => "no index".into(),
+    };
     eprintln!(
-        "{} items ({} with real embeddings): prepared in {prepared:.1} s, inserted and indexed in {indexed:.1} s (semantic index: {}), saved in {:.1} s",
+        "{} items ({} with real embeddings): prepared in {prepared:.1} s, inserted and indexed in {indexed:.1} s ({lists}), saved in {:.1} s",
         bank.items().len(),
         base.len(),
-        if bank.indexed() { "IVF" } else { "none" },
         t.elapsed().as_secs_f64()
     );
     Ok(())

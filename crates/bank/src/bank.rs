@@ -26,6 +26,8 @@ const ITEMS: &str = "items.jsonl";
 const SIGNATURES: &str = "signatures.bin";
 const EMBEDDINGS: &str = "embeddings.bin";
 const INDEX: &str = "semantic.ivf";
+/// Lines of `items.jsonl` parsed at once (in parallel) when a bank is loaded.
+const PARSE_CHUNK: usize = 16_384;
 
 /// What can go wrong with a bank.
 #[derive(Debug, thiserror::Error)]
@@ -451,6 +453,17 @@ impl Bank {
         }
     }
 
+    /// Room for `n` more items in every index.
+    fn reserve(&mut self, n: usize) {
+        self.items.reserve(n);
+        self.ids.reserve(n);
+        self.exact.reserve(n);
+        self.bands.reserve(n * BANDS);
+        self.anchors.iter_mut().for_each(|a| a.reserve(n));
+        self.scales.reserve(n);
+        self.vectors.reserve(n * self.dim());
+    }
+
     fn dim(&self) -> usize {
         self.info.embeddings.as_ref().map_or(0, |e| e.dim)
     }
@@ -509,8 +522,11 @@ impl Bank {
     /// Sorts the look-up indexes after items were inserted.
     pub fn finish(&mut self) {
         if !self.sorted {
-            self.bands.sort_unstable();
-            self.anchors.iter_mut().for_each(|a| a.sort_unstable());
+            use rayon::prelude::*;
+            self.bands.par_sort_unstable();
+            self.anchors
+                .par_iter_mut()
+                .for_each(|a| a.par_sort_unstable());
             self.sorted = true;
         }
         let n = self.items.len();
@@ -527,6 +543,11 @@ impl Bank {
             scales: &self.scales,
             data: &self.vectors,
         }
+    }
+
+    /// The semantic index's list sizes (none without an index).
+    pub fn index_list_sizes(&self) -> Option<Vec<usize>> {
+        self.ivf.as_ref().map(|(ivf, _)| ivf.list_sizes())
     }
 
     /// Whether semantic look-up uses an index (a bank of [`ann::EXHAUSTIVE_BELOW`] embedded
@@ -716,8 +737,13 @@ impl Bank {
             Ok(len)
         };
         let n = info.items as usize;
-        check(ITEMS)?;
-        let sig_len = check(SIGNATURES)?;
+        let len_of = |name: &str| -> Result<u64, BankError> {
+            let path = dir.join(name);
+            std::fs::metadata(&path)
+                .map(|m| m.len())
+                .map_err(|error| BankError::Io { path, error })
+        };
+        let sig_len = len_of(SIGNATURES)?;
         if sig_len != (n * ROWS * 4) as u64 {
             return Err(invalid(
                 &dir.join(SIGNATURES),
@@ -725,69 +751,118 @@ impl Bank {
                 format!("{sig_len} bytes, {n} items need {}", n * ROWS * 4),
             ));
         }
-        let mut emb = match &info.embeddings {
-            Some(e) => {
-                let len = check(EMBEDDINGS)?;
-                if len != (n * (4 + e.dim)) as u64 {
-                    return Err(invalid(
-                        &dir.join(EMBEDDINGS),
-                        0,
-                        format!(
-                            "{len} bytes, {n} items of {} values need {}",
-                            e.dim,
-                            n * (4 + e.dim)
-                        ),
-                    ));
-                }
-                Some(open(EMBEDDINGS)?)
+        if let Some(e) = &info.embeddings {
+            let len = len_of(EMBEDDINGS)?;
+            if len != (n * (4 + e.dim)) as u64 {
+                return Err(invalid(
+                    &dir.join(EMBEDDINGS),
+                    0,
+                    format!(
+                        "{len} bytes, {n} items of {} values need {}",
+                        e.dim,
+                        n * (4 + e.dim)
+                    ),
+                ));
             }
-            None => None,
+        }
+        // every file's hash checked while the files are read (on the other core); the bank is
+        // returned only if all match
+        let hashed = |names: &[&str]| -> Result<(), BankError> {
+            for name in names {
+                check(name)?;
+            }
+            Ok(())
         };
-        let mut sigs = open(SIGNATURES)?;
-        let mut bank = Bank::new(&info.name, info.embeddings.clone());
+        let mut names = vec![ITEMS, SIGNATURES];
+        if info.embeddings.is_some() {
+            names.push(EMBEDDINGS);
+        }
+        let (hashes, bank) = rayon::join(
+            || hashed(&names),
+            || -> Result<Bank, BankError> {
+                let mut emb = match &info.embeddings {
+                    Some(_) => Some(open(EMBEDDINGS)?),
+                    None => None,
+                };
+                let mut sigs = open(SIGNATURES)?;
+                let mut bank = Bank::new(&info.name, info.embeddings.clone());
+                bank.reserve(n);
+                let items_path = dir.join(ITEMS);
+                let dim = bank.dim();
+                let io_err = |path: &Path| {
+                    let path = path.to_owned();
+                    move |error| BankError::Io { path, error }
+                };
+                let mut row = vec![0u8; ROWS * 4];
+                let mut vector = vec![0u8; 4 + dim];
+                let mut lines = open(ITEMS)?.lines();
+                let mut k = 0usize;
+                loop {
+                    // a chunk of lines parsed in parallel, then inserted in order
+                    let chunk: Vec<String> = lines
+                        .by_ref()
+                        .take(PARSE_CHUNK)
+                        .collect::<std::io::Result<_>>()
+                        .map_err(io_err(&items_path))?;
+                    if chunk.is_empty() {
+                        break;
+                    }
+                    let parsed: Vec<serde_json::Result<Item>> = {
+                        use rayon::prelude::*;
+                        chunk.par_iter().map(|l| serde_json::from_str(l)).collect()
+                    };
+                    for item in parsed {
+                        let line = k as u64 + 1;
+                        let mut item =
+                            item.map_err(|e| invalid(&items_path, line, e.to_string()))?;
+                        if k >= n {
+                            return Err(invalid(
+                                &items_path,
+                                line,
+                                format!("more items than the {n} of bank.json"),
+                            ));
+                        }
+                        sigs.read_exact(&mut row)
+                            .map_err(io_err(&dir.join(SIGNATURES)))?;
+                        if !item.digest_only {
+                            item.signature = Some(std::array::from_fn(|r| {
+                                u32::from_le_bytes(
+                                    row[r * 4..r * 4 + 4].try_into().expect("4 bytes"),
+                                )
+                            }));
+                        }
+                        if !bank.insert(item)? {
+                            return Err(invalid(
+                                &items_path,
+                                line,
+                                "an id seen on an earlier line".into(),
+                            ));
+                        }
+                        if let Some(e) = &mut emb {
+                            e.read_exact(&mut vector)
+                                .map_err(io_err(&dir.join(EMBEDDINGS)))?;
+                            bank.scales[k] =
+                                f32::from_le_bytes(vector[..4].try_into().expect("4 bytes"));
+                            let v = &mut bank.vectors[k * dim..(k + 1) * dim];
+                            for (o, x) in v.iter_mut().zip(&vector[4..]) {
+                                *o = *x as i8;
+                            }
+                        }
+                        k += 1;
+                    }
+                }
+                Ok(bank)
+            },
+        );
+        // a damaged file is named before whatever it made the reading find
+        hashes?;
+        let mut bank = bank?;
         let items_path = dir.join(ITEMS);
         let dim = bank.dim();
         let io_err = |path: &Path| {
             let path = path.to_owned();
             move |error| BankError::Io { path, error }
         };
-        let mut row = vec![0u8; ROWS * 4];
-        let mut vector = vec![0u8; 4 + dim];
-        for (k, line) in open(ITEMS)?.lines().enumerate() {
-            let line = line.map_err(io_err(&items_path))?;
-            let mut item: Item = serde_json::from_str(&line)
-                .map_err(|e| invalid(&items_path, k as u64 + 1, e.to_string()))?;
-            if k >= n {
-                return Err(invalid(
-                    &items_path,
-                    k as u64 + 1,
-                    format!("more items than the {n} of bank.json"),
-                ));
-            }
-            sigs.read_exact(&mut row)
-                .map_err(io_err(&dir.join(SIGNATURES)))?;
-            if !item.digest_only {
-                item.signature = Some(std::array::from_fn(|r| {
-                    u32::from_le_bytes(row[r * 4..r * 4 + 4].try_into().expect("4 bytes"))
-                }));
-            }
-            if !bank.insert(item)? {
-                return Err(invalid(
-                    &items_path,
-                    k as u64 + 1,
-                    "an id seen on an earlier line".into(),
-                ));
-            }
-            if let Some(e) = &mut emb {
-                e.read_exact(&mut vector)
-                    .map_err(io_err(&dir.join(EMBEDDINGS)))?;
-                bank.scales[k] = f32::from_le_bytes(vector[..4].try_into().expect("4 bytes"));
-                let v = &mut bank.vectors[k * dim..(k + 1) * dim];
-                for (o, x) in v.iter_mut().zip(&vector[4..]) {
-                    *o = *x as i8;
-                }
-            }
-        }
         if bank.items.len() != n {
             return Err(invalid(
                 &items_path,
@@ -799,8 +874,9 @@ impl Bank {
             check(INDEX)?;
             let path = dir.join(INDEX);
             let body = std::fs::read(&path).map_err(io_err(&path))?;
-            let ivf = Ivf::from_bytes(&body, n, dim).map_err(|m| invalid(&path, 0, m))?;
-            bank.ivf = Some((ivf, n));
+            // its hash matched: an index that does not read is an older version's, made
+            // again below (it is derived from the embeddings)
+            bank.ivf = Ivf::from_bytes(&body, n, dim).ok().map(|ivf| (ivf, n));
         }
         bank.finish();
         bank.info = info;
@@ -963,8 +1039,13 @@ impl Bank {
             let mut top: Vec<f32> = Vec::with_capacity(MARGIN_NEIGHBOURS + 2);
             let mut candidates = Vec::new();
             let vectors = self.vectors();
+            let (qs, qv) = (q.0, &q.1[..]);
             for i in ann::candidates(vectors, self.ivf.as_ref().map(|(x, _)| x), e) {
-                let dot = vectors.cosine(i as usize, &q);
+                let i = i as usize;
+                let dot = ann::dot_i8(&self.vectors[i * dim..(i + 1) * dim], qv) as f32
+                    * self.scales[i]
+                    * qs;
+                let i = i as u32;
                 if top.len() <= MARGIN_NEIGHBOURS || dot > top[top.len() - 1] {
                     let at = top.partition_point(|x| *x >= dot);
                     top.insert(at, dot);

@@ -110,21 +110,43 @@ impl Labeller {
             path: config_path.to_owned(),
             source,
         })?;
-        // banks first: a missing or damaged one fails before the model is loaded
+        // the banks load while the model does (a million items take seconds); a missing or
+        // damaged bank is the error reported, whatever the model's load did
         let root = config_path.parent().unwrap_or(std::path::Path::new(""));
-        let banks = config
-            .banks
-            .paths
-            .iter()
-            .map(|p| {
-                let dir = root.join(p);
-                Bank::load(&dir).map(|b| (dir, b))
+        let load_banks = || {
+            config
+                .banks
+                .paths
+                .iter()
+                .map(|p| {
+                    let dir = root.join(p);
+                    Bank::load(&dir).map(|b| (dir, b))
+                })
+                .collect::<std::result::Result<Vec<_>, _>>()
+        };
+        let (banks, classifier) = if config.banks.paths.is_empty() {
+            (Ok(Vec::new()), None)
+        } else {
+            std::thread::scope(|s| {
+                let banks = s.spawn(load_banks);
+                let classifier = triage_classify::ClassifierBuilder::new(model_dir)
+                    .options(config.model.clone())
+                    .labels(config.labels.clone())
+                    .build();
+                (
+                    banks.join().expect("loading the banks does not panic"),
+                    Some(classifier),
+                )
             })
-            .collect::<std::result::Result<Vec<_>, _>>()?;
-        let classifier = triage_classify::ClassifierBuilder::new(model_dir)
-            .options(config.model.clone())
-            .labels(config.labels.clone())
-            .build()?;
+        };
+        let banks = banks?;
+        let classifier = match classifier {
+            Some(c) => c?,
+            None => triage_classify::ClassifierBuilder::new(model_dir)
+                .options(config.model.clone())
+                .labels(config.labels.clone())
+                .build()?,
+        };
         Labeller::new(classifier, detector, config.input.clone())
             .max_matches(config.banks.max_matches)
             .with_banks(banks, config.banks.thresholds())
@@ -549,10 +571,12 @@ fn infer_chunk(
         if labeller.semantic() {
             let (scores, embeddings) =
                 labeller.classifier.window_scores_and_embeddings(prepared)?;
+            // the look-ups of the chunk's texts in parallel (a large bank's take milliseconds)
+            use rayon::prelude::*;
             Ok(scores
-                .into_iter()
+                .into_par_iter()
                 .zip(embeddings)
-                .zip(prepared)
+                .zip(prepared.par_iter())
                 .map(|((scores, windows), p)| {
                     Arc::new(Scored {
                         scores,
