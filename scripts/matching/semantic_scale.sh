@@ -78,7 +78,7 @@ without and with `--bank` (whole-process wall time, 2 runs each, alternating):
 
 {matched} records matched. Below 20,000 items semantic look-up compares each record's embedding (and each
 of its windows') with every item's in 8 bits; from there it goes through an inverted-file index
-(`crates/bank/src/ann.rs`: about sqrt(n) lists, 24 probed).""")
+(`crates/bank/src/ann.rs`: about sqrt(n) lists, the 12 nearest probed within twice their even share).""")
 if int(grow):
     g = statistics.median(r[0] for r in grownb)
     gt, gm = map(float, grown.split())
