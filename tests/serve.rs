@@ -553,3 +553,91 @@ fn the_kubernetes_deployment_uses_flags_and_routes_that_exist() {
     }
     assert!(yaml.contains("kind: HorizontalPodAutoscaler"));
 }
+
+/// Hostile bodies (issue 21's list: random bytes, huge arrays, deep nesting, invalid UTF-8, NUL,
+/// a 10 MB string; and a few hundred random mutations of a good body, from a fixed generator):
+/// each gets a JSON error or a result, and the server stays up and answers a good request.
+#[test]
+fn hostile_bodies_get_json_errors_and_the_server_stays_up() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = tiny_config(dir.path());
+    let s = start(&["-c", cfg.to_str().unwrap(), "--max-body-bytes", "11000000"]);
+    let url = format!("{}/v1/classify", s.url);
+    let send = |body: &[u8]| -> (u16, Value) {
+        let res = ureq::post(&url)
+            .timeout(Duration::from_secs(120))
+            .set("Content-Type", "application/json")
+            .send_bytes(body);
+        let res = match res {
+            Ok(r) => r,
+            Err(ureq::Error::Status(_, r)) => r,
+            Err(e) => panic!("the server dropped a request: {e}"),
+        };
+        let status = res.status();
+        let text = res.into_string().unwrap();
+        let v: Value = serde_json::from_str(&text)
+            .unwrap_or_else(|e| panic!("status {status}: not JSON ({e}): {text:.200}"));
+        (status, v)
+    };
+    let mut seed = 0x2545_f491_4f6c_dd1du64;
+    let mut next = move || {
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        seed
+    };
+    let mut bodies: Vec<Vec<u8>> = vec![
+        (0..4096).map(|_| next() as u8).collect(),
+        format!("[{}]", vec!["1"; 2_000_000].join(",")).into_bytes(),
+        json!({"texts": vec!["a"; 100_000]})
+            .to_string()
+            .into_bytes(),
+        format!("{}{}", "[".repeat(100_000), "]".repeat(100_000)).into_bytes(),
+        format!(
+            "{{\"texts\": {}\"x\"{}}}",
+            "[".repeat(5_000),
+            "]".repeat(5_000)
+        )
+        .into_bytes(),
+        b"{\"texts\": [\"caf\xc3\x28 \xff\xfe\"]}".to_vec(),
+        b"{\"texts\": [\"a\x00b\"]}".to_vec(),
+        b"{\"texts\": [\"a\\u0000b\"]}".to_vec(),
+        json!({"texts": ["x".repeat(10_000_000)]})
+            .to_string()
+            .into_bytes(),
+        b"".to_vec(),
+        b"null".to_vec(),
+        b"{\"texts\": \"not a list\"}".to_vec(),
+        b"{\"records\": [{\"id\": {\"deep\": [1, 2]}, \"text\": 5}]}".to_vec(),
+    ];
+    let good = json!({"texts": ["hello there", "free money click this link"]})
+        .to_string()
+        .into_bytes();
+    for _ in 0..300 {
+        let mut b = good.clone();
+        for _ in 0..1 + next() % 4 {
+            let at = (next() as usize) % b.len();
+            match next() % 3 {
+                0 => b[at] = next() as u8,
+                1 => {
+                    b.remove(at);
+                }
+                _ => b.insert(at, next() as u8),
+            }
+        }
+        bodies.push(b);
+    }
+    for (i, body) in bodies.iter().enumerate() {
+        let (st, v) = send(body);
+        match st {
+            200 => assert!(v["results"].is_array(), "body {i}: {v}"),
+            400 | 413 | 422 => assert!(v["error"]["code"].is_string(), "body {i}: {v}"),
+            other => panic!("body {i}: status {other}: {v}"),
+        }
+    }
+    let (st, _, _) = call("GET", &format!("{}/health", s.url), None, None);
+    assert_eq!(st, 200);
+    let (st, v) = send(&good);
+    assert_eq!(st, 200);
+    assert_eq!(v["results"].as_array().unwrap().len(), 2);
+}
