@@ -81,11 +81,14 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         Some(mut sizes) => {
             sizes.sort_unstable();
             let k = sizes.len();
+            let total: usize = sizes.iter().sum();
+            let top: usize = sizes.iter().rev().take(10).sum();
             format!(
-                "IVF of {k} lists: median {}, 99th percentile {}, largest {} items",
+                "IVF of {k} lists: median {}, 99th percentile {}, largest {} items; the ten largest hold {:.0}%",
                 sizes[k / 2],
                 sizes[k * 99 / 100],
-                sizes[k - 1]
+                sizes[k - 1],
+                100.0 * top as f64 / total.max(1) as f64
             )
         }
         None => "no index".into(),

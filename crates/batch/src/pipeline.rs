@@ -124,29 +124,26 @@ impl Labeller {
                 })
                 .collect::<std::result::Result<Vec<_>, _>>()
         };
+        let build = || {
+            triage_classify::ClassifierBuilder::new(model_dir)
+                .options(config.model.clone())
+                .labels(config.labels.clone())
+                .build()
+        };
         let (banks, classifier) = if config.banks.paths.is_empty() {
-            (Ok(Vec::new()), None)
+            (Ok(Vec::new()), build())
         } else {
             std::thread::scope(|s| {
                 let banks = s.spawn(load_banks);
-                let classifier = triage_classify::ClassifierBuilder::new(model_dir)
-                    .options(config.model.clone())
-                    .labels(config.labels.clone())
-                    .build();
+                let classifier = build();
                 (
                     banks.join().expect("loading the banks does not panic"),
-                    Some(classifier),
+                    classifier,
                 )
             })
         };
         let banks = banks?;
-        let classifier = match classifier {
-            Some(c) => c?,
-            None => triage_classify::ClassifierBuilder::new(model_dir)
-                .options(config.model.clone())
-                .labels(config.labels.clone())
-                .build()?,
-        };
+        let classifier = classifier?;
         Labeller::new(classifier, detector, config.input.clone())
             .max_matches(config.banks.max_matches)
             .with_banks(banks, config.banks.thresholds())

@@ -87,3 +87,20 @@ pub use options::{
     OrtOperators, Precision, Refine, AUTO_SAFETY,
 };
 pub use tokenize::{Prepared, TextTokenizer, Window, WindowOptions};
+
+/// Deterministic values for the tests.
+#[cfg(test)]
+pub(crate) mod test_values {
+    /// Deterministic values in [-1, 1) (a linear congruential generator).
+    pub(crate) fn values_of(n: usize, seed: u64) -> Vec<f32> {
+        let mut state = seed;
+        (0..n)
+            .map(|_| {
+                state = state
+                    .wrapping_mul(6364136223846793005)
+                    .wrapping_add(1442695040888963407);
+                ((state >> 40) as f32 / (1u64 << 24) as f32) * 2.0 - 1.0
+            })
+            .collect()
+    }
+}

@@ -329,27 +329,14 @@ pub fn rowwise_products(
     };
     let out: Vec<f32> = x
         .iter()
-        .flat_map(|row| w.iter().zip(&b).map(move |(wl, bl)| bl + dot8(row, wl)))
+        .flat_map(|row| {
+            w.iter().zip(&b).map(move |(wl, bl)| {
+                // one sum from the first value to the last: the same order for every row
+                bl + row.iter().zip(wl).map(|(x, y)| x * y).sum::<f32>()
+            })
+        })
         .collect();
     Tensor::from_vec(out, (x.len(), w.len()), &candle_core::Device::Cpu)
-}
-
-/// A dot product with eight partial sums in a fixed order.
-fn dot8(a: &[f32], b: &[f32]) -> f32 {
-    let mut acc = [0f32; 8];
-    let (ca, cb) = (a.chunks_exact(8), b.chunks_exact(8));
-    let tail: f32 = ca
-        .remainder()
-        .iter()
-        .zip(cb.remainder())
-        .map(|(x, y)| x * y)
-        .sum();
-    for (x, y) in ca.zip(cb) {
-        for j in 0..8 {
-            acc[j] += x[j] * y[j];
-        }
-    }
-    acc.iter().sum::<f32>() + tail
 }
 
 /// Rows divided by their L2 norm.
@@ -370,17 +357,7 @@ mod tests {
     /// products (against sums in f64).
     #[test]
     fn rowwise_products_do_not_depend_on_the_other_rows() {
-        let values = |n: usize, seed: u64| -> Vec<f32> {
-            let mut s = seed;
-            (0..n)
-                .map(|_| {
-                    s = s
-                        .wrapping_mul(6364136223846793005)
-                        .wrapping_add(1442695040888963407);
-                    ((s >> 40) as f32 / (1u64 << 24) as f32) * 2.0 - 1.0
-                })
-                .collect()
-        };
+        let values = crate::test_values::values_of;
         let (n, k, m) = (300, 384, 3);
         let x = Tensor::from_vec(values(n * k, 1), (n, k), &Device::Cpu).unwrap();
         let w = Tensor::from_vec(values(m * k, 2), (m, k), &Device::Cpu).unwrap();

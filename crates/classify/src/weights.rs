@@ -181,6 +181,8 @@ mod tests {
             write(dir.path(), "b.safetensors", &[("c", c.clone())]),
         ];
         let st = SafetensorsFiles::open(&files).unwrap();
+        // SAFETY: the files were written just above in a folder of this test's own, and nothing
+        // changes them while they are mapped.
         let theirs = unsafe { candle_core::safetensors::MmapedSafetensors::multi(&files) }.unwrap();
         for name in ["a", "b", "c"] {
             let mine = st.get_unchecked(name, DType::F32, &cpu).unwrap();

@@ -520,23 +520,6 @@ pub(crate) fn test_runtime() -> Option<&'static Environment> {
     }
 }
 
-/// Deterministic values for the tests.
-#[cfg(test)]
-pub(crate) mod test_values {
-    /// Deterministic values in [-1, 1) (a linear congruential generator).
-    pub(crate) fn values_of(n: usize, seed: u64) -> Vec<f32> {
-        let mut state = seed;
-        (0..n)
-            .map(|_| {
-                state = state
-                    .wrapping_mul(6364136223846793005)
-                    .wrapping_add(1442695040888963407);
-                ((state >> 40) as f32 / (1u64 << 24) as f32) * 2.0 - 1.0
-            })
-            .collect()
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -545,7 +528,7 @@ mod tests {
     use graph::GraphSpec;
     use quant::InputRanges;
 
-    use crate::backend::ort::test_values::values_of as values;
+    use crate::test_values::values_of as values;
 
     fn tensor(shape: &[usize], seed: u64, scale: f32) -> Tensor {
         let n = shape.iter().product();

@@ -276,12 +276,10 @@ impl InputRanges {
     }
 }
 
-/// The layers' nodes; `products(i)` says how layer `i` computes its four products (QKV,
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::backend::ort::test_values::values_of;
+    use crate::test_values::values_of;
 
     #[test]
     fn column_quantization_has_the_least_squared_error_of_its_candidates() {

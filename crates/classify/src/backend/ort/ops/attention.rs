@@ -538,7 +538,7 @@ mod tests {
     }
 
     fn qkv(len: usize, h: usize, seed: u64) -> Vec<f32> {
-        crate::backend::ort::test_values::values_of(len * 3 * h, seed)
+        crate::test_values::values_of(len * 3 * h, seed)
     }
 
     /// Against attention in f64, at widths of whole vectors and not, lengths of whole tiles

@@ -544,8 +544,8 @@ impl Operator for FfnOutput {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::backend::ort::test_values::values_of as values;
     use crate::model::erf_f32;
+    use crate::test_values::values_of as values;
 
     fn gelu_ref(x: f32) -> f32 {
         0.5 * x * (1.0 + erf_f32(x * std::f32::consts::FRAC_1_SQRT_2))
