@@ -185,7 +185,7 @@ impl WorkspaceConfig {
                 });
             }
         }
-        triage_langid::Detector::new(&config.languages).map_err(|source| Error::Languages {
+        triage_langid::Detector::check(&config.languages).map_err(|source| Error::Languages {
             path: path.to_owned(),
             source,
         })?;

@@ -106,12 +106,15 @@ impl Labeller {
         model_dir: &std::path::Path,
         config_path: &std::path::Path,
     ) -> Result<Self> {
-        let detector = Detector::new(&config.languages).map_err(|source| Error::Languages {
-            path: config_path.to_owned(),
-            source,
-        })?;
-        // the banks load while the model does (a million items take seconds); a missing or
-        // damaged bank is the error reported, whatever the model's load did
+        // the n-gram model's parse (a fifth of a second) and the banks (a million items take
+        // seconds) load while the model does; a missing or damaged bank is the error reported,
+        // whatever the model's load did
+        let new_detector = || {
+            Detector::new(&config.languages).map_err(|source| Error::Languages {
+                path: config_path.to_owned(),
+                source,
+            })
+        };
         let root = config_path.parent().unwrap_or(std::path::Path::new(""));
         let load_banks = || {
             config
@@ -130,19 +133,20 @@ impl Labeller {
                 .labels(config.labels.clone())
                 .build()
         };
-        let (banks, classifier) = if config.banks.paths.is_empty() {
-            (Ok(Vec::new()), build())
-        } else {
-            std::thread::scope(|s| {
-                let banks = s.spawn(load_banks);
-                let classifier = build();
-                (
-                    banks.join().expect("loading the banks does not panic"),
-                    classifier,
-                )
-            })
-        };
-        let banks = banks?;
+        let (detector, banks, classifier) = std::thread::scope(|s| {
+            let detector = s.spawn(new_detector);
+            let banks = (!config.banks.paths.is_empty()).then(|| s.spawn(load_banks));
+            let classifier = build();
+            (
+                detector
+                    .join()
+                    .expect("building the detector does not panic"),
+                banks.map(|b| b.join().expect("loading the banks does not panic")),
+                classifier,
+            )
+        });
+        let detector = detector?;
+        let banks = banks.unwrap_or_else(|| Ok(Vec::new()))?;
         let classifier = classifier?;
         Labeller::new(classifier, detector, config.input.clone())
             .max_matches(config.banks.max_matches)
