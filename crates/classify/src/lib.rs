@@ -70,6 +70,7 @@ pub mod labels;
 pub mod model;
 pub mod options;
 pub mod tokenize;
+mod unigram;
 mod weights;
 
 #[cfg(feature = "ort")]

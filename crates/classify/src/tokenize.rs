@@ -3,9 +3,73 @@
 
 use std::path::Path;
 
-use tokenizers::Tokenizer;
+use tokenizers::{
+    DecoderWrapper, Encoding, NormalizerWrapper, PostProcessorWrapper, PreTokenizerWrapper,
+    Tokenizer, TokenizerImpl,
+};
 
 use crate::error::{Error, Result};
+use crate::unigram::FastUnigram;
+
+/// A tokenizer whose model is [`FastUnigram`] (Unigram vocabularies: XLM-RoBERTa, e5), or
+/// `tokenizers`' own for every other model (WordPiece, BPE).
+enum Engine {
+    Unigram(
+        Box<
+            TokenizerImpl<
+                FastUnigram,
+                NormalizerWrapper,
+                PreTokenizerWrapper,
+                PostProcessorWrapper,
+                DecoderWrapper,
+            >,
+        >,
+    ),
+    Other(Box<Tokenizer>),
+}
+
+impl Engine {
+    /// Reads `tokenizer.json`: a Unigram model's tokenizer with [`FastUnigram`], any other
+    /// with `tokenizers`' own model.
+    fn from_file(path: &Path) -> std::result::Result<Self, String> {
+        let bytes = std::fs::read(path).map_err(|e| e.to_string())?;
+        match serde_json::from_slice(&bytes) {
+            Ok(t) => Ok(Engine::Unigram(Box::new(t))),
+            // not a Unigram model (or not a tokenizer at all: `tokenizers` says what is wrong)
+            Err(_) => Tokenizer::from_bytes(&bytes)
+                .map(|t| Engine::Other(Box::new(t)))
+                .map_err(|e| e.to_string()),
+        }
+    }
+
+    fn unbounded(&mut self) -> std::result::Result<(), String> {
+        match self {
+            Engine::Unigram(t) => {
+                t.with_padding(None);
+                t.with_truncation(None).map_err(|e| e.to_string())?;
+            }
+            Engine::Other(t) => {
+                t.with_padding(None);
+                t.with_truncation(None).map_err(|e| e.to_string())?;
+            }
+        }
+        Ok(())
+    }
+
+    fn token_to_id(&self, token: &str) -> Option<u32> {
+        match self {
+            Engine::Unigram(t) => t.token_to_id(token),
+            Engine::Other(t) => t.token_to_id(token),
+        }
+    }
+
+    fn encode_char_offsets(&self, text: &str) -> tokenizers::Result<Encoding> {
+        match self {
+            Engine::Unigram(t) => t.encode_char_offsets(text, false),
+            Engine::Other(t) => t.encode_char_offsets(text, false),
+        }
+    }
+}
 
 /// One window of a text: token ids with specials and prefix, and the characters it covers.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -47,7 +111,7 @@ pub struct WindowOptions {
 
 /// `tokenizer.json` plus the windowing rules.
 pub struct TextTokenizer {
-    tokenizer: Tokenizer,
+    tokenizer: Engine,
     cls: u32,
     sep: u32,
     prefix: Vec<u32>,
@@ -62,11 +126,8 @@ impl TextTokenizer {
             path: path.to_owned(),
             message,
         };
-        let mut tokenizer = Tokenizer::from_file(path).map_err(|e| err(e.to_string()))?;
-        tokenizer.with_padding(None);
-        tokenizer
-            .with_truncation(None)
-            .map_err(|e| err(e.to_string()))?;
+        let mut tokenizer = Engine::from_file(path).map_err(err)?;
+        tokenizer.unbounded().map_err(err)?;
         let find = |names: &[&str]| names.iter().find_map(|n| tokenizer.token_to_id(n));
         let cls = find(&["<s>", "[CLS]"]).ok_or_else(|| err("has no <s> or [CLS] token".into()))?;
         let sep =
@@ -77,7 +138,7 @@ impl TextTokenizer {
             // The prefix is tokenized alone, without its trailing space: the text that follows
             // starts a new word, so the concatenation equals tokenizing "prefix text" at once.
             tokenizer
-                .encode(prefix.trim_end(), false)
+                .encode_char_offsets(prefix.trim_end())
                 .map_err(|e| err(e.to_string()))?
                 .get_ids()
                 .to_vec()
@@ -101,9 +162,17 @@ impl TextTokenizer {
         })
     }
 
-    /// The underlying `tokenizers` tokenizer.
-    pub fn inner(&self) -> &Tokenizer {
-        &self.tokenizer
+    /// Token ids of `text` and their character offsets, no specials, no prefix: for comparing
+    /// tokenizers in tests.
+    #[doc(hidden)]
+    pub fn tokens_with_offsets(&self, text: &str) -> Result<Vec<(u32, (usize, usize))>> {
+        let enc = self.encode(text)?;
+        Ok(enc
+            .get_ids()
+            .iter()
+            .copied()
+            .zip(enc.get_offsets().iter().copied())
+            .collect())
     }
 
     /// Token ids of `text` as one sequence: specials and prefix, no windows, no truncation.
@@ -119,7 +188,7 @@ impl TextTokenizer {
 
     fn encode(&self, text: &str) -> Result<tokenizers::Encoding> {
         self.tokenizer
-            .encode_char_offsets(text, false)
+            .encode_char_offsets(text)
             .map_err(|e| Error::Input(e.to_string()))
     }
 

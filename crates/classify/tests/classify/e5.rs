@@ -94,6 +94,81 @@ fn token_ids_match_the_reference_tokenizer() {
     }
 }
 
+/// triage reads Unigram vocabularies with its own model (`src/unigram.rs`, for a faster
+/// start): every token and offset must be `tokenizers`' own, on texts of every script the
+/// repository holds (the sample dump, the int8 engine's texts, the reference texts) and on
+/// random strings of mixed scripts, controls and characters the vocabulary lacks.
+#[test]
+fn the_fast_unigram_model_tokenizes_as_tokenizers_does() {
+    if !crate::have_e5() {
+        return;
+    }
+    let path = e5_dir().join("tokenizer.json");
+    let ours = triage_classify::tokenize::TextTokenizer::from_file(
+        &path,
+        "",
+        triage_classify::tokenize::WindowOptions {
+            max_tokens: 512,
+            overlap: 0,
+        },
+    )
+    .unwrap();
+    let theirs = tokenizers::Tokenizer::from_file(&path).unwrap();
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let mut texts: Vec<String> = reference().texts.iter().map(|t| t.text.clone()).collect();
+    for file in [
+        "data/calibration.txt",
+        "data/int8-error.txt",
+        "data/background.txt",
+    ] {
+        let s = std::fs::read_to_string(root.join(file)).unwrap();
+        texts.extend(s.lines().map(str::to_owned));
+    }
+    // (the sample holds a line of invalid UTF-8 on purpose)
+    let sample = std::fs::read(root.join("../../tests/data/sample.jsonl")).unwrap();
+    let sample = String::from_utf8_lossy(&sample);
+    for line in sample.lines() {
+        if let Ok(v) = serde_json::from_str::<serde_json::Value>(line) {
+            if let Some(t) = v.get("text").and_then(|t| t.as_str()) {
+                texts.push(t.to_owned());
+            }
+        }
+    }
+    let real = texts.len();
+    let pool: Vec<char> = "aZé日本語тестاللغةहिन्दी한국어ไทย🙂\u{200b}\u{0}\t\n ▁<>unk𝔘\u{10ffff}ꙮ"
+        .chars()
+        .collect();
+    let mut state = 7u64;
+    for _ in 0..2000 {
+        let mut s = String::new();
+        for _ in 0..(state % 40) {
+            state = state
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            s.push(pool[(state >> 33) as usize % pool.len()]);
+        }
+        state = state
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        texts.push(s);
+    }
+    assert!(real >= 500, "{real} texts of the repository");
+    let mut tokens = 0;
+    for t in &texts {
+        let want = theirs.encode_char_offsets(t.as_str(), false).unwrap();
+        let want: Vec<(u32, (usize, usize))> = want
+            .get_ids()
+            .iter()
+            .copied()
+            .zip(want.get_offsets().iter().copied())
+            .collect();
+        let got = ours.tokens_with_offsets(t).unwrap();
+        assert_eq!(got, want, "{t:?}");
+        tokens += got.len();
+    }
+    assert!(tokens > 20_000, "{tokens} tokens compared");
+}
+
 #[test]
 fn embeddings_match_transformers() {
     if !crate::have_e5() {
