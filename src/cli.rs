@@ -81,9 +81,10 @@ pub(crate) struct ConfigArgs {
     #[arg(long, env = "TRIAGE_ORT_OPS", value_name = "triage|onnx")]
     pub(crate) ort_operators: Option<triage_classify::OrtOperators>,
     /// The int8 kernels of the ort backend: auto (u8s8 where the CPU sums them in 32 bits,
-    /// VNNI; u8u8 where u8s8 would saturate), u8s8 or u8u8 (for comparisons). Overrides
-    /// `[model] int8_kernels`.
-    #[arg(long, env = "TRIAGE_INT8_KERNELS", value_name = "auto|u8s8|u8u8")]
+    /// VNNI; u8u8 where u8s8 would saturate), u8s8 or u8u8 (for comparisons), or u8s7 (7-bit
+    /// weights: u8s8's speed without its saturation on CPUs without VNNI, at twice the weights'
+    /// rounding error). Overrides `[model] int8_kernels`.
+    #[arg(long, env = "TRIAGE_INT8_KERNELS", value_name = "auto|u8s8|u8u8|u8s7")]
     pub(crate) int8_kernels: Option<triage_classify::Int8Kernels>,
     /// ONNX Runtime's library for the ort backend (`libonnxruntime.so`;
     /// scripts/setup_onnxruntime.sh installs one). Overrides `[model] ort_library`.

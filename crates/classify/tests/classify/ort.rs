@@ -388,7 +388,7 @@ fn link_files(from: &std::path::Path, to: &std::path::Path) {
 
 #[cfg(feature = "ort")]
 #[test]
-fn int8_calibration_is_cached_and_a_damaged_cache_is_measured_again() {
+fn int8_calibration_and_graph_are_cached_and_a_damaged_cache_is_made_again() {
     if !crate::have_ort() {
         return;
     }
@@ -426,21 +426,43 @@ fn int8_calibration_is_cached_and_a_damaged_cache_is_measured_again() {
     };
     assert!(cache_files().is_empty());
     let first = embed();
-    let files = cache_files();
-    assert_eq!(files.len(), 1, "{files:?}");
-    let cached = std::fs::read(&files[0]).unwrap();
+    let mut files = cache_files();
+    files.sort();
+    assert_eq!(files.len(), 2, "{files:?}");
+    // the int8 graph made with the ranges, and the ranges
+    let (graph, ranges) = (&files[0], &files[1]);
+    let graph_bytes = std::fs::read(graph).unwrap();
+    let cached = std::fs::read(ranges).unwrap();
+    assert!(graph_bytes.starts_with(b"triage int8 graph 1\n"));
     assert!(cached.starts_with(b"triage int8 ranges 1\n"));
-    // the second start reads the ranges: the same embeddings, bit for bit
+    let damage = |path: &std::path::Path, bytes: &[u8]| {
+        let mut bad = bytes.to_vec();
+        let n = bad.len();
+        bad[n - 2] ^= 0x40;
+        std::fs::write(path, &bad).unwrap();
+        bad
+    };
+    // the second start reads the graph: the same embeddings, bit for bit, and the ranges are
+    // not even read (damaged, they stay as they are)
+    let bad_ranges = damage(ranges, &cached);
     let second = embed();
     assert_eq!(first, second);
-    assert_eq!(std::fs::read(&files[0]).unwrap(), cached);
-    // a damaged cache is not used: measured again, the same embeddings, the file sound again
-    let mut bad = cached.clone();
-    let n = bad.len();
-    bad[n - 2] ^= 0x40;
-    std::fs::write(&files[0], &bad).unwrap();
+    assert_eq!(std::fs::read(graph).unwrap(), graph_bytes);
+    assert_eq!(std::fs::read(ranges).unwrap(), bad_ranges);
+    // a damaged graph is not used: written again from the (damaged, so measured again)
+    // ranges: the same embeddings, both files sound again
+    damage(graph, &graph_bytes);
     assert_eq!(embed(), first);
-    assert_eq!(std::fs::read(&files[0]).unwrap(), cached);
+    assert_eq!(std::fs::read(ranges).unwrap(), cached);
+    assert_eq!(std::fs::read(graph).unwrap(), graph_bytes);
+    // a damaged graph with sound ranges: the graph is written from the cached ranges
+    damage(graph, &graph_bytes);
+    assert_eq!(embed(), first);
+    assert_eq!(std::fs::read(graph).unwrap(), graph_bytes);
+    // cut short: the same
+    std::fs::write(graph, &graph_bytes[..graph_bytes.len() / 2]).unwrap();
+    assert_eq!(embed(), first);
+    assert_eq!(std::fs::read(graph).unwrap(), graph_bytes);
     // another number format of the same model does not touch it
     ClassifierBuilder::new(&model)
         .backend(Backend::Ort)
@@ -448,5 +470,5 @@ fn int8_calibration_is_cached_and_a_damaged_cache_is_measured_again() {
         .precision(Precision::F32)
         .build_embedder()
         .unwrap();
-    assert_eq!(cache_files().len(), 1);
+    assert_eq!(cache_files().len(), 2);
 }

@@ -38,6 +38,8 @@ pub(crate) struct GraphSpec {
     /// The int8 feed-forward block's work around its products in triage's operators
     /// ([`crate::backend::ort::ops::ffn`]) instead of ONNX Runtime's nodes.
     pub fused_ffn: bool,
+    /// The int8 weights' largest code (127; 63 for 7-bit weights, [`crate::Int8Kernels::U8s7`]).
+    pub weight_max: f32,
 }
 
 // ---- the encoder layers --------------------------------------------------------------------
@@ -109,7 +111,7 @@ pub(crate) fn linear(
             }
         }
     };
-    let (q, scale) = quantize_columns(&wt, n);
+    let (q, scale) = quantize_columns(&wt, n, int8.weight_max);
     let w = g.init("wq", &[k, n], INT8, &q);
     let ws = g.floats("ws", &[n], &scale);
     let wz = g.init("wz", &[n], INT8, &vec![0u8; n]);
@@ -200,7 +202,7 @@ pub(crate) fn encoder_model(
 ) -> candle_core::Result<Vec<u8>> {
     let products = |i: usize| {
         if spec.int8 {
-            int8_products(ranges.map(|r| &r[i]), spec.act)
+            int8_products(ranges.map(|r| &r[i]), spec.act, spec.weight_max)
         } else {
             [Product::F32; 4]
         }
@@ -399,7 +401,7 @@ pub(crate) fn ffn_fused(
         .expect("two outputs");
     let x1 = x1.as_str();
     // FFN in: the int8 product; the activation's operator adds its bias
-    let (q, scale) = quantize_columns(&wt, i);
+    let (q, scale) = quantize_columns(&wt, i, ffn_in.weight_max);
     let w = g.init("wq", &[h, i], INT8, &q);
     let ws = g.floats("ws", &[i], &scale);
     let wz = g.init("wz", &[i], INT8, &vec![0u8; i]);
@@ -412,7 +414,7 @@ pub(crate) fn ffn_fused(
     let mut wt = values(&l.ffn_out.0.t()?.contiguous()?)?; // [i, h]
     let mut bias = values(&l.ffn_out.1)?;
     let w_out = int8_weights(&mut wt, h, ffn_out);
-    let (q, scale) = quantize_columns(&wt, h);
+    let (q, scale) = quantize_columns(&wt, h, ffn_out.weight_max);
     let shift: Vec<f32> = w_out.inverse.iter().map(|v| GELU_LOWER * v).collect();
     take_back_shift(&mut bias, &shift, &q, &scale);
     let (out_channels, out_rows) = w_out.exact.unwrap_or_default();
@@ -469,6 +471,7 @@ pub(crate) fn linear_model(
     int8: bool,
     range: Option<&[f32]>,
     exact_channels: usize,
+    weight_max: f32,
 ) -> candle_core::Result<Vec<u8>> {
     let (n, k) = w.dims2()?;
     let mut g = Graph::new();
@@ -478,6 +481,7 @@ pub(crate) fn linear_model(
             alpha: 0.5,
             activations: Activations::PerToken { lower: None },
             exact_channels,
+            weight_max,
         })
     } else {
         Product::F32

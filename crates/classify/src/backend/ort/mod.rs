@@ -217,6 +217,25 @@ fn calibrate(embeddings: &BertModel, probe: &Pool, windows: &[EncoderInputs]) ->
         .unwrap_or_default())
 }
 
+/// What names the code that writes the int8 graph from the weights and ranges: its source
+/// (hashed into the graph cache's key, so that a triage whose graphs differ never reads the
+/// graph an older one cached) and triage's version.
+fn graph_code_id() -> Vec<u8> {
+    use sha2::{Digest, Sha256};
+    let mut h = Sha256::new();
+    for source in [
+        include_str!("graph.rs"),
+        include_str!("quant.rs"),
+        include_str!("proto.rs"),
+        include_str!("ops/mod.rs"),
+        env!("CARGO_PKG_VERSION"),
+    ] {
+        h.update((source.len() as u64).to_le_bytes());
+        h.update(source.as_bytes());
+    }
+    h.finalize().to_vec()
+}
+
 /// The cache of an int8 encoder's calibration: keyed by the weights, the graph's settings, what
 /// decides the calibration windows (their texts, the tokenizer, the window options; not the
 /// windows themselves, so that a cached start never waits for the tokenizer), ONNX Runtime's
@@ -229,14 +248,20 @@ fn range_cache(
     options: &ModelOptions,
 ) -> crate::cache::RangeCache {
     let spec_text = format!(
-        "hidden {} heads {} eps {} act {:?} int8 {} bf16_attention {} fused_ffn {}",
+        "hidden {} heads {} eps {} act {:?} int8 {} bf16_attention {} fused_ffn {}{}",
         spec.hidden,
         spec.heads,
         spec.eps.to_bits(),
         spec.act,
         spec.int8,
         spec.bf16_attention,
-        spec.fused_ffn
+        spec.fused_ffn,
+        // (8-bit weights keep the key they always had)
+        if spec.weight_max == 127.0 {
+            String::new()
+        } else {
+            format!(" weight_max {}", spec.weight_max)
+        }
     );
     let library = options
         .ort_library
@@ -313,7 +338,7 @@ impl OrtLinear {
         let (kernels, _) = kernels.resolve();
         let w = Tensor::randn(0f32, 0.05, (n, k), &Device::Cpu)?;
         let b = Tensor::zeros(n, candle_core::DType::F32, &Device::Cpu)?;
-        let model = graph::linear_model(&w, &b, int8, None, 0)?;
+        let model = graph::linear_model(&w, &b, int8, None, 0, kernels.weight_max())?;
         let build = || -> ort::Result<Session> {
             let builder = Session::builder(env)?;
             let builder = match kernels {
@@ -372,6 +397,7 @@ impl OrtEncoder {
             int8,
             bf16_attention: false,
             fused_ffn: false,
+            weight_max: kernels.0.weight_max(),
         };
         // triage's own operators in the int8 graph where the CPU has them (`ort_operators =
         // "onnx"` keeps ONNX Runtime's nodes, for comparisons)
@@ -411,14 +437,47 @@ impl OrtEncoder {
         let identity = cache
             .as_ref()
             .map(|c| format!("{} kernels {}", c.key(), kernels.0));
+        // the int8 graph made with the cached ranges, itself cached under their key and the
+        // code that writes graphs
+        let graph_cache = cache
+            .as_ref()
+            .map(|c| c.derived(crate::cache::Kind::Graph, &[&graph_code_id()]));
+        let cached_graph = match graph_cache.as_ref().map(|g| (g, g.load_bytes())) {
+            Some((_, Ok(bytes))) => bytes,
+            Some((g, Err(why))) => {
+                tracing::warn!("{}: {why}: writing the graph again", g.path().display());
+                None
+            }
+            None => None,
+        };
         let int8_pool = |ranges: Option<&[f32]>| -> Result<Pool> {
             let ranges = match ranges {
                 Some(r) => Some(quant::InputRanges::from_probe(r, &layers)?),
                 None => None,
             };
             let graph = graph::encoder_model(&layers, &spec, ranges.as_deref())?;
+            if let (Some(g), Some(_)) = (&graph_cache, &ranges) {
+                if let Err(e) = g.store_bytes(&graph) {
+                    tracing::warn!("cannot cache the int8 graph at {}: {e}", g.path().display());
+                }
+            }
             Pool::new(env, &graph, kernels.0, options.lone_window_threads)
         };
+        if let Some(graph) = cached_graph {
+            tracing::debug!("int8 graph read from its cache");
+            let (exact, main) = rayon::join(probe, || {
+                Pool::new(env, &graph, kernels.0, options.lone_window_threads)
+            });
+            drop(layers);
+            return Ok(OrtEncoder {
+                embeddings: encoder,
+                main: main?,
+                exact: Some(exact?),
+                hidden: spec.hidden,
+                kernels: Some(kernels),
+                identity,
+            });
+        }
         let (exact, main) = match cache.as_ref().map(|c| (c, c.load())) {
             Some((_, crate::cache::Cached::Values(r))) => {
                 tracing::debug!("int8 calibration read from its cache");
@@ -584,7 +643,8 @@ mod tests {
                 *r = r.max(v.abs());
             }
         }
-        let model = |int8, range, exact| graph::linear_model(&w, &b, int8, range, exact).unwrap();
+        let model =
+            |int8, range, exact| graph::linear_model(&w, &b, int8, range, exact, 127.0).unwrap();
         let exact = run(&model(false, None, 0), &x, len);
         let plain = rms(&run(&model(true, None, 0), &x, len), &exact);
         let smoothed = rms(&run(&model(true, Some(&range), 0), &x, len), &exact);
@@ -632,25 +692,39 @@ mod tests {
         let b = tensor(&[n], 12, 0.1);
         // activations spread over the whole u8 range, most of them large
         let x: Vec<f32> = values(len * k, 13).iter().map(|v| v.abs() * 2.0).collect();
-        let model = |int8| graph::linear_model(&w, &b, int8, None, 0).unwrap();
-        let exact = run_with(&model(false), &x, len, 0, Int8Kernels::U8s8);
-        let int8 = model(true);
+        let model =
+            |int8, weight_max| graph::linear_model(&w, &b, int8, None, 0, weight_max).unwrap();
+        let exact = run_with(&model(false, 127.0), &x, len, 0, Int8Kernels::U8s8);
+        let int8 = model(true, 127.0);
         let u8s8 = rms(&run_with(&int8, &x, len, 0, Int8Kernels::U8s8), &exact);
         let u8u8 = rms(&run_with(&int8, &x, len, 0, Int8Kernels::U8u8), &exact);
         let auto = rms(&run_with(&int8, &x, len, 0, kernels()), &exact);
+        // 7-bit weights on the u8 x s8 kernels: no pair of products saturates on any CPU, so
+        // they give what the u8 x u8 kernels give on the same 7-bit graph
+        let seven = model(true, 63.0);
+        let u8s7_run = run_with(&seven, &x, len, 0, Int8Kernels::U8s7);
+        let u8s7 = rms(&u8s7_run, &exact);
+        let seven_wide = rms(&u8s7_run, &run_with(&seven, &x, len, 0, Int8Kernels::U8u8));
         let scale = rms(&exact, &vec![0.0; exact.len()]);
         eprintln!(
-            "RMS error u8s8 {u8s8}, u8u8 {u8u8}, auto ({}) {auto}; outputs' RMS {scale}; VNNI: {}",
+            "RMS error u8s8 {u8s8}, u8u8 {u8u8}, u8s7 {u8s7}, auto ({}) {auto}; outputs' RMS \
+             {scale}; VNNI: {}",
             kernels(),
             crate::cpu_sums_int8_in_32_bits()
         );
         assert!(u8u8 > 0.0 && u8u8 < scale * 0.01, "{u8u8} against {scale}");
+        assert!(u8s7 > u8u8 && u8s7 < scale * 0.02, "{u8s7} against {scale}");
+        assert!(
+            seven_wide <= u8s7 * 0.01,
+            "u8s7 {u8s7}, it against u8u8 {seven_wide}"
+        );
         if crate::cpu_sums_int8_in_32_bits() {
             assert_eq!(kernels(), Int8Kernels::U8s8);
             assert!((u8s8 - u8u8).abs() <= u8u8 * 0.01, "{u8s8} vs {u8u8}");
         } else {
             assert_eq!(kernels(), Int8Kernels::U8u8);
             assert!(u8s8 > 3.0 * u8u8, "saturated u8s8 {u8s8}, u8u8 {u8u8}");
+            assert!(u8s8 > 3.0 * u8s7, "saturated u8s8 {u8s8}, u8s7 {u8s7}");
         }
         assert!(auto <= u8u8 * 1.01, "{auto} vs {u8u8}");
     }
@@ -769,6 +843,7 @@ mod tests {
             int8,
             bf16_attention,
             fused_ffn,
+            weight_max: 127.0,
         }
     }
 

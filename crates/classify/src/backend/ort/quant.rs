@@ -30,6 +30,10 @@ pub(crate) struct Int8<'a> {
     /// How many input channels, those of largest smoothed range, are left out of the int8
     /// product and computed in f32 beside it (with calibrated ranges only).
     pub(crate) exact_channels: usize,
+    /// The weights' largest code: 127, or 63 for 7-bit weights, whose products with u8
+    /// activations never saturate the 16-bit pair sums of x86-64 CPUs without VNNI
+    /// ([`crate::Int8Kernels::U8s7`]).
+    pub(crate) weight_max: f32,
 }
 
 /// The scales of an int8 product's input.
@@ -54,6 +58,7 @@ pub(crate) enum Activations {
 pub(crate) fn int8_products<'a>(
     ranges: Option<&'a InputRanges>,
     act: HiddenAct,
+    weight_max: f32,
 ) -> [Product<'a>; 4] {
     let lower = match act {
         HiddenAct::Gelu | HiddenAct::GeluNew => Some(GELU_LOWER),
@@ -78,6 +83,7 @@ pub(crate) fn int8_products<'a>(
             alpha,
             activations,
             exact_channels,
+            weight_max,
         })
     })
 }
@@ -202,12 +208,12 @@ pub(crate) fn take_back_shift(bias: &mut [f32], c: &[f32], q: &[u8], scale: &[f3
 /// the int8 values (as bytes) and the scales. Each column's scale is the one, from its largest
 /// |w| / 127 down to 60% of that, whose rounding (and clipping) error has the least sum of
 /// squares.
-pub(crate) fn quantize_columns(w: &[f32], n: usize) -> (Vec<u8>, Vec<f32>) {
+pub(crate) fn quantize_columns(w: &[f32], n: usize, qmax: f32) -> (Vec<u8>, Vec<f32>) {
     use rayon::prelude::*;
     // round half to even by the float trick (|v / s| < 2^22), which vectorises where `round`
     // is a call to libm
     const MAGIC: f32 = 12_582_912.0; // 1.5 x 2^23
-    let quantize = |v: f32, s: f32| ((v / s + MAGIC) - MAGIC).clamp(-127.0, 127.0);
+    let quantize = |v: f32, s: f32| ((v / s + MAGIC) - MAGIC).clamp(-qmax, qmax);
     let scale: Vec<f32> = (0..n)
         .into_par_iter()
         .map(|c| {
@@ -226,7 +232,7 @@ pub(crate) fn quantize_columns(w: &[f32], n: usize) -> (Vec<u8>, Vec<f32>) {
                     .sum()
             };
             (0..=20)
-                .map(|i| top / 127.0 * (1.0 - 0.02 * i as f32))
+                .map(|i| top / qmax * (1.0 - 0.02 * i as f32))
                 .map(|s| (error(s), s))
                 .fold(
                     (f32::INFINITY, 1.0),
@@ -296,7 +302,7 @@ mod tests {
         for c in 0..n {
             w[(17 + 31 * c) * n + c] = 127.0 / 0.98 * step(c);
         }
-        let (q, scale) = quantize_columns(&w, n);
+        let (q, scale) = quantize_columns(&w, n, 127.0);
         let error = |c: usize, s: f32| -> f32 {
             (0..k)
                 .map(|r| {
@@ -323,7 +329,7 @@ mod tests {
         }
         // a column of evenly spread values keeps the largest |w| / 127
         let even: Vec<f32> = values_of(k, 5);
-        let (q, scale) = quantize_columns(&even, 1);
+        let (q, scale) = quantize_columns(&even, 1, 127.0);
         let top = even.iter().fold(0f32, |m, v| m.max(v.abs()));
         assert_eq!(scale[0], top / 127.0);
         assert!(q.iter().any(|&b| (b as i8).unsigned_abs() == 127));
