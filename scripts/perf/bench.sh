@@ -4,10 +4,12 @@
 # sentence-transformers and transformers, on one generated dump and the same model directory,
 # alternating the runs so that machine drift hits all alike. Writes reports/perf/bench.md/.json.
 #
-#   scripts/perf/bench.sh [--records N] [--reps R] [--quick]   (defaults: 600 records, 3 reps)
+#   scripts/perf/bench.sh [--records N] [--reps R] [--quick] [--tag T]   (defaults: 600 records, 3 reps)
 #
+# --tag T: writes reports/perf/bench[-quick]-T.md/.json (figures of another CPU beside these).
 # --quick: the default configuration (ort int8 refined by the measured error bound, `auto`),
-# ort int8 alone, candle f32 and both Python anchors only (no libtorch, no tch build); writes
+# ort int8 alone, ort int8 with 7-bit weights (`--int8-kernels u8s7`), candle f32 and both
+# Python anchors only (no libtorch, no tch build); writes
 # reports/perf/bench-quick.md/.json.
 #
 # Installs what it needs, pinned and cached under $TRIAGE_CACHE: libtorch (for the tch build),
@@ -20,11 +22,13 @@ cache="${TRIAGE_CACHE:-$PWD/.cache}"
 records=600
 reps=3
 quick=""
+tag=""
 while [ $# -gt 0 ]; do
   case "$1" in
     --quick) quick=1; shift ;;
     --records) records="$2"; shift 2 ;;
     --reps) reps="$2"; shift 2 ;;
+    --tag) tag="$2"; shift 2 ;;
     *) echo "unknown argument $1" >&2; exit 2 ;;
   esac
 done
@@ -52,10 +56,11 @@ python3 scripts/perf/make_dump.py "$udhr" "$dump" --records "$records"
 runs="$work/runs.jsonl"
 : > "$runs"
 "$bin/examples/matmul_peak" | tee "$work/matmul.txt"
-run_triage() { # backend precision rep [refine margin]
+run_triage() { # backend precision rep [refine margin] [int8 kernels]
   local name="$2" extra=()
   if [ "${4:-}" = off ]; then extra=(--refine-margin off)
   elif [ -n "${4:-}" ]; then name="$2+refine$4"; extra=(--refine-margin "$4"); fi
+  if [ -n "${5:-}" ]; then name="$name+$5"; extra+=(--int8-kernels "$5"); fi
   local out="$work/out-$1-$name.jsonl"
   /usr/bin/time -f "%M" -o "$work/time.txt" "$bin/triage" label "$dump" -o "$out" \
     --backend "$1" --dtype "$2" "${extra[@]}" 2> "$work/stderr.txt"
@@ -90,6 +95,8 @@ for rep in $(seq 1 "$reps"); do
   fi
   run_triage ort int8 "$rep" off
   run_triage ort int8 "$rep" auto
+  # 7-bit weights on u8 x s8 kernels: the fastest int8 on x86-64 CPUs without VNNI
+  run_triage ort int8 "$rep" off u8s7
   if [ -z "$quick" ]; then
     run_triage ort int8 "$rep" 0.01
     run_triage ort int8 "$rep" 0.005
@@ -99,5 +106,5 @@ for rep in $(seq 1 "$reps"); do
 done
 mkdir -p reports/perf
 python3 scripts/perf/report.py "$runs" "$work/matmul.txt" "$model/config.json" \
-  --md "reports/perf/bench${quick:+-quick}.md" --json "reports/perf/bench${quick:+-quick}.json" \
-  --command "scripts/perf/bench.sh --records $records --reps $reps${quick:+ --quick}"
+  --md "reports/perf/bench${quick:+-quick}${tag:+-$tag}.md" --json "reports/perf/bench${quick:+-quick}${tag:+-$tag}.json" \
+  --command "scripts/perf/bench.sh --records $records --reps $reps${quick:+ --quick}${tag:+ --tag $tag}"
