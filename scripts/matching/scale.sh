@@ -29,7 +29,7 @@ if [ ! -x "$work/venv/bin/python" ]; then
   "$work/venv/bin/pip" install -q datasketch==1.6.5 numpy==2.1.3 scipy==1.14.1
 fi
 cpu=$(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs)
-avx=$(grep -o 'avx512[a-z_]*' /proc/cpuinfo | sort -u | tr '\n' ' ')
+avx=$(grep -o 'avx512[a-z_]*\|avx2' /proc/cpuinfo | sort -u | tr '\n' ' ' || true)
 bank=$work/bank-$items
 rm -rf "$bank"
 measure() { # prints "seconds peak_MiB" of a command
@@ -76,7 +76,7 @@ p = statistics.median(x[0] for x in plain)
 w = statistics.median(x[0] for x in withb)
 print(f"""# A bank at scale
 
-Made by `scripts/matching/scale.sh` on {cpu} (2 cores; AVX-512: {avx or 'none'}).
+Made by `scripts/matching/scale.sh` on {cpu} (2 cores; instructions: {avx or 'none of AVX2, AVX-512'}).
 Items: `scripts/matching/make_items.py` ({int(items):,} items of 25 to 45 words drawn at random from
 one language's UDHR vocabulary, the 15 languages in turn, with a serial number; about 250 characters;
 queries: every 100th item cut by 20%, upper-cased, with a link line added).

@@ -55,7 +55,7 @@ for run in 1 2; do
 done
 matched=$(grep -c '"matches":\[{' "$work/sem-with.jsonl" || true)
 cpu=$(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs)
-avx=$(grep -o 'avx512[a-z_0-9]*' /proc/cpuinfo | sort -u | tr '\n' ' ')
+avx=$(grep -o 'avx512[a-z_0-9]*\|avx2' /proc/cpuinfo | sort -u | tr '\n' ' ' || true)
 python3 - "$items" "$records" "$build_s" "$matched" "$cpu" "$avx" "$grow" "$grown" "$grow_disk" "$grow_load" "$grow_log" "${p[@]}" "${w[@]}" "${g[@]}" <<'PY' > reports/matching/semantic-scale.md
 import sys, statistics
 items, records, build_s, matched, cpu, avx, grow, grown, grow_disk, grow_load, grow_log = sys.argv[1:12]
@@ -64,7 +64,7 @@ plain, withb, grownb = runs[:2], runs[2:4], runs[4:]
 p = statistics.median(r[0] for r in plain); w = statistics.median(r[0] for r in withb)
 print(f"""# Semantic look-up: what it costs a run
 
-Made by `scripts/matching/semantic_scale.sh --items {items}{' --grow ' + grow if int(grow) else ''}` on {cpu} (2 cores; AVX-512: {avx or 'none'}). A bank of the first
+Made by `scripts/matching/semantic_scale.sh --items {items}{' --grow ' + grow if int(grow) else ''}` on {cpu} (2 cores; instructions: {avx or 'none of AVX2, AVX-512'}). A bank of the first
 {int(items):,} items of `scripts/matching/make_items.py` built with the default model's embeddings
 (`triage bank build`: {float(build_s):.0f} s, embedding included); `triage label` of the
 {records}-record benchmark dump (`scripts/perf/make_dump.py --seed 7`), default configuration,
