@@ -92,16 +92,22 @@ pub use tokenize::{Prepared, TextTokenizer, Window, WindowOptions};
 /// Deterministic values for the tests.
 #[cfg(test)]
 pub(crate) mod test_values {
-    /// Deterministic values in [-1, 1) (a linear congruential generator).
-    pub(crate) fn values_of(n: usize, seed: u64) -> Vec<f32> {
+    /// A deterministic stream of u64 (a linear congruential generator) from `seed`.
+    pub(crate) fn u64s(seed: u64) -> impl FnMut() -> u64 {
         let mut state = seed;
+        move || {
+            state = state
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            state
+        }
+    }
+
+    /// Deterministic values in [-1, 1) (the high bits of [`u64s`]).
+    pub(crate) fn values_of(n: usize, seed: u64) -> Vec<f32> {
+        let mut next = u64s(seed);
         (0..n)
-            .map(|_| {
-                state = state
-                    .wrapping_mul(6364136223846793005)
-                    .wrapping_add(1442695040888963407);
-                ((state >> 40) as f32 / (1u64 << 24) as f32) * 2.0 - 1.0
-            })
+            .map(|_| ((next() >> 40) as f32 / (1u64 << 24) as f32) * 2.0 - 1.0)
             .collect()
     }
 }

@@ -108,7 +108,7 @@ pub enum Int8Kernels {
     /// u8 x s8 with weights of 7 bits (-63..63, ONNX Runtime's `reduce_range`): a pair of
     /// products never saturates a 16-bit sum (255 x 63 x 2 < 32767), so the faster u8 x s8
     /// kernels are right on x86-64 CPUs without VNNI, at about twice the weights' rounding
-    /// error. Never chosen by `auto`: measured on an AVX2 AMD EPYC, 17% faster than `u8u8`
+    /// error. Never chosen by `auto`: measured on an AVX2 AMD EPYC, 14% faster than `u8u8`
     /// with 1.9 times its RMS score error (BENCHMARKS.md).
     U8s7,
 }

@@ -463,29 +463,26 @@ impl OrtEncoder {
             }
             Pool::new(env, &graph, kernels.0, options.lone_window_threads)
         };
-        if let Some(graph) = cached_graph {
-            tracing::debug!("int8 graph read from its cache");
-            let (exact, main) = rayon::join(probe, || {
-                Pool::new(env, &graph, kernels.0, options.lone_window_threads)
-            });
-            drop(layers);
-            return Ok(OrtEncoder {
-                embeddings: encoder,
-                main: main?,
-                exact: Some(exact?),
-                hidden: spec.hidden,
-                kernels: Some(kernels),
-                identity,
-            });
-        }
-        let (exact, main) = match cache.as_ref().map(|c| (c, c.load())) {
-            Some((_, crate::cache::Cached::Values(r))) => {
+        // with the graph cached, the ranges are not even read
+        let ranges = match cached_graph {
+            Some(_) => None,
+            None => cache.as_ref().map(|c| (c, c.load())),
+        };
+        let (exact, main) = match (cached_graph, ranges) {
+            (Some(graph), _) => {
+                tracing::debug!("int8 graph read from its cache");
+                let (exact, main) = rayon::join(probe, || {
+                    Pool::new(env, &graph, kernels.0, options.lone_window_threads)
+                });
+                (exact?, main?)
+            }
+            (None, Some((_, crate::cache::Cached::Values(r)))) => {
                 tracing::debug!("int8 calibration read from its cache");
                 // nothing waits on the probe: both graphs' sessions are made at once
                 let (exact, main) = rayon::join(probe, || int8_pool(Some(&r)));
                 (exact?, main?)
             }
-            other => {
+            (None, other) => {
                 if let Some((c, crate::cache::Cached::Damaged(why))) = &other {
                     tracing::warn!(
                         "{}: {why}: calibrating again and rewriting it",
