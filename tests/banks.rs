@@ -400,7 +400,9 @@ fn a_missing_damaged_newer_or_foreign_bank_stops_the_run_before_labelling() {
     // a newer format
     let info = bank.join("bank.json");
     let text = std::fs::read_to_string(&info).unwrap();
-    std::fs::write(&info, text.replace("\"format\": 1", "\"format\": 7")).unwrap();
+    let mut newer: serde_json::Value = serde_json::from_str(&text).unwrap();
+    newer["format"] = 7.into();
+    std::fs::write(&info, newer.to_string()).unwrap();
     let (code, err) = label(&bank, &cfg);
     assert_eq!(code, Some(2));
     assert!(err.contains("format 7"), "{err}");

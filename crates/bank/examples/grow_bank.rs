@@ -26,13 +26,14 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     };
     let n: usize = n.parse()?;
     let src = Bank::load(&PathBuf::from(source))?;
-    let base: Vec<Vec<f32>> = (0..src.items().len())
+    let src_items = src.items();
+    let base: Vec<Vec<f32>> = (0..src_items.len())
         .filter_map(|i| src.embedding(i))
         .collect();
     if base.is_empty() {
         return Err(format!("{source} holds no embeddings").into());
     }
-    let held: std::collections::HashSet<&str> = src.items().iter().map(|i| i.id.as_str()).collect();
+    let held: std::collections::HashSet<&str> = src_items.iter().map(|i| i.id.as_str()).collect();
     let started = Instant::now();
     // the items file's lines, but the source bank's (already held) and past the size wanted
     let want = n.saturating_sub(held.len());
@@ -61,8 +62,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         .collect();
     let prepared = started.elapsed().as_secs_f64();
     let mut bank = Bank::new(src.name(), src.info().embeddings.clone());
-    let items: Vec<Item> = src
-        .items()
+    let items: Vec<Item> = src_items
         .iter()
         .enumerate()
         .map(|(i, item)| {
@@ -95,7 +95,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     };
     eprintln!(
         "{} items ({} with real embeddings): prepared in {prepared:.1} s, inserted and indexed in {indexed:.1} s ({lists}), saved in {:.1} s",
-        bank.items().len(),
+        bank.len(),
         base.len(),
         t.elapsed().as_secs_f64()
     );

@@ -5,29 +5,33 @@
 //! The folder holds `bank.json` (format, name, version, item count, the SHA-256 of every other
 //! file and of them all, the model of the embeddings), `items.jsonl` (id, digest, metadata: one
 //! item per line, in the order they were added), `signatures.bin` (per item `ROWS` u32,
-//! little-endian) and, when the bank was built with a model, `embeddings.bin` (per item a f32
-//! scale and `dim` signed bytes: the embedding divided by the scale, rounded).
+//! little-endian), when the bank was built with a model, `embeddings.bin` (per item a f32
+//! scale and `dim` signed bytes: the embedding divided by the scale, rounded) and, from format
+//! 2, `index.bin`: the look-up tables, sorted (crate `index`; a format 1 bank, which lacks
+//! them, has them built when it is loaded).
 
 use std::collections::{BTreeMap, HashMap, HashSet};
-use std::io::{BufRead, Read, Write};
+use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
 
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use crate::ann::{self, quantize, unit, Ivf, Vectors};
+use crate::index::{band32, lookup, Index};
 use crate::minhash::{self, Signature, ANCHORS, BANDS, ROWS};
 use crate::normalize::{normalize, Normalized};
+use crate::records::{LineStarts, Records, Signatures};
 
 /// The bank format this crate writes and reads; a newer one is refused.
-pub const FORMAT: u32 = 1;
+pub const FORMAT: u32 = 2;
 
 const ITEMS: &str = "items.jsonl";
 const SIGNATURES: &str = "signatures.bin";
 const EMBEDDINGS: &str = "embeddings.bin";
 const INDEX: &str = "semantic.ivf";
-/// Lines of `items.jsonl` parsed at once (in parallel) when a bank is loaded.
-const PARSE_CHUNK: usize = 16_384;
+const TABLES: &str = "index.bin";
 
 /// What can go wrong with a bank.
 #[derive(Debug, thiserror::Error)]
@@ -206,7 +210,7 @@ fn hex(b: &[u8]) -> String {
     b.iter().map(|x| format!("{x:02x}")).collect()
 }
 
-fn unhex(s: &str) -> Option<[u8; 32]> {
+pub(crate) fn unhex(s: &str) -> Option<[u8; 32]> {
     if s.len() != 64 {
         return None;
     }
@@ -410,18 +414,17 @@ impl Query {
 #[derive(Debug)]
 pub struct Bank {
     info: BankInfo,
-    items: Vec<Item>,
-    ids: HashSet<String>,
-    exact: HashMap<[u8; 32], u32>,
-    /// (band key's high 32 bits, item), sorted: 8 bytes an entry (a shorter key only adds
-    /// candidates, each checked by its similarity).
-    bands: Vec<(u32, u32)>,
-    /// Per anchor row: (the item's minimum, item), sorted.
-    anchors: Vec<Vec<(u32, u32)>>,
+    /// The items (without their signatures).
+    records: Records,
+    signatures: Signatures,
+    /// The items' ids, made when first asked for (adding items; labelling never asks).
+    ids: OnceLock<HashSet<String>>,
+    /// The exact, band and anchor tables; `None` after items were added, until
+    /// [`Bank::finish`].
+    index: Option<Index>,
     /// Per item: scale (0 without an embedding) and `dim` bytes.
     scales: Vec<f32>,
     vectors: Vec<i8>,
-    sorted: bool,
     /// The semantic index of a bank of [`ann::EXHAUSTIVE_BELOW`] embedded items or more, and
     /// the item count it was built for.
     ivf: Option<(Ivf, usize)>,
@@ -441,27 +444,14 @@ impl Bank {
                 files: BTreeMap::new(),
                 embeddings,
             },
-            items: Vec::new(),
-            ids: HashSet::new(),
-            exact: HashMap::new(),
-            bands: Vec::new(),
-            anchors: vec![Vec::new(); ANCHORS],
+            records: Records::default(),
+            signatures: Signatures::default(),
+            ids: OnceLock::new(),
+            index: Some(Index::default()),
             scales: Vec::new(),
             vectors: Vec::new(),
-            sorted: true,
             ivf: None,
         }
-    }
-
-    /// Room for `n` more items in every index.
-    fn reserve(&mut self, n: usize) {
-        self.items.reserve(n);
-        self.ids.reserve(n);
-        self.exact.reserve(n);
-        self.bands.reserve(n * BANDS);
-        self.anchors.iter_mut().for_each(|a| a.reserve(n));
-        self.scales.reserve(n);
-        self.vectors.reserve(n * self.dim());
     }
 
     fn dim(&self) -> usize {
@@ -470,14 +460,34 @@ impl Bank {
 
     /// Whether the bank holds an item with this id.
     pub fn contains(&self, id: &str) -> bool {
-        self.ids.contains(id)
+        self.ids().contains(id)
+    }
+
+    fn ids(&self) -> &HashSet<String> {
+        self.ids
+            .get_or_init(|| (0..self.len()).map(|i| self.id(i)).collect())
+    }
+
+    /// How many items the bank holds.
+    pub fn len(&self) -> usize {
+        self.records.len()
+    }
+
+    /// Whether the bank holds no item.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Item `i`'s id.
+    fn id(&self, i: usize) -> String {
+        self.records.get(i).id.clone()
     }
 
     /// Adds one item. An id the bank already holds is refused (`Ok(false)`); an embedding of
     /// the wrong size is an error. Indexes are sorted again by [`Bank::finish`] (called by
     /// `save` and `find` needs it: call it after adding).
     pub fn insert(&mut self, mut item: Item) -> Result<bool, BankError> {
-        if self.ids.contains(&item.id) {
+        if self.ids().contains(&item.id) {
             return Ok(false);
         }
         let dim = self.dim();
@@ -497,39 +507,43 @@ impl Bank {
             Some(e) => quantize(&e),
             None => (0.0, vec![0; dim]),
         };
-        let i = self.items.len() as u32;
-        if let Some(s) = &item.signature {
-            for band in 0..BANDS {
-                self.bands.push((band32(s, band), i));
-            }
-            for (row, v) in s.iter().enumerate().take(ANCHORS) {
-                self.anchors[row].push((*v, i));
-            }
-            self.sorted = false;
-        }
-        if let Some(d) = unhex(&item.digest) {
-            self.exact.entry(d).or_insert(i);
-        }
-        self.info.digest_only += item.digest_only as u64;
-        self.scales.push(scale);
-        self.vectors.extend(bytes);
-        self.ids.insert(item.id.clone());
-        self.items.push(item);
-        self.info.items = self.items.len() as u64;
+        self.ids
+            .get_mut()
+            .expect("made above")
+            .insert(item.id.clone());
+        self.push(item, scale, &bytes)?;
         Ok(true)
     }
 
-    /// Sorts the look-up indexes after items were inserted.
+    /// Appends an item whose id is new, with its embedding's scale and bytes.
+    fn push(&mut self, mut item: Item, scale: f32, bytes: &[i8]) -> Result<(), BankError> {
+        // a loaded bank's signatures, left in their file, are read in first
+        self.signatures
+            .push(item.signature.take().as_ref())
+            .map_err(|error| BankError::Io {
+                path: PathBuf::from(SIGNATURES),
+                error,
+            })?;
+        self.index = None;
+        self.info.digest_only += item.digest_only as u64;
+        self.scales.push(scale);
+        self.vectors.extend_from_slice(bytes);
+        let items = self.records.parsed();
+        items.push(item);
+        self.info.items = items.len() as u64;
+        Ok(())
+    }
+
+    /// Builds the look-up tables after items were inserted.
     pub fn finish(&mut self) {
-        if !self.sorted {
+        if self.index.is_none() {
             use rayon::prelude::*;
-            self.bands.par_sort_unstable();
-            self.anchors
-                .par_iter_mut()
-                .for_each(|a| a.par_sort_unstable());
-            self.sorted = true;
+            let items = self.records.parsed();
+            let digests: Vec<Option<[u8; 32]>> =
+                items.par_iter().map(|i| unhex(&i.digest)).collect();
+            self.index = Some(Index::build(items, &self.signatures, &digests));
         }
-        let n = self.items.len();
+        let n = self.len();
         let stale = self.ivf.as_ref().is_none_or(|(_, built)| *built != n);
         if stale {
             let embedded = self.scales.iter().filter(|s| **s != 0.0).count();
@@ -577,10 +591,18 @@ impl Bank {
         &self.info.name
     }
 
-    /// The items, in the order they were added (signatures and embeddings are in the bank's
-    /// files, not in these).
-    pub fn items(&self) -> &[Item] {
-        &self.items
+    /// The items, in the order they were added, with their signatures (not their
+    /// embeddings: see [`Bank::embedding`]). A loaded bank parses its items here.
+    pub fn items(&self) -> Vec<Item> {
+        use rayon::prelude::*;
+        (0..self.len())
+            .into_par_iter()
+            .map(|i| {
+                let mut item = self.records.get(i).into_owned();
+                item.signature = self.signatures.get(i);
+                item
+            })
+            .collect()
     }
 
     /// Refuses a bank whose embeddings another model made: `model` and `weights_sha256` are
@@ -627,24 +649,25 @@ impl Bank {
             std::fs::rename(&tmp, &path).map_err(io(&path))?;
             Ok(hex(&w.hash.finalize()))
         };
-        let items = &self.items;
-        let h = write(ITEMS, &mut |w| {
-            for item in items {
-                serde_json::to_writer(&mut *w, item)?;
-                w.write_all(b"\n")?;
+        let records = &self.records;
+        let h = write(ITEMS, &mut |w| match records {
+            Records::Parsed(items) => {
+                for item in items {
+                    serde_json::to_writer(&mut *w, item)?;
+                    w.write_all(b"\n")?;
+                }
+                Ok(())
             }
-            Ok(())
+            Records::Lines { .. } => records.write_lines(w),
         })?;
         self.info.files.insert(ITEMS.into(), h);
-        let h = write(SIGNATURES, &mut |w| {
-            for item in items {
-                for v in item.signature.unwrap_or([u32::MAX; ROWS]) {
-                    w.write_all(&v.to_le_bytes())?;
-                }
-            }
-            Ok(())
-        })?;
+        let signatures = self.signatures.owned().map_err(io(&dir.join(SIGNATURES)))?;
+        let h = write(SIGNATURES, &mut |w| w.write_all(signatures))?;
         self.info.files.insert(SIGNATURES.into(), h);
+        let index = self.index.as_ref().expect("finished above");
+        let n = self.records.len();
+        let h = write(TABLES, &mut |w| index.write(n, w))?;
+        self.info.files.insert(TABLES.into(), h);
         if self.info.embeddings.is_some() {
             let dim = self.dim();
             let (scales, vectors) = (&self.scales, &self.vectors);
@@ -662,11 +685,12 @@ impl Bank {
             self.info.files.insert(EMBEDDINGS.into(), h);
         }
         if let Some((ivf, _)) = &self.ivf {
-            let body = ivf.to_bytes(self.items.len());
+            let body = ivf.to_bytes(n);
             let h = write(INDEX, &mut |w| w.write_all(&body))?;
             self.info.files.insert(INDEX.into(), h);
         }
         self.info.content_sha256 = content_hash(&self.info.files);
+        self.info.format = FORMAT;
         self.info.version += 1;
         let info_path = dir.join("bank.json");
         let mut json = serde_json::to_vec_pretty(&self.info).expect("info serialises");
@@ -705,44 +729,18 @@ impl Bank {
                 found: content_hash(&info.files),
             });
         }
-        // every file's hash checked first (streamed: memory stays that of the indexes), then
-        // the files read
-        let open = |name: &str| -> Result<std::io::BufReader<std::fs::File>, BankError> {
-            let path = dir.join(name);
-            std::fs::File::open(&path)
-                .map(|f| std::io::BufReader::with_capacity(1 << 20, f))
-                .map_err(|error| BankError::Io { path, error })
-        };
-        let check = |name: &str| -> Result<u64, BankError> {
-            let path = dir.join(name);
-            let Some(expected) = info.files.get(name).cloned() else {
-                return Err(invalid(&info_path, 0, format!("no hash for {name}")));
-            };
-            let mut w = Hashing {
-                inner: std::io::sink(),
-                hash: Sha256::new(),
-            };
-            let len = std::io::copy(&mut open(name)?, &mut w).map_err(|error| BankError::Io {
-                path: path.clone(),
-                error,
-            })?;
-            let found = hex(&w.hash.finalize());
-            if found != expected {
-                return Err(BankError::Damaged {
-                    path,
-                    expected,
-                    found,
-                });
-            }
-            Ok(len)
-        };
         let n = info.items as usize;
+        let io_err = |path: &Path| {
+            let path = path.to_owned();
+            move |error| BankError::Io { path, error }
+        };
         let len_of = |name: &str| -> Result<u64, BankError> {
             let path = dir.join(name);
             std::fs::metadata(&path)
                 .map(|m| m.len())
-                .map_err(|error| BankError::Io { path, error })
+                .map_err(io_err(&path))
         };
+        // a file of the wrong size is named as such before anything is read
         let sig_len = len_of(SIGNATURES)?;
         if sig_len != (n * ROWS * 4) as u64 {
             return Err(invalid(
@@ -765,115 +763,125 @@ impl Bank {
                 ));
             }
         }
-        // every file's hash checked while the files are read (on the other core); the bank is
-        // returned only if all match
-        let hashed = |names: &[&str]| -> Result<(), BankError> {
-            for name in names {
-                check(name)?;
+        // every file is read once, hashed as it is read; what reading it found is reported only
+        // if its hash matched (a damaged file is named as damaged)
+        let read = |name: &str,
+                    use_it: &mut dyn FnMut(&mut dyn Read) -> Result<(), String>|
+         -> Result<std::fs::File, BankError> {
+            let path = dir.join(name);
+            let Some(expected) = info.files.get(name).cloned() else {
+                return Err(invalid(&info_path, 0, format!("no hash for {name}")));
+            };
+            let file = std::fs::File::open(&path).map_err(io_err(&path))?;
+            let mut r = HashingReader {
+                inner: std::io::BufReader::with_capacity(1 << 20, file),
+                hash: Sha256::new(),
+            };
+            let used = use_it(&mut r);
+            // the rest of the file, if reading stopped early, for its hash
+            std::io::copy(&mut r, &mut std::io::sink()).map_err(io_err(&path))?;
+            let found = hex(&r.hash.finalize());
+            if found != expected {
+                return Err(BankError::Damaged {
+                    path,
+                    expected,
+                    found,
+                });
             }
-            Ok(())
+            used.map_err(|message| invalid(&path, 0, message))?;
+            Ok(r.inner.into_inner())
         };
-        let mut names = vec![ITEMS, SIGNATURES];
-        if info.embeddings.is_some() {
-            names.push(EMBEDDINGS);
-        }
-        let (hashes, bank) = rayon::join(
-            || hashed(&names),
-            || -> Result<Bank, BankError> {
-                let mut emb = match &info.embeddings {
-                    Some(_) => Some(open(EMBEDDINGS)?),
-                    None => None,
-                };
-                let mut sigs = open(SIGNATURES)?;
-                let mut bank = Bank::new(&info.name, info.embeddings.clone());
-                bank.reserve(n);
-                let items_path = dir.join(ITEMS);
-                let dim = bank.dim();
-                let io_err = |path: &Path| {
-                    let path = path.to_owned();
-                    move |error| BankError::Io { path, error }
-                };
-                let mut row = vec![0u8; ROWS * 4];
-                let mut vector = vec![0u8; 4 + dim];
-                let mut lines = open(ITEMS)?.lines();
-                let mut k = 0usize;
-                loop {
-                    // a chunk of lines parsed in parallel, then inserted in order
-                    let chunk: Vec<String> = lines
-                        .by_ref()
-                        .take(PARSE_CHUNK)
-                        .collect::<std::io::Result<_>>()
-                        .map_err(io_err(&items_path))?;
-                    if chunk.is_empty() {
-                        break;
-                    }
-                    let parsed: Vec<serde_json::Result<Item>> = {
-                        use rayon::prelude::*;
-                        chunk.par_iter().map(|l| serde_json::from_str(l)).collect()
-                    };
-                    for item in parsed {
-                        let line = k as u64 + 1;
-                        let mut item =
-                            item.map_err(|e| invalid(&items_path, line, e.to_string()))?;
-                        if k >= n {
-                            return Err(invalid(
-                                &items_path,
-                                line,
-                                format!("more items than the {n} of bank.json"),
-                            ));
-                        }
-                        sigs.read_exact(&mut row)
-                            .map_err(io_err(&dir.join(SIGNATURES)))?;
-                        if !item.digest_only {
-                            item.signature = Some(std::array::from_fn(|r| {
-                                u32::from_le_bytes(
-                                    row[r * 4..r * 4 + 4].try_into().expect("4 bytes"),
-                                )
-                            }));
-                        }
-                        if !bank.insert(item)? {
-                            return Err(invalid(
-                                &items_path,
-                                line,
-                                "an id seen on an earlier line".into(),
-                            ));
-                        }
-                        if let Some(e) = &mut emb {
-                            e.read_exact(&mut vector)
-                                .map_err(io_err(&dir.join(EMBEDDINGS)))?;
-                            bank.scales[k] =
-                                f32::from_le_bytes(vector[..4].try_into().expect("4 bytes"));
-                            let v = &mut bank.vectors[k * dim..(k + 1) * dim];
-                            for (o, x) in v.iter_mut().zip(&vector[4..]) {
-                                *o = *x as i8;
+        let whole = |name: &str, len: usize| -> Result<Vec<u8>, BankError> {
+            let mut body = Vec::with_capacity(len);
+            read(name, &mut |r| {
+                r.read_to_end(&mut body)
+                    .map(drop)
+                    .map_err(|e| e.to_string())
+            })?;
+            Ok(body)
+        };
+        let tables = info.format >= 2;
+        let dim = info.embeddings.as_ref().map_or(0, |e| e.dim);
+        let items_path = dir.join(ITEMS);
+        let (records, (signatures, (index, embedded))) = rayon::join(
+            || -> Result<Records, BankError> {
+                if tables {
+                    // format 2: the items stay in their file, each line parsed when its item
+                    // is asked for
+                    let mut lines = LineStarts::default();
+                    let file = read(ITEMS, &mut |r| {
+                        let mut block = vec![0u8; 1 << 20];
+                        loop {
+                            match r.read(&mut block).map_err(|e| e.to_string())? {
+                                0 => return Ok(()),
+                                k => lines.feed(&block[..k]),
                             }
                         }
-                        k += 1;
-                    }
+                    })?;
+                    return Records::lines(file, lines, n).map_err(|m| invalid(&items_path, 0, m));
                 }
-                Ok(bank)
+                let text = whole(ITEMS, len_of(ITEMS)? as usize)?;
+                parse_items(&text, n, &items_path).map(Records::Parsed)
+            },
+            || {
+                rayon::join(
+                    || -> Result<Signatures, BankError> {
+                        if tables {
+                            // read from the file by the candidates that need theirs
+                            let file = read(SIGNATURES, &mut |_| Ok(()))?;
+                            return Ok(Signatures::File { file, n });
+                        }
+                        whole(SIGNATURES, n * ROWS * 4).map(Signatures::Owned)
+                    },
+                    || {
+                        rayon::join(
+                            || -> Result<Option<Index>, BankError> {
+                                if !tables {
+                                    return Ok(None);
+                                }
+                                let mut index = None;
+                                read(TABLES, &mut |r| {
+                                    index = Some(Index::read(r, n)?);
+                                    Ok(())
+                                })?;
+                                Ok(index)
+                            },
+                            || -> Result<(Vec<f32>, Vec<i8>), BankError> {
+                                if info.embeddings.is_none() {
+                                    return Ok((vec![0.0; n], Vec::new()));
+                                }
+                                let (mut scales, mut vectors) =
+                                    (Vec::with_capacity(n), Vec::with_capacity(n * dim));
+                                read(EMBEDDINGS, &mut |r| {
+                                    let mut row = vec![0u8; 4 + dim];
+                                    for _ in 0..n {
+                                        r.read_exact(&mut row).map_err(|e| e.to_string())?;
+                                        scales.push(f32::from_le_bytes(
+                                            row[..4].try_into().expect("4 bytes"),
+                                        ));
+                                        vectors.extend(row[4..].iter().map(|b| *b as i8));
+                                    }
+                                    Ok(())
+                                })?;
+                                Ok((scales, vectors))
+                            },
+                        )
+                    },
+                )
             },
         );
-        // a damaged file is named before whatever it made the reading find
-        hashes?;
-        let mut bank = bank?;
-        let items_path = dir.join(ITEMS);
-        let dim = bank.dim();
-        let io_err = |path: &Path| {
-            let path = path.to_owned();
-            move |error| BankError::Io { path, error }
-        };
-        if bank.items.len() != n {
-            return Err(invalid(
-                &items_path,
-                0,
-                format!("{} items, bank.json says {n}", bank.items.len()),
-            ));
-        }
+        let mut bank = Bank::new(&info.name, info.embeddings.clone());
+        bank.records = records?;
+        bank.signatures = signatures?;
+        (bank.scales, bank.vectors) = embedded?;
+        bank.index = index?;
         if info.files.contains_key(INDEX) && dim > 0 {
-            check(INDEX)?;
-            let path = dir.join(INDEX);
-            let body = std::fs::read(&path).map_err(io_err(&path))?;
+            let mut body = Vec::new();
+            read(INDEX, &mut |r| {
+                r.read_to_end(&mut body)
+                    .map(drop)
+                    .map_err(|e| e.to_string())
+            })?;
             // its hash matched: an index that does not read is an older version's, made
             // again below (it is derived from the embeddings)
             bank.ivf = Ivf::from_bytes(&body, n, dim).ok().map(|ivf| (ivf, n));
@@ -881,14 +889,6 @@ impl Bank {
         bank.finish();
         bank.info = info;
         Ok(bank)
-    }
-
-    fn lookup(index: &[(u32, u32)], key: u32) -> impl Iterator<Item = u32> + '_ {
-        let from = index.partition_point(|e| e.0 < key);
-        index[from..]
-            .iter()
-            .take_while(move |e| e.0 == key)
-            .map(|e| e.1)
     }
 
     /// [`Bank::find`] for a text, at the default thresholds.
@@ -899,12 +899,12 @@ impl Bank {
     /// The items the query matches, best first (exact, near, semantic; then by similarity),
     /// at most one per item.
     pub fn find(&self, q: &Query, t: &Thresholds) -> Vec<Match> {
-        debug_assert!(self.sorted, "Bank::finish after inserting");
+        let index = self.index.as_ref().expect("Bank::finish after inserting");
         let mut best: HashMap<u32, Match> = HashMap::new();
         let mut offer = |i: u32, method, similarity, (start, end)| {
             let m = Match {
                 bank: self.info.name.clone(),
-                item: self.items[i as usize].id.clone(),
+                item: self.id(i as usize),
                 method,
                 similarity,
                 start,
@@ -917,11 +917,11 @@ impl Bank {
                 }
             }
         };
-        if let Some(&i) = self.exact.get(&q.digest) {
+        if let Some(i) = index.exact(&q.digest) {
             offer(i, Method::Exact, 1.0, (0, q.chars));
         }
         if let Some(sig) = &q.signature {
-            self.near(q, sig, t, &mut offer);
+            self.near(index, q, sig, t, &mut offer);
         }
         self.semantic(q, t, &mut offer);
         finish(best)
@@ -929,6 +929,7 @@ impl Bank {
 
     fn near(
         &self,
+        index: &Index,
         q: &Query,
         sig: &Signature,
         t: &Thresholds,
@@ -936,13 +937,13 @@ impl Bank {
     ) {
         // whole-text near duplicates: candidates share a band
         let mut candidates: Vec<u32> = (0..BANDS)
-            .flat_map(|b| Bank::lookup(&self.bands, band32(sig, b)))
+            .flat_map(|b| lookup(&index.bands, band32(sig, b)))
             .collect();
         candidates.sort_unstable();
         candidates.dedup();
         for i in candidates {
-            if let Some(s) = &self.items[i as usize].signature {
-                let j = minhash::jaccard(sig, s);
+            if let Some(s) = self.signatures.get(i as usize) {
+                let j = minhash::jaccard(sig, &s);
                 if j >= t.near {
                     offer(i, Method::Near, j, (0, q.chars));
                 }
@@ -957,44 +958,76 @@ impl Bank {
         let mut distinct: Vec<u64> = q.shingles.iter().map(|s| s.0).collect();
         distinct.sort_unstable();
         distinct.dedup();
-        let mut hits: HashMap<u32, usize> = HashMap::new();
-        for row in 0..ANCHORS {
-            for h in &distinct {
-                let v = minhash::permute(row, *h);
-                for i in Bank::lookup(&self.anchors[row], v) {
-                    *hits.entry(i).or_default() += 1;
+        // hits counted per item in a dense, per-thread table (a common shingle is the minimum
+        // of thousands of a large bank's items: a hash map of them was most of a look-up)
+        let need = (ANCHORS as f32 * t.contained * 0.75).ceil().max(1.0) as u8;
+        let candidates = HIT_COUNTS.with_borrow_mut(|counts| {
+            if counts.len() < self.len() {
+                counts.resize(self.len(), 0);
+            }
+            let mut touched: Vec<u32> = Vec::new();
+            let mut candidates: Vec<u32> = Vec::new();
+            for (row, table) in index.anchors.iter().enumerate() {
+                for h in &distinct {
+                    let v = minhash::permute(row, *h);
+                    for i in table.lookup(v) {
+                        let c = &mut counts[i as usize];
+                        if *c == 0 {
+                            touched.push(i);
+                        }
+                        *c = c.saturating_add(1);
+                        if *c == need {
+                            candidates.push(i);
+                        }
+                    }
                 }
             }
+            for i in touched {
+                counts[i as usize] = 0;
+            }
+            candidates
+        });
+        let candidates: Vec<(u32, Signature, usize)> = candidates
+            .into_iter()
+            .filter_map(|i| {
+                let s = self.signatures.get(i as usize)?;
+                let shingles = self.records.get(i as usize).shingles;
+                (shingles >= MIN_CONTAINED_SHINGLES).then_some((
+                    i,
+                    s,
+                    shingles as usize + minhash::SHINGLE - 1,
+                ))
+            })
+            .collect();
+        if candidates.is_empty() {
+            return;
         }
-        // the text's value in every row, sorted, made once for all the candidates
-        let mut table: Option<Vec<Vec<(u32, u32)>>> = None;
-        for (i, count) in hits {
-            if (count as f32) < ANCHORS as f32 * t.contained * 0.75 {
-                continue;
+        // the text's values in every row, sorted, made once for all the candidates; only the
+        // values up to the candidates' largest minimum in that row can be one of theirs (minima
+        // are small: this keeps a few of the text's values)
+        let mut bound = [0u32; ROWS];
+        for (_, s, _) in &candidates {
+            for (b, v) in bound.iter_mut().zip(s.iter()) {
+                *b = (*b).max(*v);
             }
-            let item = &self.items[i as usize];
-            let Some(s) = &item.signature else {
-                continue;
-            };
-            if item.shingles < MIN_CONTAINED_SHINGLES {
-                continue;
-            }
-            let table = table.get_or_insert_with(|| {
-                (0..ROWS)
-                    .map(|row| {
-                        let mut v: Vec<(u32, u32)> = q
-                            .shingles
-                            .iter()
-                            .enumerate()
-                            .map(|(k, (h, _, _))| (minhash::permute(row, *h), k as u32))
-                            .collect();
-                        v.sort_unstable();
-                        v
+        }
+        let table: Vec<Vec<(u32, u32)>> = (0..ROWS)
+            .map(|row| {
+                let mut v: Vec<(u32, u32)> = q
+                    .shingles
+                    .iter()
+                    .enumerate()
+                    .filter_map(|(k, (h, _, _))| {
+                        let v = minhash::permute(row, *h);
+                        (v <= bound[row]).then_some((v, k as u32))
                     })
-                    .collect()
-            });
-            let len = item.shingles as usize + minhash::SHINGLE - 1;
-            if let Some((share, span)) = contained(q, table, s, len) {
+                    .collect();
+                v.sort_unstable();
+                v
+            })
+            .collect();
+        for (i, s, len) in candidates {
+            if let Some((share, span)) = contained(q, &table, &s, len) {
                 if share >= t.contained {
                     offer(i, Method::Near, share, span);
                 }
@@ -1092,7 +1125,7 @@ impl Bank {
                     k,
                     Match {
                         bank: self.info.name.clone(),
-                        item: self.items[i as usize].id.clone(),
+                        item: self.id(i as usize),
                         method: Method::Semantic,
                         similarity: sim,
                         start: 0,
@@ -1164,42 +1197,44 @@ fn contained(
     s: &Signature,
     len: usize,
 ) -> Option<(f32, (usize, usize))> {
-    let occurrences: Vec<Vec<(usize, usize)>> = s
-        .iter()
-        .zip(table)
-        .map(|(want, row)| {
-            let from = row.partition_point(|e| e.0 < *want);
-            row[from..]
-                .iter()
-                .take_while(|e| e.0 == *want)
-                .map(|e| {
-                    let (_, a, b) = q.shingles[e.1 as usize];
-                    (a, b)
-                })
-                .collect()
-        })
-        .collect();
+    // per row, the text's shingles whose value is the item's minimum (no allocation: this
+    // runs for every candidate)
+    let occurrences: [&[(u32, u32)]; ROWS] = std::array::from_fn(|r| {
+        let (want, row) = (s[r], &table[r]);
+        let from = row.partition_point(|e| e.0 < want);
+        let to = from + row[from..].partition_point(|e| e.0 == want);
+        &row[from..to]
+    });
+    let start = |e: &(u32, u32)| q.shingles[e.1 as usize].1;
     if occurrences.iter().all(|o| o.is_empty()) {
         return None;
     }
-    let mut unique: Vec<usize> = occurrences
-        .iter()
-        .filter(|o| o.len() == 1)
-        .map(|o| o[0].0)
-        .collect();
-    if unique.is_empty() {
-        unique = occurrences
-            .iter()
-            .filter_map(|o| o.first())
-            .map(|o| o.0)
-            .collect();
+    let mut unique = [0usize; ROWS];
+    let mut n = 0;
+    for o in occurrences.iter().filter(|o| o.len() == 1) {
+        unique[n] = start(&o[0]);
+        n += 1;
     }
+    if n == 0 {
+        for o in occurrences.iter().filter_map(|o| o.first()) {
+            unique[n] = start(o);
+            n += 1;
+        }
+    }
+    let unique = &mut unique[..n];
     unique.sort_unstable();
     let centre = unique.get(unique.len() / 2).copied().unwrap_or(0);
     let (from, to) = (centre.saturating_sub(len), centre + len);
     let (mut lo, mut hi, mut found) = (usize::MAX, 0, 0);
     for o in &occurrences {
-        if let Some(&(a, b)) = o.iter().min_by_key(|(a, _)| a.abs_diff(centre)) {
+        let nearest = o
+            .iter()
+            .map(|e| {
+                let (_, a, b) = q.shingles[e.1 as usize];
+                (a, b)
+            })
+            .min_by_key(|(a, _)| a.abs_diff(centre));
+        if let Some((a, b)) = nearest {
             if a >= from && b <= to {
                 lo = lo.min(a);
                 hi = hi.max(b);
@@ -1213,8 +1248,9 @@ fn contained(
     Some((found as f32 / ROWS as f32, q.normalized.input_span(lo, hi)))
 }
 
-fn band32(sig: &Signature, band: usize) -> u32 {
-    (minhash::band_key(sig, band) >> 32) as u32
+thread_local! {
+    /// Anchor hits per item of the bank being searched, all zero between look-ups.
+    static HIT_COUNTS: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
 }
 
 fn content_hash(files: &BTreeMap<String, String>) -> String {
@@ -1226,6 +1262,52 @@ fn content_hash(files: &BTreeMap<String, String>) -> String {
         h.update(b"\n");
     }
     hex(&h.finalize())
+}
+
+/// Format 1's `items.jsonl`, parsed (in parallel) and checked: `n` items, no id twice.
+fn parse_items(text: &[u8], n: usize, path: &Path) -> Result<Vec<Item>, BankError> {
+    use rayon::prelude::*;
+    let invalid = |line: usize, message: String| BankError::Invalid {
+        path: path.to_owned(),
+        line: line as u64,
+        message,
+    };
+    let lines: Vec<&[u8]> = text
+        .split(|b| *b == b'\n')
+        .filter(|l| !l.is_empty())
+        .collect();
+    if lines.len() != n {
+        return Err(invalid(
+            0,
+            format!("{} items, bank.json says {n}", lines.len()),
+        ));
+    }
+    let items: Vec<Item> = lines
+        .par_iter()
+        .enumerate()
+        .map(|(k, l)| serde_json::from_slice(l).map_err(|e| invalid(k + 1, e.to_string())))
+        .collect::<Result<_, _>>()?;
+    let mut seen = HashSet::with_capacity(n);
+    for (k, item) in items.iter().enumerate() {
+        if !seen.insert(item.id.as_str()) {
+            return Err(invalid(k + 1, "an id seen on an earlier line".into()));
+        }
+    }
+    Ok(items)
+}
+
+/// A reader that hashes what passes through it.
+struct HashingReader<R: Read> {
+    inner: R,
+    hash: Sha256,
+}
+
+impl<R: Read> Read for HashingReader<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.hash.update(&buf[..n]);
+        Ok(n)
+    }
 }
 
 /// A writer that hashes what passes through it.
@@ -1387,7 +1469,9 @@ mod tests {
         // a newer format
         let info = dir.path().join("bank.json");
         let text = std::fs::read_to_string(&info).unwrap();
-        std::fs::write(&info, text.replace("\"format\": 1", "\"format\": 9")).unwrap();
+        let format = format!("\"format\": {FORMAT}");
+        assert!(text.contains(&format), "{text}");
+        std::fs::write(&info, text.replace(&format, "\"format\": 9")).unwrap();
         let e = Bank::load(dir.path()).unwrap_err().to_string();
         assert!(e.contains("format 9"), "{e}");
         // missing
@@ -1395,6 +1479,88 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(e.contains("bank.json"), "{e}");
+    }
+
+    #[test]
+    fn a_format_1_bank_is_read_and_saved_as_format_2() {
+        // format 1: no index.bin, its tables built at load
+        let dir = tempfile::tempdir().unwrap();
+        let mut b = bank();
+        b.save(dir.path()).unwrap();
+        let info_path = dir.path().join("bank.json");
+        let mut info: BankInfo =
+            serde_json::from_slice(&std::fs::read(&info_path).unwrap()).unwrap();
+        assert!(info.files.remove(TABLES).is_some());
+        std::fs::remove_file(dir.path().join(TABLES)).unwrap();
+        info.format = 1;
+        info.content_sha256 = content_hash(&info.files);
+        std::fs::write(&info_path, serde_json::to_vec(&info).unwrap()).unwrap();
+        let mut old = Bank::load(dir.path()).unwrap();
+        assert_eq!(old.info().format, 1);
+        assert_eq!(old.index, b.index, "the same tables as the saved ones");
+        for (_, text) in ITEMS {
+            assert_eq!(old.find_text(text), b.find_text(text));
+        }
+        // a repeated id in a format 1 bank is named with its line
+        let items = dir.path().join(super::ITEMS);
+        let body = std::fs::read_to_string(&items).unwrap();
+        let first = body.lines().next().unwrap();
+        let second_id = old.items()[1].id.clone();
+        let repeated = body.replacen(
+            &format!("\"id\":\"{second_id}\""),
+            &format!("\"id\":\"{}\"", old.items()[0].id),
+            1,
+        );
+        assert_ne!(repeated, body, "{first}");
+        std::fs::write(&items, &repeated).unwrap();
+        let mut damaged = info.clone();
+        damaged.files.insert(
+            super::ITEMS.into(),
+            hex(&Sha256::digest(repeated.as_bytes())),
+        );
+        damaged.content_sha256 = content_hash(&damaged.files);
+        std::fs::write(&info_path, serde_json::to_vec(&damaged).unwrap()).unwrap();
+        let e = Bank::load(dir.path()).unwrap_err().to_string();
+        assert!(
+            e.contains("items.jsonl:2") && e.contains("earlier line"),
+            "{e}"
+        );
+        std::fs::write(&items, &body).unwrap();
+        // saved again: format 2, with its tables
+        old.save(dir.path()).unwrap();
+        let again = Bank::load(dir.path()).unwrap();
+        assert_eq!((again.info().format, again.info().version), (FORMAT, 2));
+        assert!(dir.path().join(TABLES).exists());
+        assert_eq!(again.index, b.index);
+        // loaded, its items and signatures are read from their files when asked for
+        let mut again = again;
+        assert!(matches!(again.records, Records::Lines { .. }));
+        assert!(matches!(again.signatures, Signatures::File { .. }));
+        for (_, text) in ITEMS {
+            assert_eq!(again.find_text(text), b.find_text(text));
+        }
+        assert_eq!(again.items(), b.items());
+        // and items can still be added
+        let new = "a new statement that no other item of this bank has ever held";
+        again
+            .add([Item::from_text("new-1", new, Default::default())])
+            .unwrap();
+        assert_eq!(again.find_text(new)[0].item, "new-1");
+        assert_eq!(again.find_text(ITEMS[0].1), b.find_text(ITEMS[0].1));
+        again.save(dir.path()).unwrap();
+        assert_eq!(Bank::load(dir.path()).unwrap().len(), ITEMS.len() + 1);
+    }
+
+    #[test]
+    fn a_damaged_index_is_refused_with_its_file_named() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut b = bank();
+        b.save(dir.path()).unwrap();
+        let tables = dir.path().join(TABLES);
+        let body = std::fs::read(&tables).unwrap();
+        std::fs::write(&tables, &body[..body.len() - 8]).unwrap();
+        let e = Bank::load(dir.path()).unwrap_err().to_string();
+        assert!(e.contains("index.bin") && e.contains("content hash"), "{e}");
     }
 
     #[test]
@@ -1514,7 +1680,7 @@ mod tests {
             d / (a.iter().map(|x| x * x).sum::<f32>().sqrt()
                 * b.iter().map(|x| x * x).sum::<f32>().sqrt())
         };
-        let hits = b.find_semantic(&[q.clone()], &t);
+        let hits = b.find_semantic(std::slice::from_ref(&q), &t);
         assert_eq!(hits.len(), 20);
         for (_, m) in hits {
             let i: usize = m.item[1..].parse().unwrap();

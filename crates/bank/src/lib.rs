@@ -16,6 +16,8 @@ pub mod minhash;
 pub mod normalize;
 
 mod bank;
+mod index;
+mod records;
 
 pub use bank::{
     digest, merge_matches, Bank, BankError, BankInfo, EmbeddingModel, Item, Match, Method, Query,

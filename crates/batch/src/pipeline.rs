@@ -123,7 +123,9 @@ impl Labeller {
                 .iter()
                 .map(|p| {
                     let dir = root.join(p);
-                    Bank::load(&dir).map(|b| (dir, b))
+                    let bank = Bank::load(&dir)?;
+                    tracing::debug!(bank = %dir.display(), items = bank.len(), "bank loaded");
+                    Ok::<_, triage_bank::BankError>((dir, bank))
                 })
                 .collect::<std::result::Result<Vec<_>, _>>()
         };
