@@ -307,6 +307,26 @@ pub fn candidates<'a>(
     }
 }
 
+/// Asks the CPU to bring `bytes` into its cache ahead of use: a scan of an index's lists reads
+/// vectors scattered over the bank's memory, and waited on each one's first cache line (most of
+/// its time). A hint only: it reads nothing and changes no result.
+#[inline]
+pub fn prefetch<T>(bytes: &[T]) {
+    #[cfg(target_arch = "x86_64")]
+    {
+        use std::arch::x86_64::{_mm_prefetch, _MM_HINT_T0};
+        let start = bytes.as_ptr() as *const i8;
+        let len = std::mem::size_of_val(bytes);
+        for off in (0..len).step_by(64) {
+            // SAFETY: a prefetch never faults and reads no memory architecturally; the address
+            // is inside `bytes` anyway (`off < len`), and SSE is part of x86-64.
+            unsafe { _mm_prefetch::<_MM_HINT_T0>(start.add(off)) };
+        }
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = bytes;
+}
+
 /// Integer dot product of two byte vectors (AVX-512 or AVX2 where the CPU has them; integer
 /// sums: the same result on every path).
 pub fn dot_i8(a: &[i8], b: &[i8]) -> i32 {

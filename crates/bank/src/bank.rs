@@ -1,14 +1,14 @@
 //! A bank: confirmed items with their exact digest, MinHash signature and (optionally) the
-//! encoder's embedding, saved as a folder and queried through in-memory indexes built at load
-//! time.
+//! encoder's embedding, saved as a folder and queried through in-memory look-up tables (read
+//! from `index.bin`, or built when a format 1 bank is loaded); a loaded format 2 bank reads an
+//! item's line and signature from their files when a look-up needs them.
 //!
 //! The folder holds `bank.json` (format, name, version, item count, the SHA-256 of every other
 //! file and of them all, the model of the embeddings), `items.jsonl` (id, digest, metadata: one
 //! item per line, in the order they were added), `signatures.bin` (per item `ROWS` u32,
 //! little-endian), when the bank was built with a model, `embeddings.bin` (per item a f32
 //! scale and `dim` signed bytes: the embedding divided by the scale, rounded) and, from format
-//! 2, `index.bin`: the look-up tables, sorted (crate `index`; a format 1 bank, which lacks
-//! them, has them built when it is loaded).
+//! 2, `index.bin`: the look-up tables, sorted (module `index`).
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::io::{Read, Write};
@@ -282,6 +282,9 @@ pub struct Thresholds {
     pub semantic_margin: f32,
 }
 
+/// Candidates of a semantic scan between a vector's prefetch and its use.
+const PREFETCH_AHEAD: usize = 16;
+
 /// Neighbours whose mean cosine a semantic match must exceed by `semantic_margin`.
 pub const MARGIN_NEIGHBOURS: usize = 4;
 
@@ -487,6 +490,8 @@ impl Bank {
     /// the wrong size is an error. Indexes are sorted again by [`Bank::finish`] (called by
     /// `save` and `find` needs it: call it after adding).
     pub fn insert(&mut self, mut item: Item) -> Result<bool, BankError> {
+        // a loaded bank's items are read in whole first (not line by line for their ids)
+        self.records.parsed();
         if self.ids().contains(&item.id) {
             return Ok(false);
         }
@@ -1073,7 +1078,24 @@ impl Bank {
             let mut candidates = Vec::new();
             let vectors = self.vectors();
             let (qs, qv) = (q.0, &q.1[..]);
-            for i in ann::candidates(vectors, self.ivf.as_ref().map(|(x, _)| x), e) {
+            // (a buffer kept per thread: a fresh one of this size each time came from the
+            // kernel and went back to it, page faults and all)
+            let ids = SCAN_IDS.with_borrow_mut(|ids| {
+                ids.clear();
+                ids.extend(ann::candidates(
+                    vectors,
+                    self.ivf.as_ref().map(|(x, _)| x),
+                    e,
+                ));
+                std::mem::take(ids)
+            });
+            for (k, &i) in ids.iter().enumerate() {
+                // the vector and scale a few candidates on, fetched while this one is compared
+                if let Some(&next) = ids.get(k + PREFETCH_AHEAD) {
+                    let next = next as usize;
+                    ann::prefetch(&self.vectors[next * dim..(next + 1) * dim]);
+                    ann::prefetch(&self.scales[next..next + 1]);
+                }
                 let i = i as usize;
                 let dot = ann::dot_i8(&self.vectors[i * dim..(i + 1) * dim], qv) as f32
                     * self.scales[i]
@@ -1088,6 +1110,7 @@ impl Bank {
                     candidates.push((i, dot));
                 }
             }
+            SCAN_IDS.with_borrow_mut(|buffer| *buffer = ids);
             // in item order, whichever way they were found
             candidates.sort_unstable_by_key(|c| c.0);
             for (i, dot) in candidates {
@@ -1249,6 +1272,8 @@ fn contained(
 }
 
 thread_local! {
+    /// The candidates of a semantic scan (kept for the next scan on this thread).
+    static SCAN_IDS: std::cell::RefCell<Vec<u32>> = const { std::cell::RefCell::new(Vec::new()) };
     /// Anchor hits per item of the bank being searched, all zero between look-ups.
     static HIT_COUNTS: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
 }

@@ -107,19 +107,10 @@ impl Records {
             Records::Parsed(items) => Cow::Borrowed(&items[i]),
             Records::Lines { file, starts } => {
                 let mut line = vec![0u8; (starts[i + 1] - starts[i]) as usize];
-                let read = read_at(file, starts[i], &mut line).map_err(|e| e.to_string());
-                let line = line.strip_suffix(b"\n").unwrap_or(&line);
-                let item =
-                    read.and_then(|()| serde_json::from_slice(line).map_err(|e| e.to_string()));
-                Cow::Owned(item.unwrap_or_else(|e| Item {
-                    id: format!("(items.jsonl line {}: {e})", i + 1),
-                    digest: String::new(),
-                    digest_only: true,
-                    shingles: 0,
-                    meta: None,
-                    signature: None,
-                    embedding: None,
-                }))
+                Cow::Owned(match read_at(file, starts[i], &mut line) {
+                    Ok(()) => parse_line(&line, i),
+                    Err(e) => unreadable(i, &e.to_string()),
+                })
             }
         }
     }
@@ -141,10 +132,19 @@ impl Records {
 
     /// The parsed items, parsing every line first if they were kept as lines.
     pub fn parsed(&mut self) -> &mut Vec<Item> {
-        if let Records::Lines { .. } = self {
-            let items: Vec<Item> = (0..self.len())
+        if let Records::Lines { starts, .. } = self {
+            // the whole file read at once, then its lines parsed in parallel
+            let mut text = Vec::with_capacity(*starts.last().expect("a start") as usize);
+            let whole = self.write_lines(&mut text).is_ok();
+            let Records::Lines { starts, .. } = &*self else {
+                unreachable!("matched above")
+            };
+            let items: Vec<Item> = (0..starts.len() - 1)
                 .into_par_iter()
-                .map(|i| self.get(i).into_owned())
+                .map(|i| match whole {
+                    true => parse_line(&text[starts[i] as usize..starts[i + 1] as usize], i),
+                    false => self.get(i).into_owned(),
+                })
                 .collect();
             *self = Records::Parsed(items);
         }
@@ -152,6 +152,26 @@ impl Records {
             Records::Parsed(items) => items,
             Records::Lines { .. } => unreachable!("parsed above"),
         }
+    }
+}
+
+/// Line `i` of `items.jsonl` (its newline included or not) as an item.
+fn parse_line(line: &[u8], i: usize) -> Item {
+    let line = line.strip_suffix(b"\n").unwrap_or(line);
+    serde_json::from_slice(line).unwrap_or_else(|e| unreadable(i, &e.to_string()))
+}
+
+/// An item that names line `i`, which could not be read (a bank whose hashes matched cannot
+/// hold one).
+fn unreadable(i: usize, why: &str) -> Item {
+    Item {
+        id: format!("(items.jsonl line {}: {why})", i + 1),
+        digest: String::new(),
+        digest_only: true,
+        shingles: 0,
+        meta: None,
+        signature: None,
+        embedding: None,
     }
 }
 
