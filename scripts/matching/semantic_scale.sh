@@ -6,16 +6,18 @@
 # items' embeddings are the real ones moved by noise: no encoder here embeds a million texts in
 # time), which semantic look-up searches through its IVF index.
 # Needs scripts/setup.sh and scripts/matching/scale.sh's items first.
-#   scripts/matching/semantic_scale.sh [--items N] [--records N] [--grow M]
+#   scripts/matching/semantic_scale.sh [--items N] [--records N] [--grow M] [--runs N]
+# (--runs: labelling runs of each kind, alternating; default 5, medians reported)
 set -euo pipefail
 cd "$(dirname "$0")/../.."
-items=10000 records=1000 grow=0
+items=10000 records=1000 grow=0 runs=5
 while [ $# -gt 0 ]; do
   case "$1" in
     --items) items=$2; shift 2 ;;
     --records) records=$2; shift 2 ;;
     --grow) grow=$2; shift 2 ;;
-    *) echo "usage: $0 [--items N] [--records N] [--grow M]" >&2; exit 2 ;;
+    --runs) runs=$2; shift 2 ;;
+    *) echo "usage: $0 [--items N] [--records N] [--grow M] [--runs N]" >&2; exit 2 ;;
   esac
 done
 work=.cache/matching
@@ -44,7 +46,7 @@ if [ "$grow" -gt 0 ]; then
   grow_load=$(measure "$bin" bank info "$gbank")
 fi
 p=() w=() g=()
-for run in 1 2; do
+for run in $(seq "$runs"); do
   p+=("$(measure "$bin" label "$dump" -o "$work/sem-plain.jsonl" --progress never)")
   w+=("$(measure "$bin" label "$dump" -o "$work/sem-with.jsonl" --progress never --bank "$bank")")
   if [ "$grow" -gt 0 ]; then
@@ -56,11 +58,12 @@ done
 matched=$(grep -c '"matches":\[{' "$work/sem-with.jsonl" || true)
 cpu=$(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs)
 avx=$(grep -o 'avx512[a-z_0-9]*\|avx2' /proc/cpuinfo | sort -u | tr '\n' ' ' || true)
-python3 - "$items" "$records" "$build_s" "$matched" "$cpu" "$avx" "$grow" "$grown" "$grow_disk" "$grow_load" "$grow_log" "${p[@]}" "${w[@]}" "${g[@]}" <<'PY' > reports/matching/semantic-scale.md
+python3 - "$items" "$records" "$build_s" "$matched" "$cpu" "$avx" "$grow" "$grown" "$grow_disk" "$grow_load" "$grow_log" "$runs" "${p[@]}" "${w[@]}" "${g[@]}" <<'PY' > reports/matching/semantic-scale.md
 import sys, statistics
 items, records, build_s, matched, cpu, avx, grow, grown, grow_disk, grow_load, grow_log = sys.argv[1:12]
-runs = [tuple(map(float, x.split())) for x in sys.argv[12:]]
-plain, withb, grownb = runs[:2], runs[2:4], runs[4:]
+k = int(sys.argv[12])
+runs = [tuple(map(float, x.split())) for x in sys.argv[13:]]
+plain, withb, grownb = runs[:k], runs[k:2 * k], runs[2 * k:]
 p = statistics.median(r[0] for r in plain); w = statistics.median(r[0] for r in withb)
 print(f"""# Semantic look-up: what it costs a run
 
@@ -68,7 +71,7 @@ Made by `scripts/matching/semantic_scale.sh --items {items}{' --grow ' + grow if
 {int(items):,} items of `scripts/matching/make_items.py` built with the default model's embeddings
 (`triage bank build`: {float(build_s):.0f} s, embedding included); `triage label` of the
 {records}-record benchmark dump (`scripts/perf/make_dump.py --seed 7`), default configuration,
-without and with `--bank` (whole-process wall time, 2 runs each, alternating):
+without and with `--bank` (whole-process wall time, medians of {k} runs each, alternating):
 
 | | wall time | peak memory |
 |---|---|---|
