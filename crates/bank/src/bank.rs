@@ -3,8 +3,9 @@
 //! from `index.bin`, or built when a format 1 bank is loaded); a loaded format 2 bank reads an
 //! item's line and signature from their files when a look-up needs them.
 //!
-//! The folder holds `bank.json` (format, name, version, item count, the SHA-256 of every other
-//! file and of them all, the model of the embeddings), `items.jsonl` (id, digest, metadata: one
+//! The folder holds `bank.json` (format, name, version, item count, the hash of every other
+//! file (BLAKE3 from format 2, SHA-256 before) and the SHA-256 of them all, the model of the
+//! embeddings), `items.jsonl` (id, digest, metadata: one
 //! item per line, in the order they were added), `signatures.bin` (per item `ROWS` u32,
 //! little-endian), when the bank was built with a model, `embeddings.bin` (per item a f32
 //! scale and `dim` signed bytes: the embedding divided by the scale, rounded) and, from format
@@ -352,11 +353,59 @@ pub struct BankInfo {
     pub digest_only: u64,
     /// SHA-256 of the other files' hashes, in the order of `files`.
     pub content_sha256: String,
-    /// SHA-256 of each file of the bank.
+    /// The hash of each file of the bank, by `file_hash`.
     pub files: BTreeMap<String, String>,
+    /// The function of `files`' hashes: BLAKE3 from format 2 (a bank is hashed whenever it
+    /// is loaded, and a million items' files took SHA-256 most of a load), SHA-256 before.
+    #[serde(default)]
+    pub file_hash: FileHash,
     /// The model of the embeddings (none: the bank matches exactly and near only).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub embeddings: Option<EmbeddingModel>,
+}
+
+/// The hash function of a bank's files.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum FileHash {
+    /// SHA-256 (format 1).
+    #[default]
+    Sha256,
+    /// BLAKE3 (format 2).
+    Blake3,
+}
+
+impl FileHash {
+    fn hasher(self) -> FileHasher {
+        match self {
+            FileHash::Sha256 => FileHasher::Sha256(Sha256::new()),
+            FileHash::Blake3 => FileHasher::Blake3(Box::new(blake3::Hasher::new())),
+        }
+    }
+}
+
+/// A file's hash being computed.
+enum FileHasher {
+    Sha256(Sha256),
+    Blake3(Box<blake3::Hasher>),
+}
+
+impl FileHasher {
+    fn update(&mut self, bytes: &[u8]) {
+        match self {
+            FileHasher::Sha256(h) => h.update(bytes),
+            FileHasher::Blake3(h) => {
+                h.update(bytes);
+            }
+        }
+    }
+
+    fn hex(self) -> String {
+        match self {
+            FileHasher::Sha256(h) => hex(&h.finalize()),
+            FileHasher::Blake3(h) => h.finalize().to_hex().to_string(),
+        }
+    }
 }
 
 /// A text prepared for look-up in any number of banks (normalised, shingled, signed once).
@@ -445,6 +494,7 @@ impl Bank {
                 digest_only: 0,
                 content_sha256: String::new(),
                 files: BTreeMap::new(),
+                file_hash: FileHash::Blake3,
                 embeddings,
             },
             records: Records::default(),
@@ -646,13 +696,13 @@ impl Bank {
             let file = std::fs::File::create(&tmp).map_err(io(&tmp))?;
             let mut w = Hashing {
                 inner: std::io::BufWriter::with_capacity(1 << 20, file),
-                hash: Sha256::new(),
+                hash: FileHash::Blake3.hasher(),
             };
             body(&mut w).map_err(io(&tmp))?;
             let file = w.inner.into_inner().map_err(|e| io(&tmp)(e.into_error()))?;
             file.sync_all().map_err(io(&tmp))?;
             std::fs::rename(&tmp, &path).map_err(io(&path))?;
-            Ok(hex(&w.hash.finalize()))
+            Ok(w.hash.hex())
         };
         let records = &self.records;
         let h = write(ITEMS, &mut |w| match records {
@@ -694,6 +744,7 @@ impl Bank {
             let h = write(INDEX, &mut |w| w.write_all(&body))?;
             self.info.files.insert(INDEX.into(), h);
         }
+        self.info.file_hash = FileHash::Blake3;
         self.info.content_sha256 = content_hash(&self.info.files);
         self.info.format = FORMAT;
         self.info.version += 1;
@@ -780,12 +831,12 @@ impl Bank {
             let file = std::fs::File::open(&path).map_err(io_err(&path))?;
             let mut r = HashingReader {
                 inner: std::io::BufReader::with_capacity(1 << 20, file),
-                hash: Sha256::new(),
+                hash: info.file_hash.hasher(),
             };
             let used = use_it(&mut r);
             // the rest of the file, if reading stopped early, for its hash
             std::io::copy(&mut r, &mut std::io::sink()).map_err(io_err(&path))?;
-            let found = hex(&r.hash.finalize());
+            let found = r.hash.hex();
             if found != expected {
                 return Err(BankError::Damaged {
                     path,
@@ -1324,7 +1375,7 @@ fn parse_items(text: &[u8], n: usize, path: &Path) -> Result<Vec<Item>, BankErro
 /// A reader that hashes what passes through it.
 struct HashingReader<R: Read> {
     inner: R,
-    hash: Sha256,
+    hash: FileHasher,
 }
 
 impl<R: Read> Read for HashingReader<R> {
@@ -1338,7 +1389,7 @@ impl<R: Read> Read for HashingReader<R> {
 /// A writer that hashes what passes through it.
 struct Hashing<W: Write> {
     inner: W,
-    hash: Sha256,
+    hash: FileHasher,
 }
 
 impl<W: Write> Write for Hashing<W> {
@@ -1508,20 +1559,33 @@ mod tests {
 
     #[test]
     fn a_format_1_bank_is_read_and_saved_as_format_2() {
-        // format 1: no index.bin, its tables built at load
+        // format 1: no index.bin (its tables built at load), SHA-256 file hashes and no
+        // `file_hash` in bank.json
         let dir = tempfile::tempdir().unwrap();
         let mut b = bank();
         b.save(dir.path()).unwrap();
         let info_path = dir.path().join("bank.json");
         let mut info: BankInfo =
             serde_json::from_slice(&std::fs::read(&info_path).unwrap()).unwrap();
+        assert_eq!(info.file_hash, FileHash::Blake3);
         assert!(info.files.remove(TABLES).is_some());
         std::fs::remove_file(dir.path().join(TABLES)).unwrap();
+        for (name, hash) in info.files.iter_mut() {
+            *hash = hex(&Sha256::digest(
+                std::fs::read(dir.path().join(name)).unwrap(),
+            ));
+        }
         info.format = 1;
+        info.file_hash = FileHash::Sha256;
         info.content_sha256 = content_hash(&info.files);
-        std::fs::write(&info_path, serde_json::to_vec(&info).unwrap()).unwrap();
+        let mut json = serde_json::to_value(&info).unwrap();
+        json.as_object_mut().unwrap().remove("file_hash");
+        std::fs::write(&info_path, json.to_string()).unwrap();
         let mut old = Bank::load(dir.path()).unwrap();
-        assert_eq!(old.info().format, 1);
+        assert_eq!(
+            (old.info().format, old.info().file_hash),
+            (1, FileHash::Sha256)
+        );
         assert_eq!(old.index, b.index, "the same tables as the saved ones");
         for (_, text) in ITEMS {
             assert_eq!(old.find_text(text), b.find_text(text));
@@ -1555,6 +1619,7 @@ mod tests {
         old.save(dir.path()).unwrap();
         let again = Bank::load(dir.path()).unwrap();
         assert_eq!((again.info().format, again.info().version), (FORMAT, 2));
+        assert_eq!(again.info().file_hash, FileHash::Blake3);
         assert!(dir.path().join(TABLES).exists());
         assert_eq!(again.index, b.index);
         // loaded, its items and signatures are read from their files when asked for

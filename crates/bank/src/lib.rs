@@ -20,7 +20,7 @@ mod index;
 mod records;
 
 pub use bank::{
-    digest, merge_matches, Bank, BankError, BankInfo, EmbeddingModel, Item, Match, Method, Query,
-    Thresholds, FORMAT,
+    digest, merge_matches, Bank, BankError, BankInfo, EmbeddingModel, FileHash, Item, Match,
+    Method, Query, Thresholds, FORMAT,
 };
 pub use normalize::{normalize, Normalized};

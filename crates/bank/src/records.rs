@@ -56,13 +56,8 @@ impl LineStarts {
             self.starts.push(0);
         }
         let at = self.at;
-        self.starts.extend(
-            block
-                .iter()
-                .enumerate()
-                .filter(|(_, b)| **b == b'\n')
-                .map(|(i, _)| at + i as u64 + 1),
-        );
+        self.starts
+            .extend(memchr::memchr_iter(b'\n', block).map(|i| at + i as u64 + 1));
         self.at += block.len() as u64;
     }
 }
