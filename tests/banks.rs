@@ -253,7 +253,24 @@ fn banks_are_built_matched_in_a_run_and_families_found() {
             .collect()
     };
     assert_eq!(steps(&manifest), ["label", "families"]);
-    assert_eq!(run(&["verify", s(&manifest)]).status.code(), Some(0));
+    let verified = run(&["verify", s(&manifest)]);
+    assert_eq!(verified.status.code(), Some(0));
+    let said = String::from_utf8_lossy(&verified.stdout).into_owned();
+    assert!(said.contains("bank.json (and its"), "{said}");
+    // a bank file changed after the run is found through its bank.json
+    let sigs = d.join("banks/seized/signatures.bin");
+    let body = std::fs::read(&sigs).unwrap();
+    let mut flipped = body.clone();
+    flipped[0] ^= 1;
+    std::fs::write(&sigs, &flipped).unwrap();
+    let verified = run(&["verify", s(&manifest)]);
+    assert_ne!(verified.status.code(), Some(0));
+    let said = String::from_utf8_lossy(&verified.stdout).into_owned();
+    assert!(
+        said.contains("CHANGED") && said.contains("signatures.bin"),
+        "{said}"
+    );
+    std::fs::write(&sigs, &body).unwrap();
     // a resumed run that finds the output complete gives it its families too (the same ones)
     std::fs::remove_file(d.join("out.jsonl.families.jsonl")).unwrap();
     let out = run(&[

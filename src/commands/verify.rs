@@ -63,6 +63,22 @@ fn check_manifest(
     for e in &m.files {
         let (path, finding) = check(e, manifest);
         match finding {
+            Finding::Same if e.role == "bank" && path.ends_with("bank.json") => {
+                // the bank's other files, by the hashes its bank.json holds
+                let dir = path.parent().unwrap_or(Path::new("."));
+                match triage_bank::Bank::load(dir) {
+                    Ok(b) => println!(
+                        "{indent}ok       {:<9} {} (and its {} files)",
+                        e.role,
+                        path.display(),
+                        b.info().files.len()
+                    ),
+                    Err(why) => {
+                        changed += 1;
+                        println!("{indent}CHANGED  {:<9} {}: {why}", e.role, dir.display());
+                    }
+                }
+            }
             Finding::Same => {
                 println!("{indent}ok       {:<9} {}", e.role, path.display());
                 if e.role == "manifest" {
