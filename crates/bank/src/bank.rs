@@ -537,8 +537,8 @@ impl Bank {
     }
 
     /// Adds one item. An id the bank already holds is refused (`Ok(false)`); an embedding of
-    /// the wrong size is an error. Indexes are sorted again by [`Bank::finish`] (called by
-    /// `save` and `find` needs it: call it after adding).
+    /// the wrong size is an error. The look-up tables are built again by [`Bank::finish`]
+    /// (called by `save`; `find` needs it: call it after adding).
     pub fn insert(&mut self, mut item: Item) -> Result<bool, BankError> {
         // a loaded bank's items are read in whole first (not line by line for their ids)
         self.records.parsed();
@@ -592,11 +592,7 @@ impl Bank {
     /// Builds the look-up tables after items were inserted.
     pub fn finish(&mut self) {
         if self.index.is_none() {
-            use rayon::prelude::*;
-            let items = self.records.parsed();
-            let digests: Vec<Option<[u8; 32]>> =
-                items.par_iter().map(|i| unhex(&i.digest)).collect();
-            self.index = Some(Index::build(items, &self.signatures, &digests));
+            self.index = Some(Index::build(self.records.parsed(), &self.signatures));
         }
         let n = self.len();
         let stale = self.ivf.as_ref().is_none_or(|(_, built)| *built != n);
@@ -829,7 +825,7 @@ impl Bank {
                 return Err(invalid(&info_path, 0, format!("no hash for {name}")));
             };
             let file = std::fs::File::open(&path).map_err(io_err(&path))?;
-            let mut r = HashingReader {
+            let mut r = Hashing {
                 inner: std::io::BufReader::with_capacity(1 << 20, file),
                 hash: info.file_hash.hasher(),
             };
@@ -1372,24 +1368,18 @@ fn parse_items(text: &[u8], n: usize, path: &Path) -> Result<Vec<Item>, BankErro
     Ok(items)
 }
 
-/// A reader that hashes what passes through it.
-struct HashingReader<R: Read> {
-    inner: R,
+/// A reader or writer that hashes what passes through it.
+struct Hashing<T> {
+    inner: T,
     hash: FileHasher,
 }
 
-impl<R: Read> Read for HashingReader<R> {
+impl<R: Read> Read for Hashing<R> {
     fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
         let n = self.inner.read(buf)?;
         self.hash.update(&buf[..n]);
         Ok(n)
     }
-}
-
-/// A writer that hashes what passes through it.
-struct Hashing<W: Write> {
-    inner: W,
-    hash: FileHasher,
 }
 
 impl<W: Write> Write for Hashing<W> {

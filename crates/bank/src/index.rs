@@ -11,7 +11,7 @@ use std::io::{Read, Write};
 
 use rayon::prelude::*;
 
-use crate::bank::{Item, MIN_CONTAINED_SHINGLES};
+use crate::bank::{unhex, Item, MIN_CONTAINED_SHINGLES};
 use crate::minhash::{self, Signature, ANCHORS, BANDS, ROWS};
 use crate::records::Signatures;
 
@@ -112,10 +112,10 @@ pub(crate) fn lookup(table: &[(u32, u32)], key: u32) -> impl Iterator<Item = u32
 }
 
 impl Index {
-    /// The tables of `items` (their digests, parsed, alongside).
-    pub fn build(items: &[Item], signatures: &Signatures, digests: &[Option<[u8; 32]>]) -> Index {
+    /// The tables of `items`, whose signatures are `signatures`.
+    pub fn build(items: &[Item], signatures: &Signatures) -> Index {
         let ((exact, bands), anchors) = rayon::join(
-            || rayon::join(|| exact_table(digests), || band_table(signatures)),
+            || rayon::join(|| exact_table(items), || band_table(signatures)),
             || anchor_tables(items, signatures),
         );
         Index {
@@ -256,11 +256,11 @@ impl Index {
     }
 }
 
-fn exact_table(digests: &[Option<[u8; 32]>]) -> Vec<([u8; 32], u32)> {
-    let mut v: Vec<([u8; 32], u32)> = digests
+fn exact_table(items: &[Item]) -> Vec<([u8; 32], u32)> {
+    let mut v: Vec<([u8; 32], u32)> = items
         .par_iter()
         .enumerate()
-        .filter_map(|(i, d)| d.map(|d| (d, i as u32)))
+        .filter_map(|(i, item)| unhex(&item.digest).map(|d| (d, i as u32)))
         .collect();
     v.par_sort_unstable();
     // sorted by (digest, item): the first of each digest is its earliest item
@@ -359,13 +359,6 @@ mod tests {
             .collect()
     }
 
-    fn digests(items: &[Item]) -> Vec<Option<[u8; 32]>> {
-        items
-            .iter()
-            .map(|i| crate::bank::unhex(&i.digest))
-            .collect()
-    }
-
     fn signatures(items: &[Item]) -> Signatures {
         let mut s = Signatures::default();
         items
@@ -377,7 +370,7 @@ mod tests {
     #[test]
     fn every_eligible_item_is_anchored_in_its_rarest_rows() {
         let items = items();
-        let index = Index::build(&items, &signatures(&items), &digests(&items));
+        let index = Index::build(&items, &signatures(&items));
         for (i, item) in items.iter().enumerate() {
             let s = item.signature.unwrap();
             let rows: Vec<usize> = (0..ROWS)
@@ -425,7 +418,7 @@ mod tests {
     #[test]
     fn the_tables_survive_writing_and_a_damaged_file_is_refused() {
         let items = items();
-        let index = Index::build(&items, &signatures(&items), &digests(&items));
+        let index = Index::build(&items, &signatures(&items));
         let mut bytes = Vec::new();
         index.write(items.len(), &mut bytes).unwrap();
         assert_eq!(Index::read(&mut &bytes[..], items.len()).unwrap(), index);
