@@ -123,6 +123,17 @@ fn banks_are_built_matched_in_a_run_and_families_found() {
         (Some(3), Some(1))
     );
     assert_eq!(info["embeddings"]["dim"].as_u64(), Some(32), "{info}");
+    // format 3: the embeddings are kept less the model's directions of language, which the
+    // bank holds (the 15 languages of the built-in background span at most 14)
+    assert_eq!(info["format"].as_u64(), Some(3), "{info}");
+    let rank = info["language_space"].as_u64().expect("a language space");
+    assert!((1..=14).contains(&rank), "{info}");
+    assert_eq!(
+        std::fs::metadata(bank.join("language_space.bin"))
+            .unwrap()
+            .len(),
+        rank * 32 * 4
+    );
     let items_file = std::fs::read_to_string(bank.join("items.jsonl")).unwrap();
     assert!(
         items_file.contains("seized channel"),

@@ -102,6 +102,9 @@ pub(crate) fn bank(c: BankCommand) -> Result<ExitCode, Failure> {
                 dim: c.hidden_size(),
             });
             let mut bank = Bank::new(&name, model);
+            if let Some(c) = &embedder {
+                bank.set_language_space(space(c)?).map_err(Failure::usage)?;
+            }
             fill(&mut bank, &output, &items, &source, embedder.as_ref())
         }
         BankCommand::Add {
@@ -115,6 +118,16 @@ pub(crate) fn bank(c: BankCommand) -> Result<ExitCode, Failure> {
                     let c = embedder(&source.config)?;
                     bank.check_model(&dir, c.model_id(), c.weights_sha256())
                         .map_err(Failure::usage)?;
+                    if bank.language_space().is_none() {
+                        // a bank of format 1 or 2: its embeddings are projected and saved so
+                        bank.set_language_space(space(&c)?)
+                            .map_err(Failure::usage)?;
+                        eprintln!(
+                            "triage: {}: embeddings projected into the model's language space (bank format {})",
+                            dir.display(),
+                            triage_bank::FORMAT
+                        );
+                    }
                     Some(c)
                 }
                 _ => None,
@@ -140,6 +153,12 @@ pub(crate) fn embedder(config: &ConfigArgs) -> Result<Classifier, Failure> {
         .map_err(|e| {
             Failure::Run(anyhow::Error::new(e).context(format!("loading {}", dir.display())))
         })
+}
+
+/// The directions of language of the embedder's embeddings.
+fn space(c: &Classifier) -> Result<triage_bank::LanguageSpace, Failure> {
+    triage_batch::language_space(c)
+        .map_err(|e| Failure::Run(anyhow::Error::new(e).context("estimating the language space")))
 }
 
 fn list(dir: &Path) -> Result<ExitCode, Failure> {

@@ -62,6 +62,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         .collect();
     let prepared = started.elapsed().as_secs_f64();
     let mut bank = Bank::new(src.name(), src.info().embeddings.clone());
+    // the source's embeddings are in its language space: the grown ones are compared in it too
+    if let Some(space) = src.language_space() {
+        bank.set_language_space(space.clone())?;
+    }
     let items: Vec<Item> = src_items
         .iter()
         .enumerate()

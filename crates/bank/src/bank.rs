@@ -9,7 +9,9 @@
 //! item per line, in the order they were added), `signatures.bin` (per item `ROWS` u32,
 //! little-endian), when the bank was built with a model, `embeddings.bin` (per item a f32
 //! scale and `dim` signed bytes: the embedding divided by the scale, rounded) and, from format
-//! 2, `index.bin`: the look-up tables, sorted (module `index`).
+//! 2, `index.bin`: the look-up tables, sorted (module `index`), and from format 3, for a bank
+//! with embeddings, `language_space.bin`: the directions of language removed from every
+//! embedding it holds and is asked about (module `space`).
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::io::{Read, Write};
@@ -24,15 +26,17 @@ use crate::index::{band32, lookup, Index};
 use crate::minhash::{self, Signature, ANCHORS, BANDS, ROWS};
 use crate::normalize::{normalize, Normalized};
 use crate::records::{LineStarts, Records, Signatures};
+use crate::space::LanguageSpace;
 
 /// The bank format this crate writes and reads; a newer one is refused.
-pub const FORMAT: u32 = 2;
+pub const FORMAT: u32 = 3;
 
 const ITEMS: &str = "items.jsonl";
 const SIGNATURES: &str = "signatures.bin";
 const EMBEDDINGS: &str = "embeddings.bin";
 const INDEX: &str = "semantic.ivf";
 const TABLES: &str = "index.bin";
+const LANGUAGE_SPACE: &str = "language_space.bin";
 
 /// What can go wrong with a bank.
 #[derive(Debug, thiserror::Error)]
@@ -309,8 +313,8 @@ impl Default for Thresholds {
         Thresholds {
             near: 0.35,
             contained: 0.6,
-            semantic: 0.8,
-            semantic_margin: 0.05,
+            semantic: 0.92,
+            semantic_margin: 0.04,
         }
     }
 }
@@ -362,6 +366,10 @@ pub struct BankInfo {
     /// The model of the embeddings (none: the bank matches exactly and near only).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub embeddings: Option<EmbeddingModel>,
+    /// Directions of language removed from the embeddings (`language_space.bin`, format 3);
+    /// none: the encoder's embeddings as they are (a bank of format 1 or 2).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub language_space: Option<usize>,
 }
 
 /// The hash function of a bank's files.
@@ -480,6 +488,8 @@ pub struct Bank {
     /// The semantic index of a bank of [`ann::EXHAUSTIVE_BELOW`] embedded items or more, and
     /// the item count it was built for.
     ivf: Option<(Ivf, usize)>,
+    /// The directions removed from every embedding, held and asked about.
+    space: Option<LanguageSpace>,
 }
 
 impl Bank {
@@ -496,6 +506,7 @@ impl Bank {
                 files: BTreeMap::new(),
                 file_hash: FileHash::Blake3,
                 embeddings,
+                language_space: None,
             },
             records: Records::default(),
             signatures: Signatures::default(),
@@ -504,6 +515,51 @@ impl Bank {
             scales: Vec::new(),
             vectors: Vec::new(),
             ivf: None,
+            space: None,
+        }
+    }
+
+    /// Compares embeddings in `space`: without its directions of language. A bank that holds
+    /// embeddings already (one of format 1 or 2, made before language spaces) has them
+    /// projected here, in memory, and its semantic index made again; saving it keeps them so.
+    /// A bank with a space of its own keeps it (`Ok(false)`): its embeddings were made in it.
+    pub fn set_language_space(&mut self, space: LanguageSpace) -> Result<bool, BankError> {
+        let dim = self.dim();
+        if dim == 0 || self.space.is_some() {
+            return Ok(false);
+        }
+        if space.dim() != dim {
+            return Err(BankError::Dimension {
+                id: format!("(the language space of bank {:?})", self.info.name),
+                expected: dim,
+                found: space.dim(),
+            });
+        }
+        for i in 0..self.len() {
+            if let Some(e) = self.embedding(i) {
+                let (scale, bytes) = quantize(&space.project(&e));
+                self.scales[i] = scale;
+                self.vectors[i * dim..(i + 1) * dim].copy_from_slice(&bytes);
+            }
+        }
+        self.info.language_space = Some(space.rank());
+        self.space = Some(space);
+        if self.ivf.take().is_some() {
+            self.finish();
+        }
+        Ok(true)
+    }
+
+    /// The directions of language removed from the embeddings, if any.
+    pub fn language_space(&self) -> Option<&LanguageSpace> {
+        self.space.as_ref()
+    }
+
+    /// An embedding as this bank compares it: without its language, if the bank has a space.
+    fn in_space<'a>(&self, e: &'a [f32]) -> std::borrow::Cow<'a, [f32]> {
+        match &self.space {
+            Some(s) => std::borrow::Cow::Owned(s.project(e)),
+            None => std::borrow::Cow::Borrowed(e),
         }
     }
 
@@ -559,7 +615,7 @@ impl Bank {
                     found: e.len(),
                 })
             }
-            Some(e) => quantize(&e),
+            Some(e) => quantize(&self.in_space(&e)),
             None => (0.0, vec![0; dim]),
         };
         self.ids
@@ -734,7 +790,13 @@ impl Bank {
                 Ok(())
             })?;
             self.info.files.insert(EMBEDDINGS.into(), h);
+            if let Some(space) = &self.space {
+                let body = space.to_bytes();
+                let h = write(LANGUAGE_SPACE, &mut |w| w.write_all(&body))?;
+                self.info.files.insert(LANGUAGE_SPACE.into(), h);
+            }
         }
+        self.info.language_space = self.space.as_ref().map(LanguageSpace::rank);
         if let Some((ivf, _)) = &self.ivf {
             let body = ivf.to_bytes(n);
             let h = write(INDEX, &mut |w| w.write_all(&body))?;
@@ -927,6 +989,14 @@ impl Bank {
         bank.signatures = signatures?;
         (bank.scales, bank.vectors) = embedded?;
         bank.index = index?;
+        if let (Some(rank), true) = (info.language_space, dim > 0) {
+            let body = whole(LANGUAGE_SPACE, rank * dim * 4)?;
+            let path = dir.join(LANGUAGE_SPACE);
+            bank.space = Some(
+                LanguageSpace::from_bytes(&body, dim, rank)
+                    .map_err(|message| invalid(&path, 0, message))?,
+            );
+        }
         if info.files.contains_key(INDEX) && dim > 0 {
             let mut body = Vec::new();
             read(INDEX, &mut |r| {
@@ -1118,6 +1188,7 @@ impl Bank {
             }
             // the text's embedding in 8 bits too: integer dot products, which vectorise (the
             // cosine moves by about 0.002: tested)
+            let e = &*self.in_space(e);
             let q = quantize(e);
             // every candidate's cosine (every item's, or the index's nearest lists'); the best
             // MARGIN_NEIGHBOURS + 1 kept for the margin
@@ -1548,7 +1619,7 @@ mod tests {
     }
 
     #[test]
-    fn a_format_1_bank_is_read_and_saved_as_format_2() {
+    fn a_format_1_bank_is_read_and_saved_in_the_current_format() {
         // format 1: no index.bin (its tables built at load), SHA-256 file hashes and no
         // `file_hash` in bank.json
         let dir = tempfile::tempdir().unwrap();
@@ -1605,7 +1676,7 @@ mod tests {
             "{e}"
         );
         std::fs::write(&items, &body).unwrap();
-        // saved again: format 2, with its tables
+        // saved again: the current format, with its tables
         old.save(dir.path()).unwrap();
         let again = Bank::load(dir.path()).unwrap();
         assert_eq!((again.info().format, again.info().version), (FORMAT, 2));
@@ -1714,6 +1785,92 @@ mod tests {
         std::fs::write(&f, body).unwrap();
         let e = Bank::load(dir.path()).unwrap_err().to_string();
         assert!(e.contains("embeddings.bin"), "{e}");
+    }
+
+    #[test]
+    fn a_language_space_is_kept_applied_and_given_to_an_older_bank() {
+        // two languages that differ along the last axis only
+        let space = LanguageSpace::from_languages(&[
+            vec![vec![1.0, 0.0, 0.0, 0.5]],
+            vec![vec![1.0, 0.0, 0.0, -0.5]],
+        ])
+        .unwrap();
+        assert_eq!(space.rank(), 1);
+        let items = || {
+            [
+                Item::from_text("x", "a statement", Default::default())
+                    .with_embedding(vec![0.6, 0.0, 0.0, 0.8]),
+                Item::from_text("y", "another one", Default::default())
+                    .with_embedding(vec![0.0, 0.8, 0.0, 0.6]),
+            ]
+        };
+        // the statement in the other language: its language's sign flipped
+        let mut q = Query::new("la déclaration");
+        q.add_embedding(&[0.6, 0.0, 0.0, -0.8], 0, 14);
+        let t = Thresholds::default();
+        let mut raw = Bank::new("raw", Some(model()));
+        raw.add(items()).unwrap();
+        assert!(raw.find(&q, &t).is_empty(), "cosine -0.28 as they are");
+        let mut b = Bank::new("sem", Some(model()));
+        assert!(b.set_language_space(space.clone()).unwrap());
+        b.add(items()).unwrap();
+        let found = |b: &Bank| -> Vec<(String, f32)> {
+            b.find(&q, &t)
+                .into_iter()
+                .map(|m| (m.item, (m.similarity * 100.0).round() / 100.0))
+                .collect()
+        };
+        assert_eq!(found(&b), [("x".to_owned(), 1.0)]);
+        // kept: saved, loaded, named in bank.json
+        let dir = tempfile::tempdir().unwrap();
+        b.save(dir.path()).unwrap();
+        let mut loaded = Bank::load(dir.path()).unwrap();
+        assert_eq!(loaded.info().language_space, Some(1));
+        assert_eq!(loaded.info().format, FORMAT);
+        assert_eq!(loaded.language_space(), Some(&space));
+        assert_eq!(found(&loaded), found(&b));
+        // a bank keeps the space its embeddings were made in
+        let other = LanguageSpace::from_languages(&[
+            vec![vec![0.0, 1.0, 0.0, 0.0]],
+            vec![vec![0.0, 0.0, 1.0, 0.0]],
+        ])
+        .unwrap();
+        assert!(!loaded.set_language_space(other).unwrap());
+        assert_eq!(loaded.language_space(), Some(&space));
+        // a bank made without one (format 1 or 2) is projected when given it, and saved so
+        let old_dir = tempfile::tempdir().unwrap();
+        raw.save(old_dir.path()).unwrap();
+        let mut old = Bank::load(old_dir.path()).unwrap();
+        assert_eq!(old.info().language_space, None);
+        assert!(!old_dir.path().join(LANGUAGE_SPACE).exists());
+        assert!(old.set_language_space(space.clone()).unwrap());
+        assert_eq!(found(&old), found(&b));
+        old.save(old_dir.path()).unwrap();
+        let old = Bank::load(old_dir.path()).unwrap();
+        assert_eq!(old.info().language_space, Some(1));
+        assert_eq!(found(&old), found(&b));
+        // a space of another size is refused
+        let small = LanguageSpace::from_languages(&[vec![vec![1.0, 0.0]], vec![vec![0.0, 1.0]]]);
+        let mut fresh = Bank::new("f", Some(model()));
+        assert!(matches!(
+            fresh.set_language_space(small.unwrap()),
+            Err(BankError::Dimension {
+                expected: 4,
+                found: 2,
+                ..
+            })
+        ));
+        // a damaged or missing space file is named
+        let f = dir.path().join(LANGUAGE_SPACE);
+        let body = std::fs::read(&f).unwrap();
+        let mut flipped = body.clone();
+        flipped[2] ^= 1;
+        std::fs::write(&f, &flipped).unwrap();
+        let e = Bank::load(dir.path()).unwrap_err().to_string();
+        assert!(e.contains("language_space.bin"), "{e}");
+        std::fs::remove_file(&f).unwrap();
+        let e = Bank::load(dir.path()).unwrap_err().to_string();
+        assert!(e.contains("language_space.bin"), "{e}");
     }
 
     #[test]

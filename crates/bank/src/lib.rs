@@ -8,12 +8,15 @@
 //! - [`Bank`]: items with their exact digest, signature and embedding; built, saved, loaded and
 //!   queried ([`Bank::find`] with a [`Query`]): exact digests, near duplicates (LSH), items
 //!   contained in a longer text with their character span, and semantic neighbours.
+//! - [`space`]: language-neutral embeddings: the directions of language removed before a
+//!   semantic comparison, so that a translation is nearer than another text of its language.
 //! - [`families`]: re-upload families of a dump (union-find over near-duplicate edges).
 
 pub mod ann;
 pub mod families;
 pub mod minhash;
 pub mod normalize;
+pub mod space;
 
 mod bank;
 mod index;
@@ -24,3 +27,4 @@ pub use bank::{
     Method, Query, Thresholds, FORMAT,
 };
 pub use normalize::{normalize, Normalized};
+pub use space::LanguageSpace;

@@ -34,7 +34,10 @@ mod summary;
 pub use checkpoint::{config_sha256, CheckpointFile};
 pub use config::{BanksConfig, InputConfig, WorkspaceConfig};
 pub use error::{Error, Result};
-pub use pipeline::{run, shard_of, BatchResult, Checkpoint, Labeller, ProgressInfo, RunOptions};
+pub use pipeline::{
+    language_space, run, shard_of, upgrade_banks, BatchResult, Checkpoint, Labeller, ProgressInfo,
+    RunOptions,
+};
 pub use reader::{Columns, InputFormat};
 pub use record::{
     csv_header, parse_json_line, record_from_fields, type_name, ErrorDetail, OutputRecord, Record,

@@ -53,7 +53,7 @@ impl Labeller {
     /// whose embeddings another model made, and two banks of one name.
     pub fn with_banks(
         mut self,
-        banks: Vec<(std::path::PathBuf, Bank)>,
+        mut banks: Vec<(std::path::PathBuf, Bank)>,
         thresholds: Thresholds,
     ) -> Result<Self> {
         let mut names = std::collections::HashSet::new();
@@ -69,6 +69,13 @@ impl Labeller {
                     message: format!("a second bank named {:?}", b.name()),
                 });
             }
+        }
+        for name in upgrade_banks(&mut banks, &self.classifier)? {
+            tracing::warn!(
+                bank = %name,
+                "the bank was built before language spaces (format 1 or 2): its embeddings were \
+                 projected at load; `triage bank add` or a rebuild saves it so"
+            );
         }
         self.banks = Arc::new(banks.into_iter().map(|(_, b)| b).collect());
         self.thresholds = thresholds;
@@ -282,6 +289,46 @@ impl Scored {
             semantic: Vec::new(),
         })
     }
+}
+
+/// Gives every bank that holds embeddings without a language space (one of format 1 or 2)
+/// the classifier's ([`language_space`]), so that its semantic look-up compares as a bank
+/// built now does, at the same thresholds. Returns the names of the banks changed.
+pub fn upgrade_banks(
+    banks: &mut [(std::path::PathBuf, Bank)],
+    classifier: &Classifier,
+) -> Result<Vec<String>> {
+    let mut changed = Vec::new();
+    let mut space = None;
+    for (_, b) in banks.iter_mut() {
+        if !b.has_embeddings() || b.language_space().is_some() {
+            continue;
+        }
+        if space.is_none() {
+            space = Some(language_space(classifier)?);
+        }
+        b.set_language_space(space.clone().expect("made above"))?;
+        changed.push(b.name().to_owned());
+    }
+    Ok(changed)
+}
+
+/// The directions of language of `classifier`'s embeddings ([`triage_bank::LanguageSpace`]),
+/// estimated from the built-in background: the same ordinary sentences written for this
+/// project in each of the 15 languages (`crates/classify/data/background.txt`).
+pub fn language_space(classifier: &Classifier) -> Result<triage_bank::LanguageSpace> {
+    let lines = triage_classify::builtin_background_by_language();
+    let texts: Vec<&str> = lines.iter().map(|(_, t)| t.as_str()).collect();
+    let embeddings = classifier.embed(&texts)?;
+    let mut groups: std::collections::BTreeMap<&str, Vec<Vec<f32>>> = Default::default();
+    for ((lang, _), e) in lines.iter().zip(embeddings) {
+        groups.entry(lang).or_default().push(e);
+    }
+    let groups: Vec<Vec<Vec<f32>>> = groups.into_values().collect();
+    triage_bank::LanguageSpace::from_languages(&groups).ok_or_else(|| Error::Config {
+        path: std::path::PathBuf::from("crates/classify/data/background.txt"),
+        message: "the built-in background gives no language space".into(),
+    })
 }
 
 /// Semantic matches of a text from its windows' embeddings: the text's embedding (the

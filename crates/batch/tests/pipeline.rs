@@ -355,12 +355,27 @@ fn bank_matches_are_added_without_changing_a_label() {
     let bank_dir = dir.path().join("banks/seized");
     bank.save(&bank_dir).unwrap();
     let loaded = triage_bank::Bank::load(&bank_dir).unwrap();
+    // made without a language space (as banks of format 1 and 2 were): the labeller gives it
+    // the model's, estimated from the built-in background, and projects its embeddings
+    assert!(loaded.language_space().is_none());
     let with = prototypes_labeller()
         .with_banks(
             vec![(bank_dir.clone(), loaded)],
             triage_bank::Thresholds::default(),
         )
         .unwrap();
+    let space = triage_batch::language_space(c).unwrap();
+    assert!((1..=14).contains(&space.rank()), "{}", space.rank());
+    assert_eq!(with.banks()[0].language_space(), Some(&space));
+    assert_eq!(
+        with.banks()[0].embedding(1),
+        triage_bank::Bank::load(&bank_dir)
+            .map(|mut b| {
+                b.set_language_space(space.clone()).unwrap();
+                b.embedding(1)
+            })
+            .unwrap()
+    );
     let a = run_with(
         &plain,
         &input,

@@ -146,6 +146,28 @@ pub fn builtin_background() -> Vec<String> {
         .collect()
 }
 
+/// The lines of [`BUILTIN_BACKGROUND`] with their language (the `# xx` line above them): the
+/// same ordinary sentences written in each of the 15 languages, from which triage-bank's
+/// language space is estimated.
+pub fn builtin_background_by_language() -> Vec<(String, String)> {
+    let mut lang = None;
+    let mut out = Vec::new();
+    for line in BUILTIN_BACKGROUND.lines().map(str::trim) {
+        if let Some(rest) = line.strip_prefix("# ") {
+            let code =
+                rest.len() <= 3 && !rest.is_empty() && rest.bytes().all(|b| b.is_ascii_lowercase());
+            if code {
+                lang = Some(rest.to_owned());
+            }
+            continue;
+        }
+        if let (Some(l), false) = (&lang, line.is_empty() || line.starts_with('#')) {
+            out.push((l.clone(), line.to_owned()));
+        }
+    }
+    out
+}
+
 impl<'de> Deserialize<'de> for LabelsConfig {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         struct V;
@@ -289,6 +311,32 @@ pub fn softmax(row: &mut [f32]) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_builtin_background_gives_every_line_its_language() {
+        let by_language = builtin_background_by_language();
+        // every text line, in order, under the `# xx` line above it
+        let texts: Vec<String> = by_language.iter().map(|(_, t)| t.clone()).collect();
+        assert_eq!(texts, builtin_background());
+        let mut counts: std::collections::BTreeMap<&str, usize> = Default::default();
+        for (l, _) in &by_language {
+            *counts.entry(l.as_str()).or_default() += 1;
+        }
+        let langs: Vec<&str> = counts.keys().copied().collect();
+        assert_eq!(
+            langs,
+            [
+                "ar", "bg", "bn", "de", "en", "es", "fa", "fr", "id", "nl", "ps", "ro", "ru", "tr",
+                "ur"
+            ]
+        );
+        // the same sentences in each language (English has one more)
+        assert!(counts.values().all(|n| (9..=10).contains(n)), "{counts:?}");
+        assert_eq!(by_language[0], ("en".to_owned(), texts[0].clone()));
+        assert!(by_language
+            .iter()
+            .any(|(l, t)| l == "fr" && t.starts_with("Merci pour le dîner")));
+    }
 
     #[test]
     fn softmax_sums_to_one_and_keeps_order() {

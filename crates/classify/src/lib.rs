@@ -82,7 +82,10 @@ pub use classifier::{
 };
 pub use error::{Error, Result};
 pub use head::LinearHead;
-pub use labels::{builtin_background, Activation, HeadMeta, LabelSpec, LabelsConfig, Mode};
+pub use labels::{
+    builtin_background, builtin_background_by_language, Activation, HeadMeta, LabelSpec,
+    LabelsConfig, Mode,
+};
 pub use options::{
     cpu_features, cpu_sums_int8_in_32_bits, Backend, DeviceSpec, Int8Kernels, ModelOptions,
     OrtOperators, Precision, Refine, AUTO_SAFETY,
