@@ -535,13 +535,18 @@ impl Bank {
                 found: space.dim(),
             });
         }
-        for i in 0..self.len() {
-            if let Some(e) = self.embedding(i) {
-                let (scale, bytes) = quantize(&space.project(&e));
-                self.scales[i] = scale;
-                self.vectors[i * dim..(i + 1) * dim].copy_from_slice(&bytes);
-            }
-        }
+        // (on every core: a million embeddings)
+        use rayon::prelude::*;
+        self.scales
+            .par_iter_mut()
+            .zip(self.vectors.par_chunks_mut(dim))
+            .filter(|(scale, _)| **scale != 0.0)
+            .for_each(|(scale, bytes)| {
+                let e: Vec<f32> = bytes.iter().map(|b| *b as f32 * *scale).collect();
+                let (s, q) = quantize(&space.project(&e));
+                *scale = s;
+                bytes.copy_from_slice(&q);
+            });
         self.info.language_space = Some(space.rank());
         self.space = Some(space);
         if self.ivf.take().is_some() {
