@@ -99,6 +99,16 @@ pub enum BankError {
         /// The item's.
         found: usize,
     },
+    /// A language space of the wrong size was given to a bank.
+    #[error("bank {name}: a language space of {found} values, the bank's model makes {expected}")]
+    SpaceDimension {
+        /// The bank.
+        name: String,
+        /// The bank's dimension.
+        expected: usize,
+        /// The space's.
+        found: usize,
+    },
 }
 
 /// One confirmed item.
@@ -529,8 +539,8 @@ impl Bank {
             return Ok(false);
         }
         if space.dim() != dim {
-            return Err(BankError::Dimension {
-                id: format!("(the language space of bank {:?})", self.info.name),
+            return Err(BankError::SpaceDimension {
+                name: self.info.name.clone(),
                 expected: dim,
                 found: space.dim(),
             });
@@ -1857,14 +1867,19 @@ mod tests {
         // a space of another size is refused
         let small = LanguageSpace::from_languages(&[vec![vec![1.0, 0.0]], vec![vec![0.0, 1.0]]]);
         let mut fresh = Bank::new("f", Some(model()));
+        let e = fresh.set_language_space(small.unwrap()).unwrap_err();
         assert!(matches!(
-            fresh.set_language_space(small.unwrap()),
-            Err(BankError::Dimension {
+            e,
+            BankError::SpaceDimension {
                 expected: 4,
                 found: 2,
                 ..
-            })
+            }
         ));
+        assert_eq!(
+            e.to_string(),
+            "bank f: a language space of 2 values, the bank's model makes 4"
+        );
         // a damaged or missing space file is named
         let f = dir.path().join(LANGUAGE_SPACE);
         let body = std::fs::read(&f).unwrap();
