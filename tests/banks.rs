@@ -370,6 +370,114 @@ fn banks_are_built_matched_in_a_run_and_families_found() {
     );
 }
 
+/// A bank made before language spaces (no `language_space` in its bank.json, as formats 1 and
+/// 2 wrote it) is projected when `triage label` loads it, with a warning that names it and
+/// says how to save it so, and matches as the bank built now does; `triage bank add` with no
+/// new items saves it as format 3.
+#[test]
+fn a_bank_from_before_language_spaces_is_projected_at_load_and_saved_so_by_bank_add() {
+    use sha2::{Digest, Sha256};
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let cfg = config(d, "tiny-bert-cls");
+    let bank = d.join("banks/seized");
+    // (exit status 1: the items file's bad lines)
+    let out = run(&["bank", "build", s(&items(d)), "-o", s(&bank), "-c", s(&cfg)]);
+    assert_eq!(out.status.code(), Some(1));
+    let old = d.join("old/seized");
+    std::fs::create_dir_all(&old).unwrap();
+    for f in [
+        "items.jsonl",
+        "signatures.bin",
+        "index.bin",
+        "embeddings.bin",
+    ] {
+        std::fs::copy(bank.join(f), old.join(f)).unwrap();
+    }
+    let mut info: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(bank.join("bank.json")).unwrap()).unwrap();
+    let rank = info["language_space"].as_u64().unwrap();
+    let info = info.as_object_mut().unwrap();
+    info.insert("format".into(), 2.into());
+    info.remove("language_space");
+    let files = info["files"].as_object_mut().unwrap();
+    files.remove("language_space.bin");
+    let mut h = Sha256::new();
+    for (name, hash) in files.iter() {
+        h.update(format!("{name} {}\n", hash.as_str().unwrap()));
+    }
+    let content: String = h.finalize().iter().map(|b| format!("{b:02x}")).collect();
+    info.insert("content_sha256".into(), content.into());
+    std::fs::write(
+        old.join("bank.json"),
+        serde_json::to_vec_pretty(&info).unwrap(),
+    )
+    .unwrap();
+    let input = dump(d);
+    let label = |b: &Path, out: &Path| {
+        run(&[
+            "label",
+            s(&input),
+            "-o",
+            s(out),
+            "-c",
+            s(&cfg),
+            "--progress",
+            "never",
+            "--bank",
+            s(b),
+        ])
+    };
+    // exact and near matches: a random tiny model's cosines sit on the semantic thresholds,
+    // where projecting 8-bit vectors again moves them (a projected bank's semantic matches are
+    // compared in triage-bank's tests and crates/batch/tests/pipeline.rs)
+    let matches = |out: &Path| -> Vec<Vec<(String, String)>> {
+        lines(out)
+            .iter()
+            .map(|r| {
+                r["matches"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .filter(|m| m["method"] != "semantic")
+                    .map(|m| {
+                        let f = |k: &str| m[k].as_str().unwrap().to_owned();
+                        (f("item"), f("method"))
+                    })
+                    .collect()
+            })
+            .collect()
+    };
+    let new_out = d.join("new.jsonl");
+    assert!(label(&bank, &new_out).status.success());
+    let old_out = d.join("old.jsonl");
+    let out = label(&old, &old_out);
+    assert!(out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("built before language spaces")
+            && err.contains(&format!("triage bank add {} /dev/null", old.display())),
+        "{err}"
+    );
+    assert_eq!(matches(&old_out), matches(&new_out));
+    assert!(matches(&new_out).iter().any(|m| !m.is_empty()));
+    // saved as format 3 by `bank add` with no new items
+    let out = run(&["bank", "add", s(&old), "/dev/null", "-c", s(&cfg)]);
+    assert!(out.status.success());
+    let info: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(old.join("bank.json")).unwrap()).unwrap();
+    assert_eq!(info["format"].as_u64(), Some(3));
+    assert_eq!(info["language_space"].as_u64(), Some(rank));
+    assert_eq!(
+        std::fs::read(old.join("language_space.bin")).unwrap(),
+        std::fs::read(bank.join("language_space.bin")).unwrap()
+    );
+    let out = label(&old, &old_out);
+    assert!(out.status.success());
+    assert!(!String::from_utf8_lossy(&out.stderr).contains("built before language spaces"));
+    assert_eq!(matches(&old_out), matches(&new_out));
+}
+
 #[test]
 fn a_missing_damaged_newer_or_foreign_bank_stops_the_run_before_labelling() {
     let dir = tempfile::tempdir().unwrap();

@@ -70,11 +70,12 @@ impl Labeller {
                 });
             }
         }
-        for name in upgrade_banks(&mut banks, &self.classifier)? {
+        for dir in upgrade_banks(&mut banks, &self.classifier)? {
             tracing::warn!(
-                bank = %name,
-                "the bank was built before language spaces (format 1 or 2): its embeddings were \
-                 projected at load; `triage bank add` or a rebuild saves it so"
+                bank = %dir.display(),
+                "the bank was built before language spaces (format 1 or 2): its embeddings are \
+                 projected at every load until it is saved so (`triage bank add {} /dev/null`)",
+                dir.display()
             );
         }
         self.banks = Arc::new(banks.into_iter().map(|(_, b)| b).collect());
@@ -293,14 +294,14 @@ impl Scored {
 
 /// Gives every bank that holds embeddings without a language space (one of format 1 or 2)
 /// the classifier's ([`language_space`]), so that its semantic look-up compares as a bank
-/// built now does, at the same thresholds. Returns the names of the banks changed.
+/// built now does, at the same thresholds. Returns the folders of the banks changed.
 pub fn upgrade_banks(
     banks: &mut [(std::path::PathBuf, Bank)],
     classifier: &Classifier,
-) -> Result<Vec<String>> {
+) -> Result<Vec<std::path::PathBuf>> {
     let mut changed = Vec::new();
     let mut space = None;
-    for (_, b) in banks.iter_mut() {
+    for (dir, b) in banks.iter_mut() {
         if !b.has_embeddings() || b.language_space().is_some() {
             continue;
         }
@@ -308,7 +309,7 @@ pub fn upgrade_banks(
             space = Some(language_space(classifier)?);
         }
         b.set_language_space(space.clone().expect("made above"))?;
-        changed.push(b.name().to_owned());
+        changed.push(dir.clone());
     }
     Ok(changed)
 }
