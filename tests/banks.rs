@@ -158,6 +158,14 @@ fn banks_are_built_matched_in_a_run_and_families_found() {
         list.contains("seized") && list.contains("partner"),
         "{list}"
     );
+    let seized = list.lines().find(|l| l.starts_with("seized")).unwrap();
+    let cells: Vec<&str> = seized.split_whitespace().collect();
+    assert_eq!(
+        &cells[1..4],
+        ["3", "1", "3"],
+        "items, version, format: {list}"
+    );
+    assert!(!seized.contains("no language space"), "{list}");
 
     // label with both banks and families
     let input = dump(d);
@@ -451,6 +459,9 @@ fn a_bank_from_before_language_spaces_is_projected_at_load_and_saved_so_by_bank_
     let new_out = d.join("new.jsonl");
     assert!(label(&bank, &new_out).status.success());
     let old_out = d.join("old.jsonl");
+    let list = run(&["bank", "list", s(&d.join("old"))]);
+    let list = String::from_utf8_lossy(&list.stdout);
+    assert!(list.contains("(no language space)"), "{list}");
     let out = label(&old, &old_out);
     assert!(out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);

@@ -172,22 +172,28 @@ fn list(dir: &Path) -> Result<ExitCode, Failure> {
     dirs.sort();
     let mut ok = true;
     println!(
-        "{:<24} {:>10} {:>8} {:>12} {:<28} path",
-        "name", "items", "version", "digest-only", "embeddings"
+        "{:<24} {:>10} {:>8} {:>6} {:>12} {:<28} path",
+        "name", "items", "version", "format", "digest-only", "embeddings"
     );
     for d in dirs {
         match Bank::load(&d) {
             Ok(b) => {
                 let i = b.info();
+                // embeddings without a language space: a bank of format 1 or 2, projected at
+                // every load until it is saved again
+                let embeddings = match (&i.embeddings, i.language_space) {
+                    (None, _) => "-".into(),
+                    (Some(e), Some(_)) => e.model.clone(),
+                    (Some(e), None) => format!("{} (no language space)", e.model),
+                };
                 println!(
-                    "{:<24} {:>10} {:>8} {:>12} {:<28} {}",
+                    "{:<24} {:>10} {:>8} {:>6} {:>12} {:<28} {}",
                     i.name,
                     i.items,
                     i.version,
+                    i.format,
                     i.digest_only,
-                    i.embeddings
-                        .as_ref()
-                        .map_or("-".into(), |e| e.model.clone()),
+                    embeddings,
                     d.display()
                 );
             }
