@@ -1,0 +1,144 @@
+#!/usr/bin/env python3
+"""Probes of translated re-upload matching outside the Rust evaluation, on the 8-bit embeddings
+that `triage bank build` keeps (BENCHMARKS.md, "Translations are the weak point").
+
+It builds (once, in <work dir>) a bank of the aligned UDHR paragraphs and a bank of the built-in
+background (crates/classify/data/background.txt), with the `triage` binary and any extra
+`bank build` options given after `--` (e.g. `--backend candle --dtype f32`), reads their
+embeddings (in the bank's language space), and redoes the translated protocol of
+`cargo run --example matching` in numpy: for every ordered pair of languages, a bank of the
+split's paragraphs in A, queried by the split's paragraphs in B (positives) and the other split's
+(negatives); dev = even articles, test = odd ones. It prints:
+
+- the shipped rule: cosine and margin over the next 4 items, chosen on dev on the example's grid
+  (highest pooled dev recall with at most 1% pooled false matches), reported on test; it should
+  print the example's figure for the default engine;
+- a lead not built: margin plus the cosine less the item's reference level (the mean of its 5
+  highest cosines with the background bank), with one threshold at the dev negatives' 99th
+  percentile, and on a grid of 0.01 steps.
+
+Needs numpy (`pip install numpy==2.4.6`).
+
+Usage: probe_translated.py <aligned.jsonl> <work dir> [--triage BIN] [-- bank build options]
+"""
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+FLOORS = [0.80, 0.84, 0.86, 0.88, 0.89, 0.90, 0.91, 0.92, 0.93, 0.94]
+MARGINS = [m / 100 for m in range(11)]
+
+
+def build(triage, items, out, extra):
+    if not os.path.exists(os.path.join(out, "bank.json")):
+        subprocess.run([triage, "bank", "build", items, "-o", out, *extra], check=True)
+
+
+def embeddings(bank):
+    ids = [json.loads(line)["id"] for line in open(os.path.join(bank, "items.jsonl"))]
+    raw = np.fromfile(os.path.join(bank, "embeddings.bin"), dtype=np.uint8)
+    info = json.load(open(os.path.join(bank, "bank.json")))
+    dim = info["embeddings"]["dim"]
+    raw = raw.reshape(len(ids), 4 + dim)
+    scale = raw[:, :4].copy().view(np.float32)[:, 0]
+    v = raw[:, 4:].view(np.int8).astype(np.float32) * scale[:, None]
+    return ids, v / np.linalg.norm(v, axis=1, keepdims=True)
+
+
+def rows(V, U, langs, split, other, ref):
+    """Per query: (correct top item, positive, best cosine, margin, best cosine less level)."""
+    out = []
+    for a in langs:
+        bank = V[[U[(a, k)] for k in split]]
+        level = np.sort(bank @ ref.T, 1)[:, -5:].mean(1)
+        for b in langs:
+            if a == b:
+                continue
+            for keys, positive in ((split, True), (other, False)):
+                s = V[[U[(b, k)] for k in keys]] @ bank.T
+                order = np.argsort(-s, 1)
+                n = np.arange(len(s))
+                top = order[:, 0]
+                best = s[n, top]
+                margin = best - s[n[:, None], order[:, 1:5]].mean(1)
+                for j in range(len(s)):
+                    out.append((positive and top[j] == j, positive, best[j], margin[j],
+                                best[j] - level[top[j]]))
+    return np.array(out, dtype=float)
+
+
+def rates(r, ok):
+    p, n = r[r[:, 1] == 1], r[r[:, 1] == 0]
+    return (p[:, 0].astype(bool) & ok(p)).mean(), ok(n).mean()
+
+
+def chosen(dev, test, rules):
+    best = None
+    for rule in rules:
+        d = rates(dev, rule[1])
+        if d[1] <= 0.01 and (best is None or d[0] > best[0][0]):
+            best = (d, rule)
+    t = rates(test, best[1][1])
+    return best[1][0], best[0], t
+
+
+def main():
+    args = sys.argv[1:]
+    extra = args[args.index("--") + 1:] if "--" in args else []
+    args = args[: args.index("--")] if "--" in args else args
+    triage = os.path.join(ROOT, "target/release/triage")
+    if "--triage" in args:
+        triage = args[args.index("--triage") + 1]
+        args = [a for a in args if a not in ("--triage", triage)]
+    if len(args) != 2:
+        sys.exit(__doc__)
+    aligned, work = args
+    os.makedirs(work, exist_ok=True)
+    items = os.path.join(work, "aligned-items.jsonl")
+    with open(items, "w") as f:
+        for line in open(aligned):
+            p = json.loads(line)
+            f.write(json.dumps({"id": f"{p['lang']}:{p['key']}", "text": p["text"]}) + "\n")
+    background = os.path.join(work, "background-items.jsonl")
+    with open(background, "w") as f:
+        lang, n = None, 0
+        for line in open(os.path.join(ROOT, "crates/classify/data/background.txt")):
+            line = line.strip()
+            if line.startswith("# ") and line[2:].isalpha() and len(line[2:]) <= 3:
+                lang = line[2:]
+            elif line and not line.startswith("#") and lang:
+                f.write(json.dumps({"id": f"{lang}:{n}", "text": line}) + "\n")
+                n += 1
+    build(triage, items, os.path.join(work, "bank"), extra)
+    build(triage, background, os.path.join(work, "background"), extra)
+    ids, V = embeddings(os.path.join(work, "bank"))
+    _, ref = embeddings(os.path.join(work, "background"))
+    U = {tuple(i.split(":", 1)): k for k, i in enumerate(ids)}
+    langs = sorted({lang for lang, _ in U})
+    keys = sorted({k for _, k in U}, key=lambda k: tuple(map(int, k.split("."))))
+    dev = [k for k in keys if int(k.split(".")[0]) % 2 == 0]
+    test = [k for k in keys if int(k.split(".")[0]) % 2 == 1]
+    d, t = rows(V, U, langs, dev, test, ref), rows(V, U, langs, test, dev, ref)
+    rules = [((c, m), lambda r, c=c, m=m: (r[:, 2] >= c) & (r[:, 3] >= m))
+             for c in FLOORS for m in MARGINS]
+    rule, dr, tr = chosen(d, t, rules)
+    print(f"cosine and margin, chosen on dev {rule}: dev {dr[0]:.1%} at {dr[1]:.2%}, "
+          f"test {tr[0]:.1%} at {tr[1]:.2%}")
+    score = lambda r: r[:, 3] + r[:, 4]
+    threshold = np.quantile(score(d[d[:, 1] == 0]), 0.99)
+    dr, tr = rates(d, lambda r: score(r) > threshold), rates(t, lambda r: score(r) > threshold)
+    print(f"margin + cosine less reference level, dev negatives' 99th percentile "
+          f"({threshold:.3f}): dev {dr[0]:.1%} at {dr[1]:.2%}, test {tr[0]:.1%} at {tr[1]:.2%}")
+    rules = [((c, s), lambda r, c=c, s=s: (r[:, 2] >= c) & (score(r) >= s))
+             for c in FLOORS for s in [x / 100 for x in range(40)]]
+    rule, dr, tr = chosen(d, t, rules)
+    print(f"... on a grid of 0.01 steps, chosen on dev {rule}: dev {dr[0]:.1%} at {dr[1]:.2%}, "
+          f"test {tr[0]:.1%} at {tr[1]:.2%}")
+
+
+if __name__ == "__main__":
+    main()
