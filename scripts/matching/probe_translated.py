@@ -17,7 +17,8 @@ split's paragraphs in A, queried by the split's paragraphs in B (positives) and 
   highest cosines with the background bank), with one threshold at the dev negatives' 99th
   percentile, and on a grid of 0.01 steps.
 
-Needs numpy (`pip install numpy==2.4.6`).
+Needs numpy: the venv that scripts/matching/scale.sh makes has it
+(`.cache/matching/venv/bin/python`).
 
 Usage: probe_translated.py <aligned.jsonl> <work dir> [--triage BIN] [-- bank build options]
 """
