@@ -79,14 +79,21 @@ fn dump(dir: &Path) -> PathBuf {
     p
 }
 
+/// `triage bank build` of [`items`] into `banks/seized` on the tiny BERT workspace: the
+/// configuration, the bank's folder and the command's output.
+fn seized_bank(d: &Path) -> (PathBuf, PathBuf, Output) {
+    let cfg = config(d, "tiny-bert-cls");
+    let bank = d.join("banks/seized");
+    let out = run(&["bank", "build", s(&items(d)), "-o", s(&bank), "-c", s(&cfg)]);
+    (cfg, bank, out)
+}
+
 #[test]
 fn banks_are_built_matched_in_a_run_and_families_found() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
-    let cfg = config(d, "tiny-bert-cls");
-    let bank = d.join("banks/seized");
     // build: three items, the bad and the repeated ones reported with their lines
-    let out = run(&["bank", "build", s(&items(d)), "-o", s(&bank), "-c", s(&cfg)]);
+    let (cfg, bank, out) = seized_bank(d);
     assert_eq!(
         out.status.code(),
         Some(1),
@@ -387,10 +394,8 @@ fn a_bank_from_before_language_spaces_is_projected_at_load_and_saved_so_by_bank_
     use sha2::{Digest, Sha256};
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
-    let cfg = config(d, "tiny-bert-cls");
-    let bank = d.join("banks/seized");
     // (exit status 1: the items file's bad lines)
-    let out = run(&["bank", "build", s(&items(d)), "-o", s(&bank), "-c", s(&cfg)]);
+    let (cfg, bank, out) = seized_bank(d);
     assert_eq!(out.status.code(), Some(1));
     let old = d.join("old/seized");
     std::fs::create_dir_all(&old).unwrap();
