@@ -811,7 +811,6 @@ impl Bank {
                 self.info.files.insert(LANGUAGE_SPACE.into(), h);
             }
         }
-        self.info.language_space = self.space.as_ref().map(LanguageSpace::rank);
         if let Some((ivf, _)) = &self.ivf {
             let body = ivf.to_bytes(n);
             let h = write(INDEX, &mut |w| w.write_all(&body))?;
