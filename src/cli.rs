@@ -263,7 +263,13 @@ impl ConfigArgs {
         }
         let labeller = Labeller::from_config(&config, &dir, &self.config).map_err(|e| {
             let config_error = e.is_config();
-            let e = anyhow::Error::new(e).context(format!("loading {}", self.config.display()));
+            // a bank's error names its file, which may come from `--bank`, not the configuration
+            let context = if matches!(e, triage_batch::Error::Bank(_)) {
+                "loading a bank".to_owned()
+            } else {
+                format!("loading {}", self.config.display())
+            };
+            let e = anyhow::Error::new(e).context(context);
             if config_error {
                 Failure::Usage(e)
             } else {

@@ -522,7 +522,9 @@ fn a_missing_damaged_newer_or_foreign_bank_stops_the_run_before_labelling() {
     };
     let (code, err) = label(&d.join("banks/none"), &cfg);
     assert_eq!(code, Some(2));
-    assert!(err.contains("banks/none/bank.json"), "{err}");
+    // said once, as a bank's error (the bank came from --bank, not from the configuration)
+    assert_eq!(err.matches("banks/none/bank.json").count(), 1, "{err}");
+    assert!(err.contains("error: loading a bank: "), "{err}");
     let bank = d.join("banks/b");
     assert!(
         run(&["bank", "build", s(&items(d)), "-o", s(&bank), "-c", s(&cfg)])
@@ -549,6 +551,15 @@ fn a_missing_damaged_newer_or_foreign_bank_stops_the_run_before_labelling() {
         "{err}"
     );
     std::fs::write(&items_file, &body).unwrap();
+    // truncated embeddings: a whole file's error, with no line
+    let embeddings = bank.join("embeddings.bin");
+    let body = std::fs::read(&embeddings).unwrap();
+    std::fs::write(&embeddings, &body[..10]).unwrap();
+    let (code, err) = label(&bank, &cfg);
+    assert_eq!(code, Some(2));
+    assert!(err.contains("embeddings.bin: "), "{err}");
+    assert!(!err.contains("embeddings.bin:0"), "{err}");
+    std::fs::write(&embeddings, &body).unwrap();
     // a newer format
     let info = bank.join("bank.json");
     let text = std::fs::read_to_string(&info).unwrap();

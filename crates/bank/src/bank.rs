@@ -38,6 +38,15 @@ const INDEX: &str = "semantic.ivf";
 const TABLES: &str = "index.bin";
 const LANGUAGE_SPACE: &str = "language_space.bin";
 
+/// `:line` after a file's path, or nothing where the error is about the whole file (line 0).
+fn at_line(line: u64) -> String {
+    if line == 0 {
+        String::new()
+    } else {
+        format!(":{line}")
+    }
+}
+
 /// What can go wrong with a bank.
 #[derive(Debug, thiserror::Error)]
 pub enum BankError {
@@ -50,7 +59,7 @@ pub enum BankError {
         error: std::io::Error,
     },
     /// A file is not what a bank holds.
-    #[error("{path}:{line}: {message}")]
+    #[error("{path}{}: {message}", at_line(*line))]
     Invalid {
         /// The file.
         path: PathBuf,

@@ -66,7 +66,7 @@ pub enum Error {
         message: String,
     },
     /// A bank cannot be used (missing, damaged, newer, another model's).
-    #[error("bank: {0}")]
+    #[error(transparent)]
     Bank(#[from] triage_bank::BankError),
     /// Sharded outputs cannot be merged.
     #[error("{0}")]
