@@ -359,6 +359,12 @@ fn banks_are_built_matched_in_a_run_and_families_found() {
         (info["items"].as_u64(), info["version"].as_u64()),
         (Some(4), Some(2))
     );
+    // the same items again: nothing added, so the bank keeps its version and its files
+    let held = std::fs::read(bank.join("bank.json")).unwrap();
+    let out = run(&["bank", "add", s(&bank), s(&more), "-c", s(&cfg)]);
+    assert_eq!(out.status.code(), Some(1), "the repeated ids are reported");
+    assert!(String::from_utf8_lossy(&out.stderr).contains("version 2 (unchanged, not saved)"));
+    assert_eq!(std::fs::read(bank.join("bank.json")).unwrap(), held);
     // a CSV output carries the matches in its last column
     let csv = d.join("out.csv");
     let out = run(&[

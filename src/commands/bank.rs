@@ -105,7 +105,7 @@ pub(crate) fn bank(c: BankCommand) -> Result<ExitCode, Failure> {
             if let Some(c) = &embedder {
                 bank.set_language_space(space(c)?).map_err(Failure::usage)?;
             }
-            fill(&mut bank, &output, &items, &source, embedder.as_ref())
+            fill(&mut bank, &output, &items, &source, embedder.as_ref(), true)
         }
         BankCommand::Add {
             bank: dir,
@@ -113,6 +113,7 @@ pub(crate) fn bank(c: BankCommand) -> Result<ExitCode, Failure> {
             source,
         } => {
             let mut bank = Bank::load(&dir).map_err(Failure::usage)?;
+            let mut upgraded = false;
             let embedder = match bank.info().embeddings.clone() {
                 Some(_) if !source.digests => {
                     let c = embedder(&source.config)?;
@@ -122,6 +123,7 @@ pub(crate) fn bank(c: BankCommand) -> Result<ExitCode, Failure> {
                         // a bank of format 1 or 2: its embeddings are projected and saved so
                         bank.set_language_space(space(&c)?)
                             .map_err(Failure::usage)?;
+                        upgraded = true;
                         eprintln!(
                             "triage: {}: embeddings projected into the model's language space (bank format {})",
                             dir.display(),
@@ -132,7 +134,14 @@ pub(crate) fn bank(c: BankCommand) -> Result<ExitCode, Failure> {
                 }
                 _ => None,
             };
-            fill(&mut bank, &dir, &items, &source, embedder.as_ref())
+            fill(
+                &mut bank,
+                &dir,
+                &items,
+                &source,
+                embedder.as_ref(),
+                upgraded,
+            )
         }
         BankCommand::List { dir } => list(&dir),
         BankCommand::Info { bank } => {
@@ -308,12 +317,16 @@ fn parse_item(bytes: &[u8], file: &str, line: u64, digests: bool) -> Option<Pars
 
 const CHUNK: usize = 8192;
 
+/// Adds the items of file `items` to `bank` and saves it in `dir`: always where `save` (a new
+/// or upgraded bank), otherwise only if an item was added, so that a bank keeps its version
+/// (and files) while its content is the same.
 fn fill(
     bank: &mut Bank,
     dir: &Path,
     items: &str,
     source: &Source,
     embedder: Option<&Classifier>,
+    save: bool,
 ) -> Result<ExitCode, Failure> {
     let started = Instant::now();
     let (mut reader, _) = triage_batch::input::open_lines(items).map_err(Failure::usage)?;
@@ -406,14 +419,18 @@ fn fill(
             eprintln!("triage: keeping the bank's name {:?}", bank.name());
         }
     }
-    bank.save(dir).map_err(|e| Failure::Run(e.into()))?;
+    let saved = save || added > 0;
+    if saved {
+        bank.save(dir).map_err(|e| Failure::Run(e.into()))?;
+    }
     let i = bank.info();
     eprintln!(
-        "\ntriage: bank {:?} at {}: {} items ({added} added, {bad} bad, {repeated} repeated ids) version {}, in {:.1} s",
+        "\ntriage: bank {:?} at {}: {} items ({added} added, {bad} bad, {repeated} repeated ids) version {}{}, in {:.1} s",
         i.name,
         dir.display(),
         i.items,
         i.version,
+        if saved { "" } else { " (unchanged, not saved)" },
         started.elapsed().as_secs_f64()
     );
     Ok(super::ok_or_1(bad == 0 && repeated == 0))
