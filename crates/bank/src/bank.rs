@@ -134,6 +134,13 @@ pub struct Item {
     /// [`MIN_CONTAINED_SHINGLES`] is matched as a whole text only, not inside longer ones.
     #[serde(default, skip_serializing_if = "is_zero")]
     pub shingles: u32,
+    /// The hashes of the normalised text's first and last shingle, folded to 32 bits
+    /// ([`minhash::fold`]), and its length in characters: where they occur around an item
+    /// found inside a longer text, its span is put on them, the item's own edges (the rows
+    /// found alone can fall a word or two inside). Absent in items of banks built before it
+    /// (their spans are the rows').
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub edges: Option<[u32; 3]>,
     /// Source, entity, ideology, date, notes: whatever the team keeps.
     /// Kept as its JSON text (an object): a million items' metadata as maps would take
     /// hundreds of bytes each.
@@ -153,6 +160,7 @@ impl PartialEq for Item {
             && self.digest == o.digest
             && self.digest_only == o.digest_only
             && self.shingles == o.shingles
+            && self.edges == o.edges
             && self.meta.as_ref().map(|m| m.get()) == o.meta.as_ref().map(|m| m.get())
             && self.signature == o.signature
             && self.embedding == o.embedding
@@ -174,6 +182,10 @@ impl Item {
             digest: hex(&Sha256::digest(n.text.as_bytes())),
             digest_only: false,
             shingles: distinct.len() as u32,
+            edges: shingles.first().zip(shingles.last()).map(|(a, b)| {
+                let chars = u32::try_from(b.2).unwrap_or(u32::MAX);
+                [minhash::fold(a.0), minhash::fold(b.0), chars]
+            }),
             meta: raw(meta),
             signature: minhash::signature(shingles.into_iter().map(|s| s.0)),
             embedding: None,
@@ -197,6 +209,7 @@ impl Item {
             digest: digest.to_ascii_lowercase(),
             digest_only: true,
             shingles: 0,
+            edges: None,
             meta: raw(meta),
             signature: None,
             embedding: None,
@@ -1132,15 +1145,16 @@ impl Bank {
             }
             candidates
         });
-        let candidates: Vec<(u32, Signature, usize)> = candidates
+        let candidates: Vec<(u32, Signature, usize, Option<[u32; 3]>)> = candidates
             .into_iter()
             .filter_map(|i| {
                 let s = self.signatures.get(i as usize)?;
-                let shingles = self.records.get(i as usize).shingles;
-                (shingles >= MIN_CONTAINED_SHINGLES).then_some((
+                let item = self.records.get(i as usize);
+                (item.shingles >= MIN_CONTAINED_SHINGLES).then_some((
                     i,
                     s,
-                    shingles as usize + minhash::SHINGLE - 1,
+                    item.shingles as usize + minhash::SHINGLE - 1,
+                    item.edges,
                 ))
             })
             .collect();
@@ -1151,7 +1165,7 @@ impl Bank {
         // values up to the candidates' largest minimum in that row can be one of theirs (minima
         // are small: this keeps a few of the text's values)
         let mut bound = [0u32; ROWS];
-        for (_, s, _) in &candidates {
+        for (_, s, _, _) in &candidates {
             for (b, v) in bound.iter_mut().zip(s.iter()) {
                 *b = (*b).max(*v);
             }
@@ -1171,10 +1185,11 @@ impl Bank {
                 v
             })
             .collect();
-        for (i, s, len) in candidates {
-            if let Some((share, span)) = contained(q, &table, &s, len) {
+        for (i, s, len, edges) in candidates {
+            if let Some((share, (lo, hi))) = contained(q, &table, &s, len) {
                 if share >= t.contained {
-                    offer(i, Method::Near, share, span);
+                    let (lo, hi) = on_edges(q, edges, lo, hi);
+                    offer(i, Method::Near, share, q.normalized.input_span(lo, hi));
                 }
             }
         }
@@ -1354,7 +1369,7 @@ fn sort_matches(v: &mut [Match]) {
 /// occurrence lies within the item's own length of the middle of the occurrences (a pasted item
 /// is one compact stretch of the text; the stock phrases a short item shares with an unrelated
 /// longer text are spread over it), and the span of the rows counted. `len`: the item's length
-/// in normalised characters.
+/// in normalised characters. The span is in the text's normalised characters.
 fn contained(
     q: &Query,
     table: &[Vec<(u32, u32)>],
@@ -1409,7 +1424,39 @@ fn contained(
     if found == 0 {
         return None;
     }
-    Some((found as f32 / ROWS as f32, q.normalized.input_span(lo, hi)))
+    Some((found as f32 / ROWS as f32, (lo, hi)))
+}
+
+/// The span `[lo, hi)` (normalised characters) of an item found inside a longer text, moved out
+/// to the item's edges (`[first shingle, last shingle, length]`, see [`Item::edges`]): to an
+/// occurrence of its first shingle at or before `lo` and of its last at or after `hi` that lie
+/// exactly the item's length apart (an intact copy; the one nearest the rows), or else to the
+/// nearest of each within the item's length and a quarter (an edited copy). An edge the text
+/// does not hold there (a cut copy, an item of an older bank) stays where the rows put it.
+fn on_edges(q: &Query, edges: Option<[u32; 3]>, lo: usize, hi: usize) -> (usize, usize) {
+    let Some([first, last, chars]) = edges else {
+        return (lo, hi);
+    };
+    let chars = chars as usize;
+    let most = chars + chars / 4;
+    let starts = || {
+        q.shingles
+            .iter()
+            .filter(move |(h, a, _)| minhash::fold(*h) == first && *a <= lo && a + most >= hi)
+            .map(|s| s.1)
+    };
+    let ends = || {
+        q.shingles
+            .iter()
+            .filter(move |(h, _, b)| minhash::fold(*h) == last && *b >= hi && *b <= lo + most)
+            .map(|s| s.2)
+    };
+    if let Some(a) = starts().filter(|a| ends().any(|b| b == a + chars)).max() {
+        return (a, a + chars);
+    }
+    let lo = starts().max().unwrap_or(lo);
+    let hi = ends().filter(|b| *b <= lo + most).min().unwrap_or(hi);
+    (lo, hi)
 }
 
 thread_local! {
@@ -1564,10 +1611,54 @@ mod tests {
             .find(|m| m.item == "claim-1")
             .expect("found");
         assert_eq!(m.method, Method::Near);
+        // on the item's own edges: its first character to its last letter (the full stop is
+        // punctuation, which normalisation folds away)
         let s = before.chars().count();
         let e = s + ITEMS[0].1.chars().count();
+        assert_eq!((m.start, m.end), (s, e - 1), "{m:?} vs {s}..{e}");
+        // an item of a bank built before edges were kept: the rows' span, a little inside
+        let mut old = b.items()[0].clone();
+        old.id = "claim-old".into();
+        old.edges = None;
+        let mut ob = Bank::new("old", None);
+        ob.add([old]).unwrap();
+        let m = ob.find_text(&post).into_iter().next().expect("found");
         assert!(m.start >= s && m.start < s + 15, "{m:?} vs {s}..{e}");
         assert!(m.end <= e && m.end > e - 15, "{m:?} vs {s}..{e}");
+        // a copy cut at both ends: the span stays on what is there
+        let item: Vec<char> = ITEMS[0].1.chars().collect();
+        let cut: String = item[4..item.len() - 12].iter().collect();
+        let post = format!("{before}{cut}{after}");
+        let m = b
+            .find_text(&post)
+            .into_iter()
+            .find(|m| m.item == "claim-1")
+            .expect("found");
+        let e = s + cut.chars().count();
+        assert!(m.start >= s && m.end <= e, "{m:?} vs {s}..{e}");
+    }
+
+    #[test]
+    fn a_span_goes_to_the_edges_that_lie_the_item_s_length_apart() {
+        // written for this test: an item whose last shingle ("tions") also ends a word inside it
+        let text = "Peace among the nations, and friendship among all nations";
+        let item = Item::from_text("peace", text, Default::default());
+        let q = Query::new(&format!("Read this: {text}! Share it widely."));
+        let normal = &q.normalized.text;
+        let chars = |b: usize| normal[..b].chars().count();
+        let at = chars(normal.find("peace").unwrap());
+        let len = normalize(text).text.chars().count();
+        assert_eq!(item.edges.unwrap()[2] as usize, len);
+        // rows found from a little after the start to before the first "nations" ends
+        let first_end = at + chars(normalize(text).text.find("nations").unwrap()) + 7;
+        let (lo, hi) = (at + 3, first_end - 2);
+        assert_eq!(on_edges(&q, item.edges, lo, hi), (at, at + len));
+        // no edges (an older bank's item): the rows' span as it is
+        assert_eq!(on_edges(&q, None, lo, hi), (lo, hi));
+        // the copy's end cut off: the start still goes to the edge, the end to the nearest
+        // occurrence of the last shingle
+        let cut = Query::new(&format!("Read this: {}! Share it widely.", &text[..40]));
+        assert_eq!(on_edges(&cut, item.edges, lo, hi), (at, first_end));
     }
 
     #[test]

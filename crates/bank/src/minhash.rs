@@ -70,6 +70,11 @@ pub fn shingles(text: &str) -> Vec<(u64, usize, usize)> {
         .collect()
 }
 
+/// A shingle hash folded to 32 bits (its upper half), as items keep their edges' hashes.
+pub fn fold(h: u64) -> u32 {
+    (h >> 32) as u32
+}
+
 /// The signature of a set of shingle hashes (`None` for an empty set).
 pub fn signature(hashes: impl Iterator<Item = u64> + Clone) -> Option<Signature> {
     let mut sig = [u32::MAX; ROWS];

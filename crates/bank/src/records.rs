@@ -164,6 +164,7 @@ fn unreadable(i: usize, why: &str) -> Item {
         digest: String::new(),
         digest_only: true,
         shingles: 0,
+        edges: None,
         meta: None,
         signature: None,
         embedding: None,
