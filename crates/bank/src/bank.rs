@@ -1149,12 +1149,12 @@ impl Bank {
             .into_iter()
             .filter_map(|i| {
                 let s = self.signatures.get(i as usize)?;
-                let item = self.records.get(i as usize);
-                (item.shingles >= MIN_CONTAINED_SHINGLES).then_some((
+                let (shingles, edges) = self.records.shape(i as usize);
+                (shingles >= MIN_CONTAINED_SHINGLES).then_some((
                     i,
                     s,
-                    item.shingles as usize + minhash::SHINGLE - 1,
-                    item.edges,
+                    shingles as usize + minhash::SHINGLE - 1,
+                    edges,
                 ))
             })
             .collect();
@@ -1730,6 +1730,34 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(e.contains("bank.json"), "{e}");
+    }
+
+    #[test]
+    fn a_loaded_bank_reads_each_item_s_shape_from_its_line_as_parsed_items_hold_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut b = bank();
+        b.add([Item::from_digest("d", &"ab".repeat(32), Default::default()).unwrap()])
+            .unwrap();
+        b.save(dir.path()).unwrap();
+        let again = Bank::load(dir.path()).unwrap();
+        assert!(matches!(again.records, Records::Lines { .. }));
+        let items = b.items();
+        for (i, item) in items.iter().enumerate() {
+            assert_eq!(
+                again.records.shape(i),
+                (item.shingles, item.edges),
+                "{}",
+                item.id
+            );
+            assert_eq!(
+                b.records.shape(i),
+                (item.shingles, item.edges),
+                "{}",
+                item.id
+            );
+        }
+        assert!(items[0].edges.is_some() && items[0].shingles > 0);
+        assert_eq!(again.records.shape(3), (0, None), "a digest has neither");
     }
 
     #[test]

@@ -110,6 +110,31 @@ impl Records {
         }
     }
 
+    /// What looking for item `i` inside a longer text needs of it: its count of distinct
+    /// shingles and its edges (see [`Item::edges`]). Read from its line without the rest of it
+    /// (id, digest, metadata are skipped, not allocated): a look-up asks this of every
+    /// candidate, thousands a record in a large bank. A line that cannot be read gives `(0,
+    /// None)`: not a candidate.
+    pub fn shape(&self, i: usize) -> (u32, Option<[u32; 3]>) {
+        #[derive(serde::Deserialize)]
+        struct Shape {
+            #[serde(default)]
+            shingles: u32,
+            #[serde(default)]
+            edges: Option<[u32; 3]>,
+        }
+        match self {
+            Records::Parsed(items) => (items[i].shingles, items[i].edges),
+            Records::Lines { file, starts } => LINE.with_borrow_mut(|line| {
+                line.resize((starts[i + 1] - starts[i]) as usize, 0);
+                read_at(file, starts[i], line)
+                    .ok()
+                    .and_then(|()| serde_json::from_slice::<Shape>(line.trim_ascii_end()).ok())
+                    .map_or((0, None), |s| (s.shingles, s.edges))
+            }),
+        }
+    }
+
     /// Every line as it is in the file, newlines included (items kept as lines).
     pub fn write_lines(&self, w: &mut dyn std::io::Write) -> std::io::Result<()> {
         if let Records::Lines { file, starts } = self {
@@ -148,6 +173,11 @@ impl Records {
             Records::Lines { .. } => unreachable!("parsed above"),
         }
     }
+}
+
+thread_local! {
+    /// A line read for [`Records::shape`], its buffer kept from one call to the next.
+    static LINE: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
 }
 
 /// Line `i` of `items.jsonl` (its newline included or not) as an item.
