@@ -24,7 +24,7 @@ pub(crate) fn record(
     if !matches.is_empty() {
         r["matches"] = matches
             .iter()
-            .map(|(item, method, sim)| serde_json::json!({"bank": "b", "item": item, "method": method, "similarity": sim, "start": 0, "end": 1}))
+            .map(|(item, method, sim)| serde_json::json!({"bank": "b", "item": item, "method": method, "similarity": sim, "start": evidence.0, "end": evidence.1}))
             .collect();
     }
     r.to_string()
@@ -138,6 +138,30 @@ fn the_queue_puts_the_gravest_first_with_its_evidence() {
     assert_eq!(ids(queue(d, &["--min-score", "0.9"])), ["r5", "r4", "r1"]);
     assert_eq!(ids(queue(d, &["--limit", "2"])), ["r5", "r2"]);
     assert_eq!(ids(queue(d, &["--per-family"])), ["r5", "r4", "r3", "r1"]);
+    // a record queued for a match shows the match's span: a known statement quoted in a report
+    let quoted =
+        "Police said on Monday that the post read: Join the fight, brothers. Take up arms!";
+    std::fs::write(d.join("dump.jsonl"), crate::util::dump_of(&[quoted])).unwrap();
+    let mut r: serde_json::Value = serde_json::from_str(&record(
+        "q1",
+        1,
+        "en",
+        &[(ve, 0.3, false)],
+        (0, 20),
+        &[("k1", "near", 0.9)],
+        "q1",
+    ))
+    .unwrap();
+    r["matches"][0]["start"] = 42.into();
+    r["matches"][0]["end"] = 80.into();
+    std::fs::write(d.join("out.jsonl"), format!("{r}\n")).unwrap();
+    let q = queue(d, &[]);
+    assert_eq!(q[0][11], "Join the fight, brothers. Take up arms", "{q:?}");
+    // ... and a flagged label that outweighs the match, its own window
+    r["labels"][0] = serde_json::json!({"label": ve, "score": 0.95, "flagged": true});
+    std::fs::write(d.join("out.jsonl"), format!("{r}\n")).unwrap();
+    let q = queue(d, &[]);
+    assert_eq!(q[0][11], "Police said on Monda", "{q:?}");
     // an unknown label is a usage error
     let out = triage()
         .args(["queue", d.join("out.jsonl").to_str().unwrap(), "--input"])

@@ -50,7 +50,8 @@ pub(crate) struct Row {
     /// `bank/item:method:similarity`, best first.
     pub(crate) matches: Vec<String>,
     pub(crate) family: Option<String>,
-    /// The evidence span, in characters.
+    /// The evidence span, in characters: of what decides the priority (the best bank match's
+    /// span where a match does, else the labels' window).
     pub(crate) evidence: (usize, usize),
 }
 
@@ -112,6 +113,11 @@ fn row_of(
         }
     }
     let (mut priority, mut score) = (0.0f64, 0.0f64);
+    // the evidence of what decides the priority: the labels' window, or a match's span
+    let mut evidence = (
+        r["evidence"]["start"].as_u64().unwrap_or(0) as usize,
+        r["evidence"]["end"].as_u64().unwrap_or(0) as usize,
+    );
     for (l, s) in &flagged {
         let p = labels.severity(l) as f64 * s;
         if p > priority {
@@ -124,6 +130,11 @@ fn row_of(
         let weight = if m["method"] == "semantic" { 2.5 } else { 5.0 };
         if weight * sim > priority {
             (priority, score) = (weight * sim, sim);
+            if let (Some(a), Some(b)) = (m["start"].as_u64(), m["end"].as_u64()) {
+                if a < b {
+                    evidence = (a as usize, b as usize);
+                }
+            }
         }
         matches.push(format!(
             "{}/{}:{}:{:.3}",
@@ -145,10 +156,7 @@ fn row_of(
             flagged,
             matches,
             family: r["family"].as_str().map(str::to_owned),
-            evidence: (
-                r["evidence"]["start"].as_u64().unwrap_or(0) as usize,
-                r["evidence"]["end"].as_u64().unwrap_or(0) as usize,
-            ),
+            evidence,
         },
         score,
     ))
