@@ -81,6 +81,20 @@ fn dump(dir: &Path) -> PathBuf {
 
 /// `triage bank build` of [`items`] into `banks/seized` on the tiny BERT workspace: the
 /// configuration, the bank's folder and the command's output.
+/// A labelled record's exact and near matches, `(item, method)`, best first.
+fn near_or_exact(r: &serde_json::Value) -> Vec<(String, String)> {
+    r["matches"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|m| m["method"] != "semantic")
+        .map(|m| {
+            let f = |k: &str| m[k].as_str().unwrap().to_owned();
+            (f("item"), f("method"))
+        })
+        .collect()
+}
+
 fn seized_bank(d: &Path) -> (PathBuf, PathBuf, Output) {
     let cfg = config(d, "tiny-bert-cls");
     let bank = d.join("banks/seized");
@@ -195,20 +209,6 @@ fn banks_are_built_matched_in_a_run_and_families_found() {
     assert!(out.status.success());
     let recs = lines(&labelled);
     assert_eq!(recs.len(), 6);
-    let near_or_exact = |r: &serde_json::Value| -> Vec<(String, String)> {
-        r["matches"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .filter(|m| m["method"] != "semantic")
-            .map(|m| {
-                (
-                    m["item"].as_str().unwrap().to_owned(),
-                    m["method"].as_str().unwrap().to_owned(),
-                )
-            })
-            .collect()
-    };
     assert_eq!(
         near_or_exact(&recs[0]),
         [("claim-1".to_owned(), "exact".to_owned())]
@@ -451,21 +451,7 @@ fn a_bank_from_before_language_spaces_is_projected_at_load_and_saved_so_by_bank_
     // where projecting 8-bit vectors again moves them (a projected bank's semantic matches are
     // compared in triage-bank's tests and crates/batch/tests/pipeline.rs)
     let matches = |out: &Path| -> Vec<Vec<(String, String)>> {
-        lines(out)
-            .iter()
-            .map(|r| {
-                r["matches"]
-                    .as_array()
-                    .unwrap()
-                    .iter()
-                    .filter(|m| m["method"] != "semantic")
-                    .map(|m| {
-                        let f = |k: &str| m[k].as_str().unwrap().to_owned();
-                        (f("item"), f("method"))
-                    })
-                    .collect()
-            })
-            .collect()
+        lines(out).iter().map(near_or_exact).collect()
     };
     let new_out = d.join("new.jsonl");
     assert!(label(&bank, &new_out).status.success());
