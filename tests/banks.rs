@@ -420,7 +420,9 @@ fn a_bank_from_before_language_spaces_is_projected_at_load_and_saved_so_by_bank_
     info.insert("format".into(), 2.into());
     info.remove("language_space");
     let files = info["files"].as_object_mut().unwrap();
-    files.remove("language_space.bin");
+    for f in ["language_space.bin", "reference.bin", "levels.bin"] {
+        files.remove(f);
+    }
     let mut h = Sha256::new();
     for (name, hash) in files.iter() {
         h.update(format!("{name} {}\n", hash.as_str().unwrap()));
@@ -479,6 +481,15 @@ fn a_bank_from_before_language_spaces_is_projected_at_load_and_saved_so_by_bank_
     assert_eq!(
         std::fs::read(old.join("language_space.bin")).unwrap(),
         std::fs::read(bank.join("language_space.bin")).unwrap()
+    );
+    // and with the items' levels, measured against the same reference as a bank built now
+    assert_eq!(
+        std::fs::read(old.join("reference.bin")).unwrap(),
+        std::fs::read(bank.join("reference.bin")).unwrap()
+    );
+    assert_eq!(
+        std::fs::metadata(old.join("levels.bin")).unwrap().len(),
+        4 * info["items"].as_u64().unwrap()
     );
     let out = label(&old, &old_out);
     assert!(out.status.success());

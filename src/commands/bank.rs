@@ -103,7 +103,9 @@ pub(crate) fn bank(c: BankCommand) -> Result<ExitCode, Failure> {
             });
             let mut bank = Bank::new(&name, model);
             if let Some(c) = &embedder {
-                bank.set_language_space(space(c)?).map_err(Failure::usage)?;
+                let (space, reference) = frame(c)?;
+                bank.set_language_space(space).map_err(Failure::usage)?;
+                bank.set_reference(&reference).map_err(Failure::usage)?;
             }
             fill(&mut bank, &output, &items, &source, embedder.as_ref(), true)
         }
@@ -119,16 +121,24 @@ pub(crate) fn bank(c: BankCommand) -> Result<ExitCode, Failure> {
                     let c = embedder(&source.config)?;
                     bank.check_model(&dir, c.model_id(), c.weights_sha256())
                         .map_err(Failure::usage)?;
-                    if bank.language_space().is_none() {
-                        // a bank of format 1 or 2: its embeddings are projected and saved so
-                        bank.set_language_space(space(&c)?)
-                            .map_err(Failure::usage)?;
+                    if bank.language_space().is_none() || !bank.has_reference() {
+                        // a bank of format 1 or 2, or one made before references: its
+                        // embeddings are projected, its items' levels measured, and saved so
+                        let (space, reference) = frame(&c)?;
+                        if bank.set_language_space(space).map_err(Failure::usage)? {
+                            eprintln!(
+                                "triage: {}: embeddings projected into the model's language space (bank format {})",
+                                dir.display(),
+                                triage_bank::FORMAT
+                            );
+                        }
+                        if bank.set_reference(&reference).map_err(Failure::usage)? {
+                            eprintln!(
+                                "triage: {}: items' levels measured against the built-in background",
+                                dir.display()
+                            );
+                        }
                         upgraded = true;
-                        eprintln!(
-                            "triage: {}: embeddings projected into the model's language space (bank format {})",
-                            dir.display(),
-                            triage_bank::FORMAT
-                        );
                     }
                     Some(c)
                 }
@@ -164,9 +174,10 @@ pub(crate) fn embedder(config: &ConfigArgs) -> Result<Classifier, Failure> {
         })
 }
 
-/// The directions of language of the embedder's embeddings.
-fn space(c: &Classifier) -> Result<triage_bank::LanguageSpace, Failure> {
-    triage_batch::language_space(c)
+/// The directions of language of the embedder's embeddings, and the reference of items'
+/// levels (the built-in background's embeddings).
+fn frame(c: &Classifier) -> Result<(triage_bank::LanguageSpace, Vec<Vec<f32>>), Failure> {
+    triage_batch::semantic_frame(c)
         .map_err(|e| Failure::Run(anyhow::Error::new(e).context("estimating the language space")))
 }
 

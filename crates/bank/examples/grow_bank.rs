@@ -66,6 +66,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     if let Some(space) = src.language_space() {
         bank.set_language_space(space.clone())?;
     }
+    if let Some(reference) = src.reference() {
+        bank.set_reference(&reference)?;
+    }
     let items: Vec<Item> = src_items
         .iter()
         .enumerate()

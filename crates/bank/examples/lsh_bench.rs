@@ -50,6 +50,7 @@ fn main() {
         contained: 2.0,
         semantic: 2.0,
         semantic_margin: 0.0,
+        semantic_lift: 0.0,
     };
     let started = Instant::now();
     let mut hits = 0;

@@ -37,6 +37,11 @@ const EMBEDDINGS: &str = "embeddings.bin";
 const INDEX: &str = "semantic.ivf";
 const TABLES: &str = "index.bin";
 const LANGUAGE_SPACE: &str = "language_space.bin";
+const REFERENCE: &str = "reference.bin";
+const LEVELS: &str = "levels.bin";
+
+/// Nearest reference texts whose mean cosine is an item's level ([`Bank::set_reference`]).
+pub const REFERENCE_NEIGHBOURS: usize = 5;
 
 /// `:line` after a file's path, or nothing where the error is about the whole file (line 0).
 fn at_line(line: u64) -> String {
@@ -317,6 +322,14 @@ pub struct Thresholds {
     /// translation stands out from the bank's other items; a text on the same topic does not.
     #[serde(default = "default_margin")]
     pub semantic_margin: f32,
+    /// Least lift of a semantic match over its item's level, where the bank has a reference
+    /// ([`Bank::set_reference`]): the margin plus the cosine less the item's level, the mean
+    /// cosine of the item with its [`REFERENCE_NEIGHBOURS`] nearest texts of ordinary
+    /// language. An item that resembles much ordinary text is near many texts it is not a copy
+    /// of, and needs a closer match (as CSLS discounts hubs in cross-lingual retrieval:
+    /// Conneau et al., "Word Translation Without Parallel Data", ICLR 2018).
+    #[serde(default = "default_lift")]
+    pub semantic_lift: f32,
 }
 
 /// Candidates of a semantic scan between a vector's prefetch and its use.
@@ -337,16 +350,23 @@ fn default_semantic() -> f32 {
 fn default_margin() -> f32 {
     Thresholds::default().semantic_margin
 }
+fn default_lift() -> f32 {
+    Thresholds::default().semantic_lift
+}
 
 impl Default for Thresholds {
     /// Chosen on the dev split of `cargo run --release -p triage-learn --example matching`
-    /// (reports/matching/README.md: data, sweeps, and the test figures).
+    /// (reports/matching/README.md: data, sweeps, and the test figures), for a bank with a
+    /// language space and items' levels (as `triage bank build` makes, and `triage label`
+    /// gives an older bank at load). For a bank without levels the dev split chose
+    /// `semantic` 0.92 and `semantic_margin` 0.04: a floor of 0.8 alone matches too much.
     fn default() -> Self {
         Thresholds {
             near: 0.35,
             contained: 0.6,
-            semantic: 0.92,
+            semantic: 0.8,
             semantic_margin: 0.04,
+            semantic_lift: 0.115,
         }
     }
 }
@@ -522,6 +542,11 @@ pub struct Bank {
     ivf: Option<(Ivf, usize)>,
     /// The directions removed from every embedding, held and asked about.
     space: Option<LanguageSpace>,
+    /// Texts of ordinary language in the bank's space (scales and `dim` bytes each), against
+    /// which each item's level is measured ([`Bank::set_reference`]).
+    reference: Option<(Vec<f32>, Vec<i8>)>,
+    /// Per item: its level (empty without a reference; 0 for an item without an embedding).
+    levels: Vec<f32>,
 }
 
 impl Bank {
@@ -548,6 +573,8 @@ impl Bank {
             vectors: Vec::new(),
             ivf: None,
             space: None,
+            reference: None,
+            levels: Vec::new(),
         }
     }
 
@@ -581,6 +608,11 @@ impl Bank {
             });
         self.info.language_space = Some(space.rank());
         self.space = Some(space);
+        // a reference given before the space is compared in it too
+        if let Some(reference) = self.reference() {
+            self.reference = None;
+            self.set_reference(&reference)?;
+        }
         if self.ivf.take().is_some() {
             self.finish();
         }
@@ -590,6 +622,88 @@ impl Bank {
     /// The directions of language removed from the embeddings, if any.
     pub fn language_space(&self) -> Option<&LanguageSpace> {
         self.space.as_ref()
+    }
+
+    /// Gives the bank texts of ordinary language to measure each item's level against: the
+    /// mean cosine of the item with its [`REFERENCE_NEIGHBOURS`] nearest of them (in the bank's
+    /// language space, if it has one: set that first). A semantic match must then lift its
+    /// margin and cosine over the item's level by [`Thresholds::semantic_lift`]. A bank with a
+    /// reference of its own keeps it (`Ok(false)`), as does one without embeddings.
+    pub fn set_reference(&mut self, embeddings: &[Vec<f32>]) -> Result<bool, BankError> {
+        let dim = self.dim();
+        if dim == 0 || self.reference.is_some() || embeddings.is_empty() {
+            return Ok(false);
+        }
+        if let Some(e) = embeddings.iter().find(|e| e.len() != dim) {
+            return Err(BankError::Dimension {
+                id: "(reference)".into(),
+                expected: dim,
+                found: e.len(),
+            });
+        }
+        let (mut scales, mut bytes) = (Vec::new(), Vec::new());
+        for e in embeddings {
+            let (s, q) = quantize(&self.in_space(&unit(e)));
+            scales.push(s);
+            bytes.extend(q);
+        }
+        self.reference = Some((scales, bytes));
+        self.levels = self.measure_levels();
+        Ok(true)
+    }
+
+    /// The reference's embeddings as the bank keeps them (8 bits, in its language space), to
+    /// give another bank of the same model ([`Bank::set_reference`]).
+    pub fn reference(&self) -> Option<Vec<Vec<f32>>> {
+        let (scales, bytes) = self.reference.as_ref()?;
+        Some(
+            scales
+                .iter()
+                .zip(bytes.chunks(self.dim()))
+                .map(|(s, r)| r.iter().map(|b| *b as f32 * s).collect())
+                .collect(),
+        )
+    }
+
+    /// Whether the bank has a reference ([`Bank::set_reference`]).
+    pub fn has_reference(&self) -> bool {
+        self.reference.is_some()
+    }
+
+    /// Item `i`'s level (`None` without a reference).
+    pub fn level(&self, i: usize) -> Option<f32> {
+        self.levels.get(i).copied()
+    }
+
+    /// Every item's level, on every core (a million items).
+    fn measure_levels(&self) -> Vec<f32> {
+        use rayon::prelude::*;
+        let dim = self.dim();
+        self.scales
+            .par_iter()
+            .zip(self.vectors.par_chunks(dim.max(1)))
+            .map(|(&scale, bytes)| self.level_of(scale, bytes))
+            .collect()
+    }
+
+    /// The level of an embedding held as `scale` and `bytes` (0 without a reference, or for
+    /// an item without an embedding).
+    fn level_of(&self, scale: f32, bytes: &[i8]) -> f32 {
+        let Some((scales, reference)) = &self.reference else {
+            return 0.0;
+        };
+        if scale == 0.0 {
+            return 0.0;
+        }
+        let dim = self.dim();
+        let mut cosines: Vec<f32> = scales
+            .iter()
+            .zip(reference.chunks(dim))
+            .map(|(s, r)| ann::dot_i8(bytes, r) as f32 * s * scale)
+            .collect();
+        cosines.sort_unstable_by(|a, b| b.total_cmp(a));
+        let k = REFERENCE_NEIGHBOURS.min(cosines.len());
+        cosines[..k].iter().sum::<f32>() / k.max(1) as f32
     }
 
     /// An embedding as this bank compares it: without its language, if the bank has a space.
@@ -674,6 +788,9 @@ impl Bank {
             })?;
         self.index = None;
         self.info.digest_only += item.digest_only as u64;
+        if self.reference.is_some() {
+            self.levels.push(self.level_of(scale, bytes));
+        }
         self.scales.push(scale);
         self.vectors.extend_from_slice(bytes);
         let items = self.records.parsed();
@@ -831,6 +948,24 @@ impl Bank {
                 let body = space.to_bytes();
                 let h = write(LANGUAGE_SPACE, &mut |w| w.write_all(&body))?;
                 self.info.files.insert(LANGUAGE_SPACE.into(), h);
+            }
+            if let Some((scales, bytes)) = &self.reference {
+                let h = write(REFERENCE, &mut |w| {
+                    for (s, r) in scales.iter().zip(bytes.chunks(dim)) {
+                        w.write_all(&s.to_le_bytes())?;
+                        w.write_all(&r.iter().map(|b| *b as u8).collect::<Vec<u8>>())?;
+                    }
+                    Ok(())
+                })?;
+                self.info.files.insert(REFERENCE.into(), h);
+                let levels = &self.levels;
+                let h = write(LEVELS, &mut |w| {
+                    for l in levels {
+                        w.write_all(&l.to_le_bytes())?;
+                    }
+                    Ok(())
+                })?;
+                self.info.files.insert(LEVELS.into(), h);
             }
         }
         if let Some((ivf, _)) = &self.ivf {
@@ -1033,6 +1168,41 @@ impl Bank {
                     .map_err(|message| invalid(&path, 0, message))?,
             );
         }
+        // a reference and the items' levels (banks of format 3 made before references have
+        // neither: their semantic matches need no lift)
+        if info.files.contains_key(REFERENCE) && dim > 0 {
+            let body = whole(REFERENCE, 0)?;
+            let path = dir.join(REFERENCE);
+            if body.is_empty() || body.len() % (4 + dim) != 0 {
+                return Err(invalid(
+                    &path,
+                    0,
+                    format!("{} bytes: not rows of {} bytes", body.len(), 4 + dim),
+                ));
+            }
+            let (mut scales, mut bytes) = (Vec::new(), Vec::new());
+            for row in body.chunks(4 + dim) {
+                scales.push(f32::from_le_bytes(row[..4].try_into().expect("4 bytes")));
+                bytes.extend(row[4..].iter().map(|b| *b as i8));
+            }
+            bank.reference = Some((scales, bytes));
+            let path = dir.join(LEVELS);
+            if !info.files.contains_key(LEVELS) {
+                return Err(invalid(&info_path, 0, format!("no hash for {LEVELS}")));
+            }
+            let body = whole(LEVELS, n * 4)?;
+            if body.len() != n * 4 {
+                return Err(invalid(
+                    &path,
+                    0,
+                    format!("{} bytes, {n} items need {}", body.len(), n * 4),
+                ));
+            }
+            bank.levels = body
+                .chunks(4)
+                .map(|b| f32::from_le_bytes(b.try_into().expect("4 bytes")))
+                .collect();
+        }
         if info.files.contains_key(INDEX) && dim > 0 {
             let mut body = Vec::new();
             read(INDEX, &mut |r| {
@@ -1232,6 +1402,10 @@ impl Bank {
             // MARGIN_NEIGHBOURS + 1 kept for the margin
             let mut top: Vec<f32> = Vec::with_capacity(MARGIN_NEIGHBOURS + 2);
             let mut candidates = Vec::new();
+            // with a positive margin only the best MARGIN_NEIGHBOURS + 1 can match: any other
+            // item has MARGIN_NEIGHBOURS items at least as near, so a margin of 0 at most (a low
+            // floor would otherwise keep much of a large bank as candidates)
+            let only_top = t.semantic_margin > 0.0;
             let vectors = self.vectors();
             let (qs, qv) = (q.0, &q.1[..]);
             // (a buffer kept per thread: a fresh one of this size each time came from the
@@ -1261,8 +1435,13 @@ impl Bank {
                     let at = top.partition_point(|x| *x >= dot);
                     top.insert(at, dot);
                     top.truncate(MARGIN_NEIGHBOURS + 1);
+                    if only_top && dot >= t.semantic {
+                        let at = candidates.partition_point(|c: &(u32, f32)| c.1 >= dot);
+                        candidates.insert(at, (i, dot));
+                        candidates.truncate(MARGIN_NEIGHBOURS + 1);
+                    }
                 }
-                if dot >= t.semantic {
+                if !only_top && dot >= t.semantic {
                     candidates.push((i, dot));
                 }
             }
@@ -1285,7 +1464,12 @@ impl Bank {
                     }
                 }
                 others += (MARGIN_NEIGHBOURS - n) as f32 * t.semantic;
-                if dot - others / MARGIN_NEIGHBOURS as f32 >= t.semantic_margin {
+                let margin = dot - others / MARGIN_NEIGHBOURS as f32;
+                let lifted = self
+                    .levels
+                    .get(i as usize)
+                    .is_none_or(|level| margin + dot - level >= t.semantic_lift);
+                if margin >= t.semantic_margin && lifted {
                     hits.push((k, i, dot));
                 }
             }
@@ -1930,6 +2114,110 @@ mod tests {
     }
 
     #[test]
+    fn a_match_must_lift_over_an_item_s_level_of_ordinary_text() {
+        // ordinary text, mostly along the first axis
+        let reference: Vec<Vec<f32>> = vec![
+            vec![1.0, 0.1, 0.0, 0.0],
+            vec![1.0, 0.0, 0.1, 0.0],
+            vec![1.0, 0.0, 0.0, 0.1],
+            vec![0.9, 0.2, 0.2, 0.0],
+            vec![1.0, 0.2, 0.0, 0.1],
+            vec![0.0, 0.0, 1.0, 0.0],
+        ];
+        // "x" resembles ordinary text, "y" does not
+        let items = || {
+            [
+                Item::from_text("x", "a common phrase", Default::default())
+                    .with_embedding(vec![1.0, 0.0, 0.0, 0.0]),
+                Item::from_text("y", "a rare statement", Default::default())
+                    .with_embedding(vec![0.0, 1.0, 0.0, 0.0]),
+            ]
+        };
+        let cos = |a: &[f32], b: &[f32]| {
+            let d: f32 = a.iter().zip(b).map(|(x, y)| x * y).sum();
+            let n = |v: &[f32]| v.iter().map(|x| x * x).sum::<f32>().sqrt();
+            d / (n(a) * n(b))
+        };
+        // the level, in f32: the mean of the 5 highest cosines with the reference
+        let level = |e: &[f32]| {
+            let mut c: Vec<f32> = reference.iter().map(|r| cos(e, r)).collect();
+            c.sort_by(|a, b| b.total_cmp(a));
+            c[..REFERENCE_NEIGHBOURS].iter().sum::<f32>() / REFERENCE_NEIGHBOURS as f32
+        };
+        let mut b = Bank::new("lift", Some(model()));
+        assert!(b.level(0).is_none());
+        assert!(b.set_reference(&reference).unwrap());
+        assert!(
+            !b.set_reference(&reference).unwrap(),
+            "a bank keeps its reference"
+        );
+        b.add(items()).unwrap();
+        for (i, e) in [[1.0, 0.0, 0.0, 0.0], [0.0, 1.0, 0.0, 0.0]]
+            .iter()
+            .enumerate()
+        {
+            let (got, want) = (b.level(i).unwrap(), level(e));
+            assert!((got - want).abs() < 0.01, "item {i}: {got} vs {want}");
+        }
+        // both queries are as close to their item (cosine 0.96) and as far from the other
+        let query = |e: &[f32]| {
+            let mut q = Query::new("");
+            q.add_embedding(e, 0, 0);
+            q
+        };
+        let (qx, qy) = (query(&[1.0, 0.3, 0.0, 0.0]), query(&[0.3, 1.0, 0.0, 0.0]));
+        let t = Thresholds {
+            semantic: 0.5,
+            semantic_margin: 0.0,
+            semantic_lift: 0.8,
+            ..Default::default()
+        };
+        let items_of = |b: &Bank, q: &Query| -> Vec<String> {
+            b.find(q, &t).into_iter().map(|m| m.item).collect()
+        };
+        // the lift: the margin (the other item's cosine and 3 floors of 0.5 as the next 4) plus
+        // the cosine, less the level
+        let lift = |q: &[f32], own: &[f32], other: &[f32]| {
+            let c = cos(q, own);
+            c - (cos(q, other) + 3.0 * 0.5) / 4.0 + c - level(own)
+        };
+        let (x, y) = ([1.0, 0.0, 0.0, 0.0], [0.0, 1.0, 0.0, 0.0]);
+        assert!(lift(&[1.0, 0.3, 0.0, 0.0], &x, &y) < 0.8);
+        assert!(lift(&[0.3, 1.0, 0.0, 0.0], &y, &x) > 0.8);
+        assert!(items_of(&b, &qx).is_empty(), "x is near ordinary text");
+        assert_eq!(items_of(&b, &qy), ["y"]);
+        // without a reference, both match at these thresholds
+        let mut plain = Bank::new("plain", Some(model()));
+        plain.add(items()).unwrap();
+        assert!(!plain.has_reference() && plain.level(0).is_none());
+        assert_eq!(items_of(&plain, &qx), ["x"]);
+        // kept: saved, loaded; an item added later has its level measured too
+        let dir = tempfile::tempdir().unwrap();
+        b.save(dir.path()).unwrap();
+        let mut loaded = Bank::load(dir.path()).unwrap();
+        assert!(loaded.has_reference());
+        assert_eq!((loaded.level(0), loaded.level(1)), (b.level(0), b.level(1)));
+        assert_eq!(items_of(&loaded, &qy), ["y"]);
+        loaded
+            .add([Item::from_text("z", "another", Default::default())
+                .with_embedding(vec![0.0, 0.0, 1.0, 0.0])])
+            .unwrap();
+        let want = level(&[0.0, 0.0, 1.0, 0.0]);
+        assert!((loaded.level(2).unwrap() - want).abs() < 0.01);
+        // a damaged levels file is named; a bank of format 3 without one needs no lift
+        let f = dir.path().join(LEVELS);
+        let mut body = std::fs::read(&f).unwrap();
+        body[1] ^= 1;
+        std::fs::write(&f, &body).unwrap();
+        let e = Bank::load(dir.path()).unwrap_err().to_string();
+        assert!(e.contains("levels.bin"), "{e}");
+        plain.save(dir.path()).unwrap();
+        let old = Bank::load(dir.path()).unwrap();
+        assert!(!old.has_reference());
+        assert_eq!(items_of(&old, &qx), ["x"]);
+    }
+
+    #[test]
     fn a_language_space_is_kept_applied_and_given_to_an_older_bank() {
         // two languages that differ along the last axis only
         let space = LanguageSpace::from_languages(&[
@@ -2076,5 +2364,90 @@ mod tests {
                 m.similarity
             );
         }
+    }
+
+    #[test]
+    fn a_positive_margin_finds_what_a_scan_of_every_item_finds() {
+        // 300 items in 30 tight clusters of 10 (many items over a low floor), and queries
+        // near some of them
+        let mut x: u64 = 11;
+        let mut noise = |n: usize, size: f32| -> Vec<f32> {
+            (0..n)
+                .map(|_| {
+                    x = x
+                        .wrapping_mul(6364136223846793005)
+                        .wrapping_add(1442695040888963407);
+                    size * (((x >> 40) as f32 / (1u64 << 24) as f32) - 0.5)
+                })
+                .collect()
+        };
+        let dim = 64;
+        let centres: Vec<Vec<f32>> = (0..30).map(|_| noise(dim, 1.0)).collect();
+        let items: Vec<Vec<f32>> = (0..300)
+            .map(|i| {
+                let n = noise(dim, 0.3 + 0.05 * (i % 10) as f32);
+                centres[i / 10].iter().zip(n).map(|(c, n)| c + n).collect()
+            })
+            .collect();
+        let model = EmbeddingModel {
+            model: "m".into(),
+            weights_sha256: "ab".repeat(32),
+            dim,
+        };
+        let mut b = Bank::new("m", Some(model));
+        for (i, e) in items.iter().enumerate() {
+            b.insert(
+                Item::from_text(&format!("i{i}"), "t", Default::default())
+                    .with_embedding(e.clone()),
+            )
+            .unwrap();
+        }
+        b.finish();
+        let cos = |a: &[f32], b: &[f32]| {
+            let d: f32 = a.iter().zip(b).map(|(x, y)| x * y).sum();
+            d / (a.iter().map(|x| x * x).sum::<f32>().sqrt()
+                * b.iter().map(|x| x * x).sum::<f32>().sqrt())
+        };
+        let mut compared = 0;
+        for k in 0..40 {
+            let q: Vec<f32> = items[k * 7]
+                .iter()
+                .zip(noise(dim, 0.6))
+                .map(|(a, n)| a + n)
+                .collect();
+            let c: Vec<f32> = items.iter().map(|e| cos(e, &q)).collect();
+            for (floor, margin) in [(0.0, 0.01), (0.0, 0.05), (0.5, 0.02), (-1.0, 0.1)] {
+                let t = Thresholds {
+                    semantic: floor,
+                    semantic_margin: margin,
+                    ..Default::default()
+                };
+                let found: HashSet<usize> = b
+                    .find_semantic(std::slice::from_ref(&q), &t)
+                    .into_iter()
+                    .map(|(_, m)| m.item[1..].parse().unwrap())
+                    .collect();
+                // every item's margin over the mean of its 4 best others (padded with the
+                // floor), in f32
+                for (i, ci) in c.iter().enumerate() {
+                    let mut others: Vec<f32> =
+                        (0..c.len()).filter(|j| *j != i).map(|j| c[j]).collect();
+                    others.sort_by(|a, b| b.total_cmp(a));
+                    others.truncate(MARGIN_NEIGHBOURS);
+                    let m = ci - others.iter().sum::<f32>() / MARGIN_NEIGHBOURS as f32;
+                    // (8-bit cosines move by about 0.002: borderline items are left out)
+                    if (m - margin).abs() < 0.01 || (ci - floor).abs() < 0.01 {
+                        continue;
+                    }
+                    assert_eq!(
+                        found.contains(&i),
+                        *ci >= floor && m >= margin,
+                        "query {k}, item {i}"
+                    );
+                    compared += (*ci >= floor && m >= margin) as usize;
+                }
+            }
+        }
+        assert!(compared > 20, "{compared} matches compared");
     }
 }

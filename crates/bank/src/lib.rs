@@ -7,7 +7,9 @@
 //!   anchors.
 //! - [`Bank`]: items with their exact digest, signature and embedding; built, saved, loaded and
 //!   queried ([`Bank::find`] with a [`Query`]): exact digests, near duplicates (LSH), items
-//!   contained in a longer text with their character span, and semantic neighbours.
+//!   contained in a longer text with their character span, and semantic neighbours (which
+//!   must stand out from the bank's other items, and lift over the item's level: its likeness
+//!   to ordinary text, [`Bank::set_reference`]).
 //! - [`space`]: language-neutral embeddings: the directions of language removed before a
 //!   semantic comparison, so that a translation is nearer than another text of its language.
 //! - [`families`]: re-upload families of a dump (union-find over near-duplicate edges).
@@ -24,7 +26,7 @@ mod records;
 
 pub use bank::{
     digest, merge_matches, Bank, BankError, BankInfo, EmbeddingModel, FileHash, Item, Match,
-    Method, Query, Thresholds, FORMAT,
+    Method, Query, Thresholds, FORMAT, MARGIN_NEIGHBOURS, REFERENCE_NEIGHBOURS,
 };
 pub use normalize::{normalize, Normalized};
 pub use space::LanguageSpace;

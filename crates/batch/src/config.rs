@@ -58,6 +58,10 @@ pub struct BanksConfig {
     /// (`triage_bank::Thresholds::semantic_margin`).
     #[serde(default = "default_margin")]
     pub semantic_margin: f32,
+    /// Least lift of a semantic match over its item's level
+    /// (`triage_bank::Thresholds::semantic_lift`).
+    #[serde(default = "default_lift")]
+    pub semantic_lift: f32,
     /// Matches written per record, best first (the summary counts every bank matched).
     #[serde(default = "default_max_matches")]
     pub max_matches: usize,
@@ -102,6 +106,9 @@ fn default_semantic() -> f32 {
 fn default_margin() -> f32 {
     triage_bank::Thresholds::default().semantic_margin
 }
+fn default_lift() -> f32 {
+    triage_bank::Thresholds::default().semantic_lift
+}
 
 impl Default for BanksConfig {
     fn default() -> Self {
@@ -111,6 +118,7 @@ impl Default for BanksConfig {
             contained: default_contained(),
             semantic: default_semantic(),
             semantic_margin: default_margin(),
+            semantic_lift: default_lift(),
             max_matches: default_max_matches(),
             families_semantic: true,
             family_semantic: default_family_semantic(),
@@ -127,6 +135,7 @@ impl BanksConfig {
             contained: self.contained,
             semantic: self.semantic,
             semantic_margin: self.semantic_margin,
+            semantic_lift: self.semantic_lift,
         }
     }
 }
@@ -172,6 +181,7 @@ impl WorkspaceConfig {
             ("contained", config.banks.contained),
             ("semantic", config.banks.semantic),
             ("semantic_margin", config.banks.semantic_margin),
+            ("semantic_lift", config.banks.semantic_lift),
             ("family_semantic", config.banks.family_semantic),
             (
                 "family_semantic_margin",

@@ -35,8 +35,8 @@ pub use checkpoint::{config_sha256, CheckpointFile};
 pub use config::{BanksConfig, InputConfig, WorkspaceConfig};
 pub use error::{Error, Result};
 pub use pipeline::{
-    language_space, run, shard_of, upgrade_banks, BatchResult, Checkpoint, Labeller, ProgressInfo,
-    RunOptions,
+    language_space, run, semantic_frame, shard_of, upgrade_banks, BatchResult, Checkpoint,
+    Labeller, ProgressInfo, RunOptions,
 };
 pub use reader::{Columns, InputFormat};
 pub use record::{

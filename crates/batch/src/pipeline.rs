@@ -73,8 +73,9 @@ impl Labeller {
         for dir in upgrade_banks(&mut banks, &self.classifier)? {
             tracing::warn!(
                 bank = %dir.display(),
-                "the bank was built before language spaces (format 1 or 2): its embeddings are \
-                 projected at every load until it is saved so (`triage bank add {} /dev/null`)",
+                "the bank was built before language spaces (format 1 or 2) or before items' \
+                 levels: its embeddings are projected, or their levels measured, at every load \
+                 until it is saved so (`triage bank add {} /dev/null`)",
                 dir.display()
             );
         }
@@ -293,22 +294,26 @@ impl Scored {
 }
 
 /// Gives every bank that holds embeddings without a language space (one of format 1 or 2)
-/// the classifier's ([`language_space`]), so that its semantic look-up compares as a bank
-/// built now does, at the same thresholds. Returns the folders of the banks changed.
+/// the classifier's ([`language_space`]), and every such bank without a reference (made
+/// before references) the built-in background as one ([`triage_bank::Bank::set_reference`]),
+/// so that its semantic look-up compares as a bank built now does, at the same thresholds.
+/// Returns the folders of the banks changed.
 pub fn upgrade_banks(
     banks: &mut [(std::path::PathBuf, Bank)],
     classifier: &Classifier,
 ) -> Result<Vec<std::path::PathBuf>> {
     let mut changed = Vec::new();
-    let mut space = None;
+    let mut made = None;
     for (dir, b) in banks.iter_mut() {
-        if !b.has_embeddings() || b.language_space().is_some() {
+        if !b.has_embeddings() || (b.language_space().is_some() && b.has_reference()) {
             continue;
         }
-        if space.is_none() {
-            space = Some(language_space(classifier)?);
+        if made.is_none() {
+            made = Some(semantic_frame(classifier)?);
         }
-        b.set_language_space(space.clone().expect("made above"))?;
+        let (space, reference) = made.as_ref().expect("made above");
+        b.set_language_space(space.clone())?;
+        b.set_reference(reference)?;
         changed.push(dir.clone());
     }
     Ok(changed)
@@ -318,18 +323,29 @@ pub fn upgrade_banks(
 /// estimated from the built-in background: the same ordinary sentences written for this
 /// project in each of the 15 languages (`crates/classify/data/background.txt`).
 pub fn language_space(classifier: &Classifier) -> Result<triage_bank::LanguageSpace> {
+    Ok(semantic_frame(classifier)?.0)
+}
+
+/// What a bank's semantic look-up is measured against: the language space
+/// ([`language_space`]) and, as the reference of items' levels
+/// ([`triage_bank::Bank::set_reference`]), the embeddings of the same built-in background.
+pub fn semantic_frame(
+    classifier: &Classifier,
+) -> Result<(triage_bank::LanguageSpace, Vec<Vec<f32>>)> {
     let lines = triage_classify::builtin_background_by_language();
     let texts: Vec<&str> = lines.iter().map(|(_, t)| t.as_str()).collect();
     let embeddings = classifier.embed(&texts)?;
     let mut groups: std::collections::BTreeMap<&str, Vec<Vec<f32>>> = Default::default();
-    for ((lang, _), e) in lines.iter().zip(embeddings) {
-        groups.entry(lang).or_default().push(e);
+    for ((lang, _), e) in lines.iter().zip(&embeddings) {
+        groups.entry(lang).or_default().push(e.clone());
     }
     let groups: Vec<Vec<Vec<f32>>> = groups.into_values().collect();
-    triage_bank::LanguageSpace::from_languages(&groups).ok_or_else(|| Error::Config {
-        path: std::path::PathBuf::from("crates/classify/data/background.txt"),
-        message: "the built-in background gives no language space".into(),
-    })
+    let space =
+        triage_bank::LanguageSpace::from_languages(&groups).ok_or_else(|| Error::Config {
+            path: std::path::PathBuf::from("crates/classify/data/background.txt"),
+            message: "the built-in background gives no language space".into(),
+        })?;
+    Ok((space, embeddings))
 }
 
 /// Semantic matches of a text from its windows' embeddings: the text's embedding (the
