@@ -391,37 +391,27 @@ fn banks_are_built_matched_in_a_run_and_families_found() {
     );
 }
 
-/// A bank made before language spaces (no `language_space` in its bank.json, as formats 1 and
-/// 2 wrote it) is projected when `triage label` loads it, with a warning that names it and
-/// says how to save it so, and matches as the bank built now does; `triage bank add` with no
-/// new items saves it as format 3.
-#[test]
-fn a_bank_from_before_language_spaces_is_projected_at_load_and_saved_so_by_bank_add() {
+/// A copy of `bank` in `to` as an older version wrote it: without the files `drop`, with
+/// bank.json edited by `edit` and its content hash made again. Returns the original bank.json.
+fn older_copy(
+    bank: &Path,
+    to: &Path,
+    drop: &[&str],
+    edit: impl Fn(&mut serde_json::Map<String, serde_json::Value>),
+) -> serde_json::Value {
     use sha2::{Digest, Sha256};
-    let dir = tempfile::tempdir().unwrap();
-    let d = dir.path();
-    // (exit status 1: the items file's bad lines)
-    let (cfg, bank, out) = seized_bank(d);
-    assert_eq!(out.status.code(), Some(1));
-    let old = d.join("old/seized");
-    std::fs::create_dir_all(&old).unwrap();
-    for f in [
-        "items.jsonl",
-        "signatures.bin",
-        "index.bin",
-        "embeddings.bin",
-    ] {
-        std::fs::copy(bank.join(f), old.join(f)).unwrap();
-    }
-    let mut info: serde_json::Value =
+    std::fs::create_dir_all(to).unwrap();
+    let original: serde_json::Value =
         serde_json::from_slice(&std::fs::read(bank.join("bank.json")).unwrap()).unwrap();
-    let rank = info["language_space"].as_u64().unwrap();
+    let mut info = original.clone();
     let info = info.as_object_mut().unwrap();
-    info.insert("format".into(), 2.into());
-    info.remove("language_space");
+    edit(info);
     let files = info["files"].as_object_mut().unwrap();
-    for f in ["language_space.bin", "reference.bin", "levels.bin"] {
-        files.remove(f);
+    for f in drop {
+        files.remove(*f);
+    }
+    for f in files.keys() {
+        std::fs::copy(bank.join(f), to.join(f)).unwrap();
     }
     let mut h = Sha256::new();
     for (name, hash) in files.iter() {
@@ -430,10 +420,35 @@ fn a_bank_from_before_language_spaces_is_projected_at_load_and_saved_so_by_bank_
     let content: String = h.finalize().iter().map(|b| format!("{b:02x}")).collect();
     info.insert("content_sha256".into(), content.into());
     std::fs::write(
-        old.join("bank.json"),
+        to.join("bank.json"),
         serde_json::to_vec_pretty(&info).unwrap(),
     )
     .unwrap();
+    original
+}
+
+/// A bank made before language spaces (no `language_space` in its bank.json, as formats 1 and
+/// 2 wrote it) is projected when `triage label` loads it, with a warning that names it and
+/// says how to save it so, and matches as the bank built now does; `triage bank add` with no
+/// new items saves it as format 3. The same for a bank of format 3 made before items' levels.
+#[test]
+fn a_bank_from_before_language_spaces_is_projected_at_load_and_saved_so_by_bank_add() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    // (exit status 1: the items file's bad lines)
+    let (cfg, bank, out) = seized_bank(d);
+    assert_eq!(out.status.code(), Some(1));
+    let old = d.join("old/seized");
+    let info = older_copy(
+        &bank,
+        &old,
+        &["language_space.bin", "reference.bin", "levels.bin"],
+        |info| {
+            info.insert("format".into(), 2.into());
+            info.remove("language_space");
+        },
+    );
+    let rank = info["language_space"].as_u64().unwrap();
     let input = dump(d);
     let label = |b: &Path, out: &Path| {
         run(&[
@@ -495,6 +510,37 @@ fn a_bank_from_before_language_spaces_is_projected_at_load_and_saved_so_by_bank_
     assert!(out.status.success());
     assert!(!String::from_utf8_lossy(&out.stderr).contains("built before language spaces"));
     assert_eq!(matches(&old_out), matches(&new_out));
+    // a bank of format 3 made before items' levels: listed as such, measured at each load with
+    // a warning, and saved with them by `bank add`: the levels of a bank built now
+    let mid = d.join("mid/seized");
+    older_copy(&bank, &mid, &["reference.bin", "levels.bin"], |_| {});
+    let list = run(&["bank", "list", s(&d.join("mid"))]);
+    let list = String::from_utf8_lossy(&list.stdout);
+    assert!(list.contains("(no levels)"), "{list}");
+    let mid_out = d.join("mid.jsonl");
+    let out = label(&mid, &mid_out);
+    assert!(out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("before items' levels")
+            && err.contains(&format!("triage bank add {} /dev/null", mid.display())),
+        "{err}"
+    );
+    assert_eq!(matches(&mid_out), matches(&new_out));
+    let out = run(&["bank", "add", s(&mid), "/dev/null", "-c", s(&cfg)]);
+    assert!(out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("levels measured"), "{err}");
+    for f in ["reference.bin", "levels.bin"] {
+        assert_eq!(
+            std::fs::read(mid.join(f)).unwrap(),
+            std::fs::read(bank.join(f)).unwrap(),
+            "{f}"
+        );
+    }
+    let out = label(&mid, &mid_out);
+    assert!(out.status.success());
+    assert!(!String::from_utf8_lossy(&out.stderr).contains("levels"));
 }
 
 #[test]

@@ -203,7 +203,9 @@ fn list(dir: &Path) -> Result<ExitCode, Failure> {
                 // every load until it is saved again
                 let embeddings = match (&i.embeddings, i.language_space) {
                     (None, _) => "-".into(),
-                    (Some(e), Some(_)) => e.model.clone(),
+                    (Some(e), Some(_)) if b.has_reference() => e.model.clone(),
+                    // format 3 before items' levels: measured at every load until saved so
+                    (Some(e), Some(_)) => format!("{} (no levels)", e.model),
                     (Some(e), None) => format!("{} (no language space)", e.model),
                 };
                 println!(
