@@ -473,18 +473,28 @@ fn a_bank_from_before_language_spaces_is_projected_at_load_and_saved_so_by_bank_
     let new_out = d.join("new.jsonl");
     assert!(label(&bank, &new_out).status.success());
     let old_out = d.join("old.jsonl");
-    let list = run(&["bank", "list", s(&d.join("old"))]);
-    let list = String::from_utf8_lossy(&list.stdout);
-    assert!(list.contains("(no language space)"), "{list}");
-    let out = label(&old, &old_out);
-    assert!(out.status.success());
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert!(
-        err.contains("built before language spaces")
-            && err.contains(&format!("triage bank add {} /dev/null", old.display())),
-        "{err}"
+    // an older bank: listed as such, upgraded at load with a warning that says how to save it
+    // so, and matching as the bank built now does
+    let flagged = |old: &Path, old_out: &Path, listed: &str, warned: &str| {
+        let list = run(&["bank", "list", s(old.parent().unwrap())]);
+        let list = String::from_utf8_lossy(&list.stdout);
+        assert!(list.contains(listed), "{list}");
+        let out = label(old, old_out);
+        assert!(out.status.success());
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            err.contains(warned)
+                && err.contains(&format!("triage bank add {} /dev/null", old.display())),
+            "{err}"
+        );
+        assert_eq!(matches(old_out), matches(&new_out));
+    };
+    flagged(
+        &old,
+        &old_out,
+        "(no language space)",
+        "built before language spaces",
     );
-    assert_eq!(matches(&old_out), matches(&new_out));
     assert!(matches(&new_out).iter().any(|m| !m.is_empty()));
     // saved as format 3 by `bank add` with no new items
     let out = run(&["bank", "add", s(&old), "/dev/null", "-c", s(&cfg)]);
@@ -514,19 +524,8 @@ fn a_bank_from_before_language_spaces_is_projected_at_load_and_saved_so_by_bank_
     // a warning, and saved with them by `bank add`: the levels of a bank built now
     let mid = d.join("mid/seized");
     older_copy(&bank, &mid, &["reference.bin", "levels.bin"], |_| {});
-    let list = run(&["bank", "list", s(&d.join("mid"))]);
-    let list = String::from_utf8_lossy(&list.stdout);
-    assert!(list.contains("(no levels)"), "{list}");
     let mid_out = d.join("mid.jsonl");
-    let out = label(&mid, &mid_out);
-    assert!(out.status.success());
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert!(
-        err.contains("before items' levels")
-            && err.contains(&format!("triage bank add {} /dev/null", mid.display())),
-        "{err}"
-    );
-    assert_eq!(matches(&mid_out), matches(&new_out));
+    flagged(&mid, &mid_out, "(no levels)", "before items' levels");
     let out = run(&["bank", "add", s(&mid), "/dev/null", "-c", s(&cfg)]);
     assert!(out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);

@@ -2064,6 +2064,31 @@ mod tests {
         }
     }
 
+    /// A bank of items `i0`, `i1`, ... with these embeddings.
+    fn embedded_bank(items: &[Vec<f32>]) -> Bank {
+        let model = EmbeddingModel {
+            dim: items[0].len(),
+            ..model()
+        };
+        let mut b = Bank::new("m", Some(model));
+        for (i, e) in items.iter().enumerate() {
+            b.insert(
+                Item::from_text(&format!("i{i}"), "t", Default::default())
+                    .with_embedding(e.clone()),
+            )
+            .unwrap();
+        }
+        b.finish();
+        b
+    }
+
+    /// The cosine in f32, computed here (the reference the bank's 8 bits are checked against).
+    fn cosine(a: &[f32], b: &[f32]) -> f32 {
+        let d: f32 = a.iter().zip(b).map(|(x, y)| x * y).sum();
+        d / (a.iter().map(|x| x * x).sum::<f32>().sqrt()
+            * b.iter().map(|x| x * x).sum::<f32>().sqrt())
+    }
+
     #[test]
     fn embeddings_match_semantically_survive_saving_and_name_their_model() {
         let mut b = Bank::new("sem", Some(model()));
@@ -2133,14 +2158,9 @@ mod tests {
                     .with_embedding(vec![0.0, 1.0, 0.0, 0.0]),
             ]
         };
-        let cos = |a: &[f32], b: &[f32]| {
-            let d: f32 = a.iter().zip(b).map(|(x, y)| x * y).sum();
-            let n = |v: &[f32]| v.iter().map(|x| x * x).sum::<f32>().sqrt();
-            d / (n(a) * n(b))
-        };
         // the level, in f32: the mean of the 5 highest cosines with the reference
         let level = |e: &[f32]| {
-            let mut c: Vec<f32> = reference.iter().map(|r| cos(e, r)).collect();
+            let mut c: Vec<f32> = reference.iter().map(|r| cosine(e, r)).collect();
             c.sort_by(|a, b| b.total_cmp(a));
             c[..REFERENCE_NEIGHBOURS].iter().sum::<f32>() / REFERENCE_NEIGHBOURS as f32
         };
@@ -2178,8 +2198,8 @@ mod tests {
         // the lift: the margin (the other item's cosine and 3 floors of 0.5 as the next 4) plus
         // the cosine, less the level
         let lift = |q: &[f32], own: &[f32], other: &[f32]| {
-            let c = cos(q, own);
-            c - (cos(q, other) + 3.0 * 0.5) / 4.0 + c - level(own)
+            let c = cosine(q, own);
+            c - (cosine(q, other) + 3.0 * 0.5) / 4.0 + c - level(own)
         };
         let (x, y) = ([1.0, 0.0, 0.0, 0.0], [0.0, 1.0, 0.0, 0.0]);
         assert!(lift(&[1.0, 0.3, 0.0, 0.0], &x, &y) < 0.8);
@@ -2322,21 +2342,8 @@ mod tests {
                 })
                 .collect()
         };
-        let model = EmbeddingModel {
-            model: "m".into(),
-            weights_sha256: "ab".repeat(32),
-            dim: 384,
-        };
         let items: Vec<Vec<f32>> = (0..20).map(|_| vec()).collect();
-        let mut b = Bank::new("q", Some(model));
-        for (i, e) in items.iter().enumerate() {
-            b.insert(
-                Item::from_text(&format!("i{i}"), "t", Default::default())
-                    .with_embedding(e.clone()),
-            )
-            .unwrap();
-        }
-        b.finish();
+        let b = embedded_bank(&items);
         let q: Vec<f32> = items[3]
             .iter()
             .zip(vec())
@@ -2347,16 +2354,11 @@ mod tests {
             semantic_margin: -2.0,
             ..Default::default()
         };
-        let cos = |a: &[f32], b: &[f32]| {
-            let d: f32 = a.iter().zip(b).map(|(x, y)| x * y).sum();
-            d / (a.iter().map(|x| x * x).sum::<f32>().sqrt()
-                * b.iter().map(|x| x * x).sum::<f32>().sqrt())
-        };
         let hits = b.find_semantic(std::slice::from_ref(&q), &t);
         assert_eq!(hits.len(), 20);
         for (_, m) in hits {
             let i: usize = m.item[1..].parse().unwrap();
-            let truth = cos(&items[i], &q);
+            let truth = cosine(&items[i], &q);
             assert!(
                 (m.similarity - truth).abs() < 0.01,
                 "{}: {} vs {truth}",
@@ -2389,25 +2391,7 @@ mod tests {
                 centres[i / 10].iter().zip(n).map(|(c, n)| c + n).collect()
             })
             .collect();
-        let model = EmbeddingModel {
-            model: "m".into(),
-            weights_sha256: "ab".repeat(32),
-            dim,
-        };
-        let mut b = Bank::new("m", Some(model));
-        for (i, e) in items.iter().enumerate() {
-            b.insert(
-                Item::from_text(&format!("i{i}"), "t", Default::default())
-                    .with_embedding(e.clone()),
-            )
-            .unwrap();
-        }
-        b.finish();
-        let cos = |a: &[f32], b: &[f32]| {
-            let d: f32 = a.iter().zip(b).map(|(x, y)| x * y).sum();
-            d / (a.iter().map(|x| x * x).sum::<f32>().sqrt()
-                * b.iter().map(|x| x * x).sum::<f32>().sqrt())
-        };
+        let b = embedded_bank(&items);
         let mut compared = 0;
         for k in 0..40 {
             let q: Vec<f32> = items[k * 7]
@@ -2415,7 +2399,7 @@ mod tests {
                 .zip(noise(dim, 0.6))
                 .map(|(a, n)| a + n)
                 .collect();
-            let c: Vec<f32> = items.iter().map(|e| cos(e, &q)).collect();
+            let c: Vec<f32> = items.iter().map(|e| cosine(e, &q)).collect();
             for (floor, margin) in [(0.0, 0.01), (0.0, 0.05), (0.5, 0.02), (-1.0, 0.1)] {
                 let t = Thresholds {
                     semantic: floor,
