@@ -34,7 +34,8 @@ eval "$(scripts/setup_onnxruntime.sh)"
 cargo test --locked --workspace
 # The int8 engine's unit tests again on an emulated AVX2 CPU without AVX-512 or VNNI (QEMU's
 # user-mode emulator as an AMD EPYC Zen 3), where ONNX Runtime's u8 x s8 kernels saturate and
-# `int8_kernels = "auto"` must choose u8 x u8
+# `int8_kernels = "auto"` must choose u8 x u8; and the bank's unit tests, whose 8-bit dot products
+# take their AVX2 path there
 scripts/test_avx2.sh
 # The language-identification report on a slice of its test set, after checking that the
 # committed model is what its training script makes.

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The int8 engine's tests on an x86-64 CPU without AVX-512 or VNNI, emulated: QEMU's user-mode
+# The int8 engine's tests (and the bank's) on an x86-64 CPU without AVX-512 or VNNI, emulated: QEMU's user-mode
 # emulator (Debian's qemu-user, pinned) runs the test binary as an AMD EPYC Zen 3 (EPYC-Milan:
 # AVX2 and FMA, no AVX-512), so the CPUID that Rust's feature detection and ONNX Runtime's
 # kernel choice read is that CPU's. What runs there: u8 x s8 kernels that sum pairs in 16 bits
@@ -31,3 +31,10 @@ chmod +x "$runner"
 echo "test_avx2: the ort backend's unit tests on an emulated $cpu (no AVX-512)" >&2
 CARGO_TARGET_X86_64_UNKNOWN_LINUX_GNU_RUNNER="$runner" TRIAGE_EXPECT_NO_AVX512=1 \
   cargo test --locked -p triage-classify --features ort --lib -- "${@:-backend::ort}"
+# and, in a whole run, the bank's unit tests: its 8-bit dot products (semantic look-up, items'
+# levels) take their AVX2 path there
+if [ $# -eq 0 ]; then
+  echo "test_avx2: the bank's unit tests on an emulated $cpu (no AVX-512)" >&2
+  CARGO_TARGET_X86_64_UNKNOWN_LINUX_GNU_RUNNER="$runner" TRIAGE_EXPECT_NO_AVX512=1 \
+    cargo test --locked -p triage-bank --lib
+fi

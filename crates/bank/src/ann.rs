@@ -504,6 +504,18 @@ mod tests {
             .contains("values"));
     }
 
+    /// Under `scripts/test_avx2.sh` (an emulated AVX2 CPU), the emulation took: the 8-bit dot
+    /// products, and so the tests of levels and semantic look-up, take the AVX2 path there.
+    #[test]
+    #[cfg(target_arch = "x86_64")]
+    fn the_emulated_cpu_has_no_avx512_when_the_avx2_run_expects_none() {
+        if std::env::var_os("TRIAGE_EXPECT_NO_AVX512").is_none() {
+            return;
+        }
+        assert!(!std::is_x86_feature_detected!("avx512bw"));
+        assert!(std::is_x86_feature_detected!("avx2"));
+    }
+
     #[test]
     fn dot_products_agree_with_plain_loops() {
         let a: Vec<i8> = (0..389).map(|i| ((i * 37) % 255 - 127) as i8).collect();
